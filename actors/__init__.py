@@ -1,0 +1,1 @@
+"""dxai.actors package."""

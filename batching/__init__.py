@@ -1,0 +1,1 @@
+"""dxai.batching package."""

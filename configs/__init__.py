@@ -1,0 +1,1 @@
+"""dxai.configs package."""

@@ -1,0 +1,1 @@
+"""dxai.daemon package."""

@@ -1,0 +1,18 @@
+"""``dxai deid`` (being written)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``deid`` command."""
+    parser: argparse.ArgumentParser = sub.add_parser("deid", help="deid (being written)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    print("dxai deid: not available yet", file=sys.stderr)
+    return 2

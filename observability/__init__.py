@@ -1,0 +1,1 @@
+"""dxai.observability package."""
