@@ -29,38 +29,107 @@ def check_label_value(value: str) -> str:
 class Sensor:
     """Metrics for one process, on its own registry (tests get a fresh one each)."""
 
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
 
     def __post_init__(self) -> None:
         reg = self.registry
         self.counters: dict[str, Counter] = {
-            "events_consumed": Counter("dxai_events_consumed", "Events consumed", ["source"], registry=reg),
-            "events_produced": Counter("dxai_events_produced", "Events produced", ["topic"], registry=reg),
-            "errors": Counter("dxai_errors", "Errors by type", ["component", "error_code"], registry=reg),
-            "instances": Counter("dxai_instances", "Instances processed", ["component", "status"], registry=reg),
-            "deid_actions": Counter("dxai_deid_actions", "De-identification actions", ["action"], registry=reg),
+            "events_consumed": Counter(
+                "dxai_events_consumed", "Events consumed", ["source"], registry=reg
+            ),
+            "events_produced": Counter(
+                "dxai_events_produced", "Events produced", ["topic"], registry=reg
+            ),
+            "errors": Counter(
+                "dxai_errors", "Errors by type", ["component", "error_code"], registry=reg
+            ),
+            "instances": Counter(
+                "dxai_instances", "Instances processed", ["component", "status"], registry=reg
+            ),
+            "deid_actions": Counter(
+                "dxai_deid_actions", "De-identification actions", ["action"], registry=reg
+            ),
         }
         self.histograms: dict[str, Histogram] = {
-            "decision_latency_s": Histogram("dxai_decision_latency_seconds", "Decision latency", [], buckets=_LATENCY_BUCKETS, registry=reg),
-            "e2e_latency_s": Histogram("dxai_end_to_end_latency_seconds", "End-to-end latency", [], buckets=_LATENCY_BUCKETS, registry=reg),
-            "queue_wait_s": Histogram("dxai_batch_queue_wait_seconds", "Batcher queue wait", ["model"], buckets=_LATENCY_BUCKETS, registry=reg),
-            "batch_exec_s": Histogram("dxai_batch_execution_seconds", "Batch execution time", ["model", "backend"], buckets=_LATENCY_BUCKETS, registry=reg),
-            "batch_size": Histogram("dxai_batch_size", "Items per batch", ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=reg),
-            "batch_fill_ratio": Histogram("dxai_batch_fill_ratio", "Batch size / max batch size", ["model"], buckets=(0.125, 0.25, 0.5, 0.75, 1.0), registry=reg),
-            "loop_lag_s": Histogram("dxai_event_loop_lag_seconds", "Event loop lag", [], buckets=_LATENCY_BUCKETS, registry=reg),
-            "instance_s": Histogram("dxai_instance_seconds", "Time per instance", ["component"], buckets=_LATENCY_BUCKETS, registry=reg),
+            "decision_latency_s": Histogram(
+                "dxai_decision_latency_seconds",
+                "Decision latency",
+                [],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            "e2e_latency_s": Histogram(
+                "dxai_end_to_end_latency_seconds",
+                "End-to-end latency",
+                [],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            "queue_wait_s": Histogram(
+                "dxai_batch_queue_wait_seconds",
+                "Batcher queue wait",
+                ["model"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            "batch_exec_s": Histogram(
+                "dxai_batch_execution_seconds",
+                "Batch execution time",
+                ["model", "backend"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            "batch_size": Histogram(
+                "dxai_batch_size",
+                "Items per batch",
+                ["model"],
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+                registry=reg,
+            ),
+            "batch_fill_ratio": Histogram(
+                "dxai_batch_fill_ratio",
+                "Batch size / max batch size",
+                ["model"],
+                buckets=(0.125, 0.25, 0.5, 0.75, 1.0),
+                registry=reg,
+            ),
+            "loop_lag_s": Histogram(
+                "dxai_event_loop_lag_seconds",
+                "Event loop lag",
+                [],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            "instance_s": Histogram(
+                "dxai_instance_seconds",
+                "Time per instance",
+                ["component"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
         }
         self.gauges: dict[str, Gauge] = {
             "jobs": Gauge("dxai_jobs", "Jobs by state", ["state"], registry=reg),
-            "engine_loaded": Gauge("dxai_engine_loaded", "Loaded engines by backend and device", ["model", "backend", "device"], registry=reg),
-            "queue_depth": Gauge("dxai_batch_queue_depth", "Items waiting in the batcher", ["model"], registry=reg),
+            "engine_loaded": Gauge(
+                "dxai_engine_loaded",
+                "Loaded engines by backend and device",
+                ["model", "backend", "device"],
+                registry=reg,
+            ),
+            "queue_depth": Gauge(
+                "dxai_batch_queue_depth", "Items waiting in the batcher", ["model"], registry=reg
+            ),
         }
 
     @staticmethod
     def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
         return {k: check_label_value(v) for k, v in (labels or {}).items()}
 
-    def count(self, name: str, labels: Mapping[str, str] | None = None, amount: float = 1.0) -> None:
+    def count(
+        self, name: str, labels: Mapping[str, str] | None = None, amount: float = 1.0
+    ) -> None:
         """Increment counter ``name``."""
         metric = self.counters[name]
         (metric.labels(**self._labels(labels)) if labels else metric).inc(amount)

@@ -9,7 +9,9 @@ from typing import Any
 
 def register(sub: Any) -> None:
     """Add the ``audit`` command."""
-    parser: argparse.ArgumentParser = sub.add_parser("audit", help="inspect and verify the hash-chained audit log")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "audit", help="inspect and verify the hash-chained audit log"
+    )
     parser.add_argument("--config", default=None, help="YAML configuration file")
     parser.set_defaults(func=_run)
 

@@ -9,7 +9,9 @@ from typing import Any
 
 def register(sub: Any) -> None:
     """Add the ``bench`` command."""
-    parser: argparse.ArgumentParser = sub.add_parser("bench", help="run the benchmarks under bench/")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "bench", help="run the benchmarks under bench/"
+    )
     parser.add_argument("--config", default=None, help="YAML configuration file")
     parser.set_defaults(func=_run)
 

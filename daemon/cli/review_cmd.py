@@ -1,4 +1,4 @@
-"""``dxai review``: list and decide instances held for human review (not implemented yet, issue 6)."""
+"""``dxai review``: list and decide instances held for human review (not implemented yet)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 def register(sub: Any) -> None:
     """Add the ``review`` command."""
-    parser: argparse.ArgumentParser = sub.add_parser("review", help="list and decide instances held for human review")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "review", help="list and decide instances held for human review"
+    )
     parser.add_argument("--config", default=None, help="YAML configuration file")
     parser.set_defaults(func=_run)
 

@@ -1,4 +1,4 @@
-"""``dxai run``: run the streaming daemon (Kafka or embedded mode) (not implemented yet, issue 6)."""
+"""``dxai run``: the streaming daemon, Kafka or embedded mode (not implemented yet, issue 6)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 
 def register(sub: Any) -> None:
     """Add the ``run`` command."""
-    parser: argparse.ArgumentParser = sub.add_parser("run", help="run the streaming daemon (Kafka or embedded mode)")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "run", help="run the streaming daemon (Kafka or embedded mode)"
+    )
     parser.add_argument("--config", default=None, help="YAML configuration file")
     parser.set_defaults(func=_run)
 

@@ -47,10 +47,14 @@ def test_bad_value_names_key_value_and_rule(tmp_path: Path) -> None:
 
 
 def test_env_override_applies_and_is_validated(tmp_path: Path) -> None:
-    cfg = load_config(CONFIGS / "local.yaml", environ={"DXAI_INFERENCE__BATCHING__MAX_BATCH_SIZE": "16"})
+    cfg = load_config(
+        CONFIGS / "local.yaml", environ={"DXAI_INFERENCE__BATCHING__MAX_BATCH_SIZE": "16"}
+    )
     assert cfg.inference.batching.max_batch_size == 16
-    with pytest.raises(ConfigError, match="inference.batching.max_batch_size"):
-        load_config(CONFIGS / "local.yaml", environ={"DXAI_INFERENCE__BATCHING__MAX_BATCH_SIZE": "x"})
+    with pytest.raises(ConfigError, match=r"inference\.batching\.max_batch_size"):
+        load_config(
+            CONFIGS / "local.yaml", environ={"DXAI_INFERENCE__BATCHING__MAX_BATCH_SIZE": "x"}
+        )
 
 
 def test_production_requires_kafka(tmp_path: Path) -> None:

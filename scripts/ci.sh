@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# README command 2: install everything the tests need, start the real services (Apache Kafka in
+# KRaft mode, two Orthancs with DICOMweb, DCMTK, dciodvfy), lint, type-check and run the whole
+# suite.  .ci/run calls this script and nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+START=$(date +%s)
+stamp() { echo "[ci +$(( $(date +%s) - START ))s] $*"; }
+
+stamp "system packages (apt: orthanc, orthanc-dicomweb, dcmtk, dicom3tools, java, maven)"
+bash scripts/install_system.sh
+
+stamp "python environment (.venv, editable install with the dev extra: torch, ray[serve], ...)"
+PYTHON_BIN="${PYTHON_BIN:-python3}"
+if [ ! -x .venv/bin/python ]; then "$PYTHON_BIN" -m venv .venv; fi
+.venv/bin/python -m pip install -q --upgrade "pip>=24,<27" "setuptools>=69,<81" wheel
+.venv/bin/python -m pip install -q -e ".[dev]"
+
+stamp "lint: ruff check + ruff format --check"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+stamp "types: mypy --strict on the packages"
+bash scripts/typecheck.sh
+
+stamp "services: kafka (KRaft), orthanc source + dest"
+cleanup() {
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    stamp "failure (exit $rc): service logs kept under $ROOT/.services/"
+    for log in .services/*/*.log .services/*/*/*.log; do
+      [ -f "$log" ] && { echo "----- tail $log"; tail -n 40 "$log"; }
+    done
+  fi
+  bash scripts/services/down.sh || true
+  exit "$rc"
+}
+trap cleanup EXIT
+bash scripts/services/up.sh
+
+stamp "tests: unit + integration (gpu tests run on GPU nodes only)"
+.venv/bin/python -m pytest -m "not gpu" -p no:cacheprovider "$@"
+stamp "done"
