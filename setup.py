@@ -1,0 +1,18 @@
+"""Package discovery for the root-level rooms, installed under the ``dxai`` namespace.
+
+Each room folder at the repository root (``daemon/``, ``actors/``, ...) becomes ``dxai.<room>``;
+every sub-package inside it is found automatically, so nothing has to be listed by hand.
+"""
+
+from setuptools import find_packages, setup
+
+ROOMS = ("daemon", "actors", "batching", "engines", "observability", "configs")
+
+packages: list[str] = []
+package_dir: dict[str, str] = {}
+for room in ROOMS:
+    packages.append(f"dxai.{room}")
+    package_dir[f"dxai.{room}"] = room
+    packages.extend(f"dxai.{room}.{sub}" for sub in find_packages(where=room))
+
+setup(packages=packages, package_dir=package_dir)
