@@ -94,3 +94,27 @@ class InvalidEventError(PermanentError):
     """An intake event does not match the event contract."""
 
     code = "invalid_event"
+
+
+class ValidatorUnavailableError(PermanentError):
+    """An external DICOM validator (dciodvfy) is missing, timed out or crashed before reporting."""
+
+    code = "validator_unavailable"
+
+
+class UnknownModelError(PermanentError):
+    """A model name is not in the model registry (or not enabled on this node)."""
+
+    code = "unknown_model"
+
+
+class InvalidInferenceInputError(PermanentError):
+    """An inference item does not match the model's input spec (rank, channels, dtype, size)."""
+
+    code = "invalid_inference_input"
+
+
+class BatcherStoppedError(RetriableError):
+    """The inference client or batcher was stopped before the item could be processed."""
+
+    code = "batcher_stopped"

@@ -1,4 +1,9 @@
-"""Configuration of engines, the dynamic batcher and the inference backend."""
+"""Configuration of engines, the dynamic batcher and the inference backend.
+
+Per-model facts (file, hash, input spec, shape buckets, thresholds) live in the model registry
+(``configs/models.yaml``); this section says *how* this node runs them.  ``per_model`` overrides
+the node-wide engine, batching and Ray Serve settings for one model.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +27,15 @@ class EngineConfig(Section):
     intra_op_threads: int = Field(default=1, ge=0, le=256)
     inter_op_threads: int = Field(default=1, ge=0, le=256)
     engine_cache_dir: str | None = None
+    gpu_id: int = Field(default=0, ge=0, le=64)
+    trt_workspace_mib: int = Field(default=1024, ge=16, le=1 << 20)
 
     @model_validator(mode="after")
     def _fp16_needs_cuda(self) -> EngineConfig:
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision fp16 requires device cuda")
+        if self.kind == "tensorrt" and self.device != "cuda":
+            raise ValueError("engine kind tensorrt requires device cuda")
         return self
 
 
@@ -36,6 +45,7 @@ class BatchingConfig(Section):
     max_batch_size: int = Field(default=8, ge=1, le=1024)
     max_queue_delay_ms: float = Field(default=5.0, ge=0)
     queue_capacity: int = Field(default=256, ge=1)
+    queue_full_policy: Literal["reject", "wait"] = "reject"
     max_concurrent_batches: int = Field(default=1, ge=1, le=64)
     default_deadline_s: float = Field(default=60.0, gt=0)
 
@@ -45,7 +55,16 @@ class RayServeModelConfig(Section):
 
     num_replicas: int = Field(default=1, ge=1)
     num_gpus: float = Field(default=0.0, ge=0)
-    num_cpus: float = Field(default=1.0, gt=0)
+    num_cpus: float = Field(default=1.0, ge=0)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+
+
+class ModelRunConfig(Section):
+    """Overrides for one model; a field left out uses the node-wide value."""
+
+    engine: EngineConfig | None = None
+    batching: BatchingConfig | None = None
+    ray_serve: RayServeModelConfig | None = None
 
 
 class InferenceConfig(Section):
@@ -53,6 +72,23 @@ class InferenceConfig(Section):
 
     backend: Literal["inprocess", "ray"] = "inprocess"
     models_file: str | None = None
+    models: tuple[str, ...] | None = None
     engine: EngineConfig = EngineConfig()
     batching: BatchingConfig = BatchingConfig()
     ray_serve: RayServeModelConfig = RayServeModelConfig()
+    per_model: dict[str, ModelRunConfig] = Field(default_factory=dict)
+
+    def engine_for(self, model: str) -> EngineConfig:
+        """The engine settings for ``model`` (its override, else the node-wide one)."""
+        override = self.per_model.get(model)
+        return override.engine if override and override.engine else self.engine
+
+    def batching_for(self, model: str) -> BatchingConfig:
+        """The batching settings for ``model``."""
+        override = self.per_model.get(model)
+        return override.batching if override and override.batching else self.batching
+
+    def ray_serve_for(self, model: str) -> RayServeModelConfig:
+        """The Ray Serve settings for ``model``."""
+        override = self.per_model.get(model)
+        return override.ray_serve if override and override.ray_serve else self.ray_serve

@@ -1,0 +1,147 @@
+"""PHI tokens collected from an input dataset, and the matcher that finds or removes them.
+
+Tokens come only from attributes whose value the profile removes or replaces (never from cleaned
+``C`` attributes, whose remaining text is legitimately kept).  To avoid false positives a token is
+dropped when it is shorter than 3 characters, a purely numeric string shorter than 5 digits, a
+generic word, equal to a value that is legitimately kept (for example a kept ``Modality``), or
+contained in a value that de-identification itself wrote (pseudonyms, dummies, shifted dates).
+Matching is case-insensitive and anchored at word boundaries so that the name part ``ANN`` does
+not match inside ``SCANNER``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MIN_TOKEN = 3
+MIN_NUMERIC_TOKEN = 5
+NAME_VRS = frozenset({"PN"})
+TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "DA", "DT", "AE", "CS", "UR"})
+FREE_TEXT_VRS = frozenset({"LT", "ST", "UT"})
+GENERIC_WORDS = frozenset(
+    {
+        "ANON",
+        "ANONYMOUS",
+        "ANONYMIZED",
+        "ANONYMISED",
+        "REMOVED",
+        "UNKNOWN",
+        "NONE",
+        "NULL",
+        "YES",
+        "MALE",
+        "FEMALE",
+        "OTHER",
+        "DXAI",
+        "DOCTOR",
+        "PATIENT",
+        "STUDY",
+        "SERIES",
+        "IMAGE",
+        "TEST",
+        "MRS",
+        "MISS",
+        "PHD",
+        "DR.",
+        "M.D.",
+        "N/A",
+        "19000101",
+    }
+)
+_SPLIT_NAME = re.compile(r"[\^=\s,]+")
+
+
+def token_hash(token: str) -> str:
+    """A short hash that identifies a token in reports without revealing it."""
+    return "h:" + hashlib.sha256(token.casefold().encode("utf-8")).hexdigest()[:12]
+
+
+def _acceptable(token: str) -> bool:
+    if len(token) < MIN_TOKEN:
+        return False
+    if token.isdigit() and len(token) < MIN_NUMERIC_TOKEN:
+        return False
+    if not any(ch.isalnum() for ch in token):
+        return False
+    return token.upper() not in GENERIC_WORDS
+
+
+def tokens_from_value(value: str, vr: str) -> set[str]:
+    """The PHI tokens of one removed/replaced value (names also give their components)."""
+    out: set[str] = set()
+    for part in value.split("\\"):
+        text = part.strip().strip("\x00").strip()
+        if not text:
+            continue
+        if vr in NAME_VRS:
+            joined = " ".join(p for p in _SPLIT_NAME.split(text) if p)
+            out.add(joined)
+            out.update(p.strip(".") for p in _SPLIT_NAME.split(text))
+        else:
+            out.add(text)
+    return {t for t in out if _acceptable(t)}
+
+
+@dataclass
+class PhiCollector:
+    """Accumulates PHI tokens, kept values and generated values during one walk."""
+
+    tokens: set[str] = field(default_factory=set)
+    kept_values: set[str] = field(default_factory=set)
+    generated: list[str] = field(default_factory=list)
+
+    def add(self, value: str, vr: str) -> None:
+        """Add the tokens of a removed or replaced value."""
+        self.tokens.update(tokens_from_value(value, vr))
+
+    def keep(self, value: str) -> None:
+        """Record a legitimately kept value (its tokens are not PHI)."""
+        for part in value.split("\\"):
+            text = part.strip()
+            if text:
+                self.kept_values.add(text.casefold())
+
+    def final_tokens(self) -> frozenset[str]:
+        """The tokens that survive the false-positive filters."""
+        generated = "\x00".join(self.generated).casefold()
+        return frozenset(
+            t
+            for t in self.tokens
+            if t.casefold() not in self.kept_values and t.casefold() not in generated
+        )
+
+
+def _pattern(token: str) -> str:
+    escaped = re.escape(token)
+    if token.isdigit():
+        return rf"(?<!\d){escaped}(?!\d)"
+    # A space in a joined name also matches ^, = or , between the parts.
+    escaped = escaped.replace(r"\ ", r"[\s^=,]+")
+    return rf"(?<!\w){escaped}(?!\w)"
+
+
+class PhiMatcher:
+    """A compiled, case-insensitive search for a token set (longest tokens first)."""
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        ordered = sorted(set(tokens), key=lambda t: (-len(t), t))
+        self.tokens = tuple(ordered)
+        self._regex = (
+            re.compile("|".join(_pattern(t) for t in ordered), re.IGNORECASE) if ordered else None
+        )
+
+    def find(self, text: str) -> list[str]:
+        """The distinct matched substrings of ``text`` (empty when clean)."""
+        if self._regex is None or not text:
+            return []
+        return sorted({m.group(0) for m in self._regex.finditer(text)})
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every token removed and the whitespace tidied."""
+        if self._regex is None or not text:
+            return text
+        cleaned = self._regex.sub("", text)
+        return re.sub(r"[ \t]{2,}", " ", cleaned).strip()

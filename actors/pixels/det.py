@@ -1,0 +1,92 @@
+"""PP-OCRv4 text detector pre- and post-processing (DB: differentiable binarisation)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dxai.actors.pixels.types import Box, FloatArray, UInt8Array
+
+
+@dataclass(frozen=True)
+class DetParams:
+    """Detector settings: input size limits and DB post-processing thresholds."""
+
+    max_side: int = 960
+    min_side: int = 640
+    thresh: float = 0.3
+    box_thresh: float = 0.5
+    unclip_ratio: float = 1.6
+    max_candidates: int = 1000
+    min_size: int = 3
+
+
+def det_scale(height: int, width: int, params: DetParams) -> float:
+    """Scale factor applied to an image before detection (upscales small images)."""
+    scale = params.max_side / max(height, width)
+    if min(height, width) * scale < params.min_side:
+        scale = min(params.min_side / min(height, width), 2.0)
+    return min(scale, 2.0)
+
+
+def det_preprocess(image: UInt8Array, params: DetParams) -> tuple[FloatArray, float, float]:
+    """Resize to multiples of 32 and normalise; returns (CHW float32, scale_y, scale_x)."""
+    h, w = image.shape[:2]
+    scale = det_scale(h, w, params)
+    nh = max(32, round(h * scale / 32) * 32)
+    nw = max(32, round(w * scale / 32) * 32)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    chw = resized.astype(np.float32).transpose(2, 0, 1) / 255.0
+    chw = (chw - 0.5) / 0.5
+    return np.ascontiguousarray(chw, dtype=np.float32), nh / h, nw / w
+
+
+def _box_score(prob: FloatArray, contour: np.ndarray, rect: tuple[int, int, int, int]) -> float:
+    x, y, w, h = rect
+    mask = np.zeros((h, w), dtype=np.uint8)
+    shifted = contour.reshape(-1, 2) - np.array([x, y])
+    cv2.fillPoly(mask, [shifted.astype(np.int32)], 1)
+    region = prob[y : y + h, x : x + w]
+    return float(cv2.mean(region, mask)[0])
+
+
+def det_postprocess(
+    prob: FloatArray, scale_y: float, scale_x: float, shape: tuple[int, int], params: DetParams
+) -> list[Box]:
+    """Turn a probability map (H x W) into text line boxes in original image pixels."""
+    bitmap = (prob > params.thresh).astype(np.uint8)
+    bitmap = cv2.dilate(bitmap, np.ones((2, 2), dtype=np.uint8))
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes: list[Box] = []
+    height, width = shape
+    for contour in contours[: params.max_candidates]:
+        rect = cv2.boundingRect(contour)
+        _, _, rw, rh = rect
+        if min(rw, rh) < params.min_size:
+            continue
+        if _box_score(prob, contour, rect) < params.box_thresh:
+            continue
+        boxes.append(_unclip(rect, scale_y, scale_x, width, height, params.unclip_ratio))
+    return sorted(b for b in boxes if b.width > 3 and b.height > 3)
+
+
+def _unclip(
+    rect: tuple[int, int, int, int],
+    scale_y: float,
+    scale_x: float,
+    width: int,
+    height: int,
+    ratio: float,
+) -> Box:
+    x, y, w, h = rect
+    dist = w * h * ratio / (2.0 * (w + h))
+    x0, y0, x1, y1 = x - dist, y - dist, x + w + dist, y + h + dist
+    return Box(
+        max(0, math.floor(x0 / scale_x)),
+        max(0, math.floor(y0 / scale_y)),
+        min(width, math.ceil(x1 / scale_x)),
+        min(height, math.ceil(y1 / scale_y)),
+    )

@@ -1,0 +1,94 @@
+"""Direct ONNX Runtime implementations of the detector and recogniser protocols.
+
+The PP-OCRv4 models are the ones shipped inside the ``rapidocr_onnxruntime`` package; nothing
+is downloaded.  These classes are used where no :class:`InferenceClient` is available (tests,
+the CLI) and as the reference for the batched adapter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from dxai.actors.pixels.det import DetParams, det_postprocess, det_preprocess
+from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_preprocess
+from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
+from dxai.daemon.errors import ModelIntegrityError
+
+DET_MODEL = "ch_PP-OCRv4_det_infer.onnx"
+REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
+REC_BATCH = 16
+
+
+def packaged_model(name: str) -> Path:
+    """Path of a model file shipped in the ``rapidocr_onnxruntime`` package."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or spec.origin is None:
+        raise ModelIntegrityError("rapidocr_onnxruntime is not installed")
+    path = Path(spec.origin).parent / "models" / name
+    if not path.is_file():
+        raise ModelIntegrityError(f"packaged OCR model missing: {name}")
+    return path
+
+
+def _session(path: Path, threads: int) -> Any:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OrtTextDetector:
+    """PP-OCRv4 DB text detector run directly on ONNX Runtime (CPU)."""
+
+    def __init__(self, params: DetParams | None = None, threads: int = 1) -> None:
+        self.params = params or DetParams()
+        self._session = _session(packaged_model(DET_MODEL), threads)
+        self._input = self._session.get_inputs()[0].name
+
+    def run_prob(self, chw: FloatArray) -> FloatArray:
+        """Probability map (H x W) for one pre-processed CHW image."""
+        out = self._session.run(None, {self._input: chw[np.newaxis]})[0]
+        return np.asarray(out[0, 0], dtype=np.float32)
+
+    def detect(self, image: UInt8Array) -> list[Box]:
+        """Text line boxes in ``image`` pixel coordinates."""
+        chw, sy, sx = det_preprocess(image, self.params)
+        prob = self.run_prob(chw)
+        return det_postprocess(prob, sy, sx, (image.shape[0], image.shape[1]), self.params)
+
+
+class OrtTextRecognizer:
+    """PP-OCRv4 CRNN/SVTR recogniser run directly on ONNX Runtime (CPU), CTC greedy decode."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self._session = _session(packaged_model(REC_MODEL), threads)
+        self._input = self._session.get_inputs()[0].name
+
+    @cached_property
+    def charset(self) -> list[str]:
+        """CTC classes read from the model metadata."""
+        meta = self._session.get_modelmeta().custom_metadata_map
+        return load_charset(str(meta["character"]))
+
+    def run_batch(self, batch: FloatArray) -> FloatArray:
+        """Softmax maps (N x T x C) for a padded batch."""
+        return np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32)
+
+    def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
+        """Read each crop; crops are batched by similar width."""
+        items = [rec_preprocess(c) for c in crops]
+        order = sorted(range(len(items)), key=lambda i: items[i].shape[2])
+        results: list[Recognition | None] = [None] * len(items)
+        for start in range(0, len(order), REC_BATCH):
+            chunk = order[start : start + REC_BATCH]
+            probs = self.run_batch(pad_batch([items[i] for i in chunk]))
+            for row, i in enumerate(chunk):
+                results[i] = ctc_decode(probs[row], self.charset, items[i].shape[2])
+        return [r if r is not None else Recognition("", 0.0) for r in results]

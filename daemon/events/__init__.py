@@ -1,0 +1,45 @@
+"""The versioned event contract of the daemon: input, decisions, results, dead letters."""
+
+from dxai.daemon.events.codec import (
+    Headers,
+    dlq_headers,
+    encode_event,
+    header_value,
+    parse_study_event,
+    trace_headers,
+)
+from dxai.daemon.events.models import (
+    SCHEMA_VERSION,
+    DecisionEvent,
+    DeidCertificate,
+    DicomWebSource,
+    DimseSource,
+    LocalSource,
+    Reason,
+    ResultsEvent,
+    StudyEvent,
+    TaskResult,
+)
+from dxai.daemon.events.trace import TraceContext, new_trace, parse_traceparent
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DecisionEvent",
+    "DeidCertificate",
+    "DicomWebSource",
+    "DimseSource",
+    "Headers",
+    "LocalSource",
+    "Reason",
+    "ResultsEvent",
+    "StudyEvent",
+    "TaskResult",
+    "TraceContext",
+    "dlq_headers",
+    "encode_event",
+    "header_value",
+    "new_trace",
+    "parse_study_event",
+    "parse_traceparent",
+    "trace_headers",
+]

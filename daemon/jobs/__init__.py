@@ -1,0 +1,26 @@
+"""Durable jobs: states, idempotency key and the SQLite job store."""
+
+from dxai.daemon.jobs.model import (
+    ACTIVE_STATES,
+    ALL_STATES,
+    FINAL_STATES,
+    Claim,
+    JobRecord,
+    JobState,
+    can_move,
+    job_key,
+)
+from dxai.daemon.jobs.store import InvalidTransitionError, JobStore
+
+__all__ = [
+    "ACTIVE_STATES",
+    "ALL_STATES",
+    "FINAL_STATES",
+    "Claim",
+    "InvalidTransitionError",
+    "JobRecord",
+    "JobState",
+    "JobStore",
+    "can_move",
+    "job_key",
+]

@@ -1,0 +1,205 @@
+"""The durable job store (SQLite through aiosqlite, WAL, synchronous=FULL).
+
+Every write is committed before the call returns, so a Kafka offset may be committed as soon as
+:meth:`JobStore.claim` has returned.  Outputs are written here first (an outbox) and marked sent
+after the broker acknowledged them; a restarted daemon resumes from :meth:`JobStore.unfinished`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from dxai.daemon.errors import PermanentError, ServiceUnavailableError
+from dxai.daemon.jobs.model import ALL_STATES, Claim, JobRecord, can_move, job_key
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+  job_key TEXT PRIMARY KEY,
+  exchange_job_id TEXT NOT NULL,
+  study_uid TEXT NOT NULL,
+  pipeline_version TEXT NOT NULL,
+  state TEXT NOT NULL,
+  event_json TEXT NOT NULL,
+  traceparent TEXT,
+  decision_json TEXT,
+  decision_sent INTEGER NOT NULL DEFAULT 0,
+  results_json TEXT,
+  results_sent INTEGER NOT NULL DEFAULT 0,
+  reason TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created_at REAL NOT NULL,
+  updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+"""
+_COLUMNS = (
+    "job_key, exchange_job_id, study_uid, pipeline_version, state, event_json, traceparent, "
+    "decision_json, decision_sent, results_json, results_sent, reason, attempts, "
+    "created_at, updated_at"
+)
+
+
+class InvalidTransitionError(PermanentError):
+    """A job was asked to move to a state its current state does not allow."""
+
+    code = "invalid_transition"
+
+
+def _record(row: Any) -> JobRecord:
+    return JobRecord(
+        key=row[0],
+        exchange_job_id=row[1],
+        study_uid=row[2],
+        pipeline_version=row[3],
+        state=row[4],
+        event_json=row[5],
+        traceparent=row[6],
+        decision_json=row[7],
+        decision_sent=bool(row[8]),
+        results_json=row[9],
+        results_sent=bool(row[10]),
+        reason=row[11],
+        attempts=row[12],
+        created_at=row[13],
+        updated_at=row[14],
+    )
+
+
+class JobStore:
+    """Async job store; use ``async with JobStore(path) as store``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> JobStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open (creating folders and schema) the database."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(self.path)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+        except aiosqlite.Error as exc:
+            raise ServiceUnavailableError(f"job store {self.path.name}: {exc}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        """Close the database (idempotent)."""
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection; raises if the store was not opened."""
+        if self._db is None:
+            raise ServiceUnavailableError("job store is not open")
+        return self._db
+
+    async def claim(
+        self,
+        exchange_job_id: str,
+        study_uid: str,
+        pipeline_version: str,
+        event_json: str,
+        traceparent: str | None = None,
+    ) -> Claim:
+        """Insert the job in state ``received`` unless its key is known; durable on return."""
+        key = job_key(exchange_job_id, study_uid, pipeline_version)
+        now = time.time()
+        cur = await self.db.execute(
+            "INSERT OR IGNORE INTO jobs (job_key, exchange_job_id, study_uid, pipeline_version, "
+            "state, event_json, traceparent, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, 'received', ?, ?, ?, ?)",
+            (key, exchange_job_id, study_uid, pipeline_version, event_json, traceparent, now, now),
+        )
+        created = cur.rowcount == 1
+        await self.db.commit()
+        job = await self.get(key)
+        if job is None:  # pragma: no cover - the row was just written
+            raise ServiceUnavailableError("job store lost a row it just wrote")
+        return Claim(job=job, created=created)
+
+    async def get(self, key: str) -> JobRecord | None:
+        """The job with ``key``, or None."""
+        async with self.db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_key = ?", (key,)) as c:
+            row = await c.fetchone()
+        return None if row is None else _record(row)
+
+    async def _update(self, key: str, sql: str, params: tuple[Any, ...]) -> JobRecord:
+        await self.db.execute(
+            f"UPDATE jobs SET {sql}, updated_at = ? WHERE job_key = ?",
+            (*params, time.time(), key),
+        )
+        await self.db.commit()
+        job = await self.get(key)
+        if job is None:
+            raise PermanentError(f"unknown job {key[:16]}")
+        return job
+
+    async def set_state(self, key: str, state: str, reason: str | None = None) -> JobRecord:
+        """Move a job to ``state`` (checked against the state machine); durable on return."""
+        job = await self.get(key)
+        if job is None:
+            raise PermanentError(f"unknown job {key[:16]}")
+        if state not in ALL_STATES or not can_move(job.state, state):
+            raise InvalidTransitionError(f"job {key[:16]}: {job.state} -> {state} not allowed")
+        attempts = job.attempts + (1 if state == "fetching" else 0)
+        return await self._update(
+            key, "state = ?, reason = COALESCE(?, reason), attempts = ?", (state, reason, attempts)
+        )
+
+    async def record_decision(self, key: str, decision_json: str) -> JobRecord:
+        """Store the decision event (outbox) unless one is stored already."""
+        return await self._update(
+            key, "decision_json = COALESCE(decision_json, ?)", (decision_json,)
+        )
+
+    async def mark_decision_sent(self, key: str) -> JobRecord:
+        """The broker (or results folder) acknowledged the decision."""
+        return await self._update(key, "decision_sent = 1", ())
+
+    async def record_results(self, key: str, results_json: str) -> JobRecord:
+        """Store the results event (outbox) unless one is stored already."""
+        return await self._update(key, "results_json = COALESCE(results_json, ?)", (results_json,))
+
+    async def mark_results_sent(self, key: str) -> JobRecord:
+        """The broker (or results folder) acknowledged the results."""
+        return await self._update(key, "results_sent = 1", ())
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Jobs a restarted daemon must resume: still active, or with an output unsent."""
+        sql = (
+            f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('received', 'fetching', 'processing') "
+            "OR decision_sent = 0 OR results_sent = 0 ORDER BY created_at"
+        )
+        async with self.db.execute(sql) as cur:
+            rows = await cur.fetchall()
+        return [_record(r) for r in rows]
+
+    async def count_by_state(self) -> dict[str, int]:
+        """Number of jobs per state (every state present, zero when none)."""
+        counts = dict.fromkeys(ALL_STATES, 0)
+        async with self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
+            for state, n in await cur.fetchall():
+                counts[str(state)] = int(n)
+        return counts
