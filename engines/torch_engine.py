@@ -27,7 +27,8 @@ def _import_torch() -> Any:
         import torch
     except ImportError as exc:
         raise BackendUnavailableError(
-            "torch engine requested but torch is not installed (pip install 'dicom-exchange-ai[torch]')"
+            "torch engine requested but torch is not installed "
+            "(pip install 'dicom-exchange-ai[torch]')"
         ) from exc
     return torch
 
@@ -72,7 +73,8 @@ class TorchEngine:
     @property
     def info(self) -> EngineInfo:
         """Backend, device and precision in use (providers: the torch device string)."""
-        return EngineInfo("torch", self._config.device, self._config.precision, (str(self._device),))
+        cfg = self._config
+        return EngineInfo("torch", cfg.device, cfg.precision, (str(self._device),))
 
     @property
     def input_spec(self) -> TensorSpec:

@@ -29,12 +29,14 @@ _ENHANCED = frozenset(
         "1.2.840.10008.5.1.4.1.1.128.1",  # Legacy Converted Enhanced PET
         "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET
         "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume
+        "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+        "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
+        "1.2.840.10008.5.1.4.1.1.77.1.6",  # VL Whole Slide Microscopy
     }
 )
-_RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
-_RT_RECORDS = frozenset(
-    {"1.2.840.10008.5.1.4.1.1.481.4", "1.2.840.10008.5.1.4.1.1.481.6"}  # beams/brachy record
-)
+_RT = "1.2.840.10008.5.1.4.1.1.481."
+_WAVEFORM = "1.2.840.10008.5.1.4.1.1.9."
+_DICOMDIR = "1.2.840.10008.1.3.10"
 _PRESENTATION_STATE = "1.2.840.10008.5.1.4.1.1.11."
 
 # Type 1/2 attributes (by keyword) among the rows with combined codes, per IOD family.
@@ -45,7 +47,11 @@ _COMMON = {
     "ContrastBolusAgent": 2,
 }
 _FAMILY_TYPES: dict[str, dict[str, int]] = {
-    "sr": {"ContentDate": 1, "ContentTime": 1, "AcquisitionContextSequence": 2},
+    "sr": {
+        "ContentDate": 1,
+        "ContentTime": 1,
+        "ReferencedPerformedProcedureStepSequence": 2,  # SR Document Series
+    },
     "enhanced": {
         "ContentDate": 1,
         "ContentTime": 1,
@@ -53,8 +59,27 @@ _FAMILY_TYPES: dict[str, dict[str, int]] = {
         "DeviceSerialNumber": 1,
         "AcquisitionContextSequence": 2,
     },
-    "rtplan": {"RTPlanDate": 2, "RTPlanTime": 2, "TreatmentMachineName": 2},
-    "rtrecord": {"TreatmentDate": 2, "TreatmentTime": 2, "TreatmentMachineName": 2},
+    "rt": {
+        "OperatorsName": 2,  # RT Series
+        "RTPlanDate": 2,
+        "RTPlanTime": 2,
+        "TreatmentMachineName": 2,  # RT Beams, inside the Beam Sequence
+        "TreatmentDate": 2,
+        "TreatmentTime": 2,
+    },
+    "waveform": {
+        "ContentDate": 1,
+        "ContentTime": 1,
+        "AcquisitionDateTime": 1,  # Waveform Identification
+        "AcquisitionContextSequence": 2,
+    },
+    "dicomdir": {  # directory records (nested)
+        "StudyDate": 1,
+        "StudyTime": 1,
+        "StudyID": 1,
+        "StudyDescription": 2,
+        "PatientName": 2,
+    },
     "pr": {"ContentCreatorName": 2, "ContentDate": 1, "ContentTime": 1},
 }
 
@@ -65,27 +90,41 @@ def iod_family(sop_class_uid: str) -> str:
         return "sr"
     if sop_class_uid in _ENHANCED:
         return "enhanced"
-    if sop_class_uid == _RT_PLAN:
-        return "rtplan"
-    if sop_class_uid in _RT_RECORDS:
-        return "rtrecord"
+    if sop_class_uid.startswith(_RT):
+        return "rt"
+    if sop_class_uid.startswith(_WAVEFORM):
+        return "waveform"
+    if sop_class_uid == _DICOMDIR:
+        return "dicomdir"
     if sop_class_uid.startswith(_PRESENTATION_STATE):
         return "pr"
     return "general"
 
 
 def attribute_type(family: str, keyword: str, depth: int) -> int:
-    """The DICOM attribute Type (1, 2 or 3) used to resolve combined codes."""
-    if depth > 0:
-        return 3
+    """The DICOM attribute Type (1, 2 or 3) used to resolve action codes.
+
+    The per-family table applies at every depth (its keywords are specific, e.g. the Treatment
+    Machine Name inside the Beam Sequence); the common table only at the top level.
+    """
     family_types = _FAMILY_TYPES.get(family, {})
     if keyword in family_types:
         return family_types[keyword]
-    return _COMMON.get(keyword, 3)
+    return _COMMON.get(keyword, 3) if depth == 0 else 3
 
 
 def resolve_action(code: str, family: str, keyword: str, depth: int) -> str:
-    """Turn a combined code into one of ``X``, ``Z``, ``D`` or ``U``; plain codes pass through."""
+    """Turn a code into one of ``X``, ``Z``, ``D``, ``U``, ``K`` or ``C``.
+
+    Plain ``X`` on an attribute known to be Type 2 (Type 1) becomes ``Z`` (``D``), and plain
+    ``Z`` on a Type 1 attribute becomes ``D``: the value is gone either way, and the IOD stays
+    valid.  Other plain codes pass through.
+    """
+    if code in ("X", "Z"):
+        kind = attribute_type(family, keyword, depth)
+        if kind == 1:
+            return "D"
+        return "Z" if kind == 2 else code
     if "/" not in code:
         return code
     if code == "X/Z/U*":

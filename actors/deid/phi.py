@@ -105,13 +105,23 @@ class PhiCollector:
                 self.kept_values.add(text.casefold())
 
     def final_tokens(self) -> frozenset[str]:
-        """The tokens that survive the false-positive filters."""
+        """The tokens that survive the false-positive filters.
+
+        A token is dropped when it appears, as whole words, inside a kept coded value (CS or a
+        code meaning: standard vocabulary such as ``CT PE CHEST``), or anywhere inside a value
+        that de-identification wrote itself.
+        """
         generated = "\x00".join(self.generated).casefold()
-        return frozenset(
-            t
-            for t in self.tokens
-            if t.casefold() not in self.kept_values and t.casefold() not in generated
-        )
+        kept = "\x00".join(sorted(self.kept_values))
+        out = set()
+        for token in self.tokens:
+            folded = token.casefold()
+            if folded in generated:
+                continue
+            if kept and re.search(_pattern(folded), kept):
+                continue
+            out.add(token)
+        return frozenset(out)
 
 
 def _pattern(token: str) -> str:

@@ -99,9 +99,7 @@ def compile_table(options: frozenset[str]) -> CompiledTable:
             patterns[row["id"]] = action
             continue
         actions[(int(match.group(1), 16) << 16) | int(match.group(2), 16)] = action
-    safe = frozenset(
-        (group, low, creator.upper()) for group, low, creator in safe_private_rows()
-    )
+    safe = frozenset((group, low, creator.upper()) for group, low, creator in safe_private_rows())
     return CompiledTable(
         actions=actions,
         curve=patterns["50xxxxxx"],

@@ -16,7 +16,8 @@ class DetParams:
     """Detector settings: input size limits and DB post-processing thresholds."""
 
     max_side: int = 960
-    min_side: int = 640
+    min_side: int = 512
+    max_upscale: float = 4.0
     thresh: float = 0.3
     box_thresh: float = 0.5
     unclip_ratio: float = 1.6
@@ -26,10 +27,10 @@ class DetParams:
 
 def det_scale(height: int, width: int, params: DetParams) -> float:
     """Scale factor applied to an image before detection (upscales small images)."""
-    scale = params.max_side / max(height, width)
+    scale = min(params.max_side / max(height, width), 1.0)
     if min(height, width) * scale < params.min_side:
-        scale = min(params.min_side / min(height, width), 2.0)
-    return min(scale, 2.0)
+        scale = params.min_side / min(height, width)
+    return min(scale, params.max_upscale)
 
 
 def det_preprocess(image: UInt8Array, params: DetParams) -> tuple[FloatArray, float, float]:
@@ -70,7 +71,28 @@ def det_postprocess(
         if _box_score(prob, contour, rect) < params.box_thresh:
             continue
         boxes.append(_unclip(rect, scale_y, scale_x, width, height, params.unclip_ratio))
-    return sorted(b for b in boxes if b.width > 3 and b.height > 3)
+    return merge_line_boxes(sorted(b for b in boxes if b.width > 3 and b.height > 3))
+
+
+def _same_line(a: Box, b: Box) -> bool:
+    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
+    low = min(a.height, b.height)
+    gap = max(a.x0, b.x0) - min(a.x1, b.x1)
+    return overlap >= 0.6 * low and gap <= 0.6 * low
+
+
+def merge_line_boxes(boxes: list[Box]) -> list[Box]:
+    """Join boxes that touch on the same text line (the detector sometimes splits a string)."""
+    out: list[Box] = []
+    for box in sorted(boxes, key=lambda b: b.x0):
+        for i, other in enumerate(out):
+            if _same_line(other, box):
+                out[i] = Box(min(other.x0, box.x0), min(other.y0, box.y0),
+                             max(other.x1, box.x1), max(other.y1, box.y1))
+                break
+        else:
+            out.append(box)
+    return sorted(out)
 
 
 def _unclip(

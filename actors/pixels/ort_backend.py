@@ -82,13 +82,24 @@ class OrtTextRecognizer:
         return np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32)
 
     def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
-        """Read each crop; crops are batched by similar width."""
+        """Read each crop; crops are batched by similar width to limit padding."""
         items = [rec_preprocess(c) for c in crops]
-        order = sorted(range(len(items)), key=lambda i: items[i].shape[2])
-        results: list[Recognition | None] = [None] * len(items)
-        for start in range(0, len(order), REC_BATCH):
-            chunk = order[start : start + REC_BATCH]
+        results: list[Recognition] = [Recognition("", 0.0)] * len(items)
+        for chunk in width_groups([item.shape[2] for item in items], REC_BATCH):
             probs = self.run_batch(pad_batch([items[i] for i in chunk]))
             for row, i in enumerate(chunk):
                 results[i] = ctc_decode(probs[row], self.charset, items[i].shape[2])
-        return [r if r is not None else Recognition("", 0.0) for r in results]
+        return results
+
+
+def width_groups(widths: list[int], max_batch: int, max_ratio: float = 1.4) -> list[list[int]]:
+    """Indices grouped into batches of similar width (sorted, at most ``max_batch`` each)."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        last = groups[-1] if groups else None
+        if last and len(last) < max_batch and widths[i] <= widths[last[0]] * max_ratio:
+            last.append(i)
+        else:
+            groups.append([i])
+    return groups

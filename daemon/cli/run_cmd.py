@@ -1,10 +1,14 @@
-"""``dxai run``: the streaming daemon, Kafka or embedded mode (not implemented yet, issue 6)."""
+"""``dxai run``: the streaming daemon, Kafka (production) or embedded mode."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import asyncio
 from typing import Any
+
+from dxai.daemon.config import load_config
+from dxai.daemon.intake.app import run_daemon
+from dxai.observability.logging import configure_logging
 
 
 def register(sub: Any) -> None:
@@ -13,9 +17,12 @@ def register(sub: Any) -> None:
         "run", help="run the streaming daemon (Kafka or embedded mode)"
     )
     parser.add_argument("--config", default=None, help="YAML configuration file")
+    parser.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("dxai run: not available yet in this version (tracked in issue 6)", file=sys.stderr)
-    return 2
+    configure_logging(args.log_level)
+    config = load_config(args.config)
+    asyncio.run(run_daemon(config))
+    return 0

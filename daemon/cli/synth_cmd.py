@@ -1,18 +1,75 @@
-"""``dxai synth`` (being written)."""
+"""``dxai synth OUT_DIR``: write a synthetic DICOM corpus with planted fake PHI and ground truth."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dxai.daemon.synth import (
+    DEFAULT_MODALITIES,
+    GROUND_TRUTH_NAME,
+    TRANSFER_SYNTAXES,
+    generate_corpus,
+)
 
 
 def register(sub: Any) -> None:
     """Add the ``synth`` command."""
-    parser: argparse.ArgumentParser = sub.add_parser("synth", help="synth (being written)")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "synth",
+        help="generate synthetic DICOM studies with known fake PHI and a ground-truth JSON",
+    )
+    parser.add_argument("out_dir", type=Path, help="output folder (created if missing)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--studies", type=int, default=2, help="fake patients; each gets one study per modality"
+    )
+    parser.add_argument("--small", action="store_true", help="tiny images and few frames")
+    parser.add_argument(
+        "--modalities",
+        default=",".join(DEFAULT_MODALITIES),
+        help=f"comma-separated subset of {','.join(DEFAULT_MODALITIES)}",
+    )
+    parser.add_argument(
+        "--transfer-syntaxes",
+        default=None,
+        help=f"comma-separated subset of {','.join(TRANSFER_SYNTAXES)} (or UIDs); default: all",
+    )
     parser.set_defaults(func=_run)
 
 
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _run(args: argparse.Namespace) -> int:
-    print("dxai synth: not available yet", file=sys.stderr)
-    return 2
+    modalities = [m.upper() for m in _split(args.modalities) or []]
+    columns = (
+        TextColumn("synth"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("synth", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        manifest = generate_corpus(
+            args.out_dir,
+            seed=args.seed,
+            studies=args.studies,
+            modalities=modalities,
+            transfer_syntaxes=_split(args.transfer_syntaxes),
+            small=args.small,
+            progress=report,
+        )
+    print(f"wrote {len(manifest.files)} files under {args.out_dir}")
+    print(f"ground truth: {args.out_dir / GROUND_TRUTH_NAME}")
+    return 0

@@ -64,7 +64,7 @@ Source = Annotated[DicomWebSource | DimseSource | LocalSource, Field(discriminat
 class StudyEvent(EventModel):
     """A study to process: where to fetch it, where its de-identified copy goes."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_type: EventType
     study_uid: Uid
     destination: str = Field(min_length=1, max_length=128)
@@ -85,7 +85,7 @@ class Reason(EventModel):
 class DecisionEvent(EventModel):
     """proceed / hold / block for one job, sent within the decision deadline."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_type: Literal["study_decision"] = "study_decision"
     exchange_job_id: JobId
     study_uid: Uid
@@ -122,7 +122,7 @@ class TaskResult(EventModel):
 class ResultsEvent(EventModel):
     """Everything known when the job finished: de-identified UID, certificate, tasks, SRs."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_type: Literal["study_results"] = "study_results"
     exchange_job_id: JobId
     study_uid: Uid

@@ -55,16 +55,17 @@ class Layout:
 
     rows: int
     cols: int
-    taken: list[Box] = field(default_factory=list)
+    taken: list[tuple[Box, frozenset[int]]] = field(default_factory=list)
 
-    def free(self, box: Box) -> bool:
-        """True if ``box`` lies inside the image and overlaps nothing taken (with padding)."""
+    def free(self, box: Box, frames: frozenset[int]) -> bool:
+        """True if ``box`` lies inside the image and overlaps nothing taken on these frames."""
         x0, y0, x1, y1 = box
         if x0 < 1 or y0 < 1 or x1 > self.cols - 1 or y1 > self.rows - 1:
             return False
         return all(
             x1 + _PAD <= a0 or a1 + _PAD <= x0 or y1 + _PAD <= b0 or b1 + _PAD <= y0
-            for a0, b0, a1, b1 in self.taken
+            for (a0, b0, a1, b1), used in self.taken
+            if used & frames
         )
 
     def candidates(self, region: str, w: int, h: int) -> list[tuple[int, int]]:
@@ -86,21 +87,23 @@ def _ink_box(mask: NDArray[np.uint8]) -> Box | None:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-def _render(layout: Layout, item: TextItem, font: FontType) -> tuple[NDArray[np.uint8], Box] | None:
+def _render(
+    layout: Layout, item: TextItem, font: FontType, frames: frozenset[int]
+) -> tuple[NDArray[np.uint8], Box] | None:
     """Render ``item`` at the first free spot of its region; the mask and its ink box."""
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    l, t, r, b = (int(v) for v in probe.textbbox((0, 0), item.text, font=font))
-    w, h = r - l, b - t + (6 if item.scale_bar else 0)
+    left, t, r, b = (int(v) for v in probe.textbbox((0, 0), item.text, font=font))
+    w, h = r - left, b - t + (6 if item.scale_bar else 0)
     for x, y in layout.candidates(item.region, w, h):
-        if not layout.free((x - 1, y - 1, x + w + 1, y + h + 1)):
+        if not layout.free((x - 1, y - 1, x + w + 1, y + h + 1), frames):
             continue
         image = Image.new("L", (layout.cols, layout.rows), 0)
-        ImageDraw.Draw(image).text((x - l, y - t), item.text, font=font, fill=255)
+        ImageDraw.Draw(image).text((x - left, y - t), item.text, font=font, fill=255)
         mask = np.asarray(image, dtype=np.uint8)
         box = _ink_box(mask)
-        if box is None or not layout.free(box):
+        if box is None or not layout.free(box, frames):
             continue
-        layout.taken.append((x - 1, y - 1, x + w + 1, y + h + 1))
+        layout.taken.append(((x - 1, y - 1, x + w + 1, y + h + 1), frames))
         return mask, box
     return None
 
@@ -109,8 +112,14 @@ def _level(phantom: Phantom, frac: float) -> float:
     return phantom.display_lo + frac * (phantom.display_hi - phantom.display_lo)
 
 
-def _paint(phantom: Phantom, frames: list[int], mask: NDArray[np.uint8], box: Box,
-           style: Style, bar: Box | None) -> None:
+def _paint(
+    phantom: Phantom,
+    frames: list[int],
+    mask: NDArray[np.uint8],
+    box: Box,
+    style: Style,
+    bar: Box | None,
+) -> None:
     """Blend the text (and its background box / scale bar) into the given frames."""
     alpha = mask.astype(np.float64) / 255.0
     x0, y0, x1, y1 = box
@@ -144,13 +153,14 @@ def burn_in(phantom: Phantom, items: list[TextItem], rng: random.Random) -> list
     out: list[BurnedInText] = []
     for item in items:
         font = load_font(rng.randrange(font_count()), rng.randint(10, max_size))
-        placed = _render(layout, item, font)
+        frames = list(item.frames) if item.frames is not None else list(range(n_frames))
+        placed = _render(layout, item, font, frozenset(frames))
         if placed is None:
             continue
         mask, box = placed
         bar = (box[0], box[3] + 3, box[2], box[3] + 5) if item.scale_bar else None
-        frames = list(item.frames) if item.frames is not None else list(range(n_frames))
         _paint(phantom, frames, mask, box, rng.choice(STYLES), bar)
-        out.append(BurnedInText(frames=frames, box=list(box), text=item.text, phi=item.phi,
-                                kind=item.kind))
+        out.append(
+            BurnedInText(frames=frames, box=list(box), text=item.text, phi=item.phi, kind=item.kind)
+        )
     return out

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 _NAMES: tuple[tuple[str, str, str | None], ...] = (
     ("DOE", "JOHN", None),
     ("Müller", "Jürgen", "ISO_IR 100"),
-    ("SMITH", "MARGARET", None),
     ("Ødegård", "Åse", "ISO_IR 192"),
+    ("SMITH", "MARGARET", None),
     ("GARCÍA", "JOSÉ", "ISO_IR 100"),
-    ("O'BRIEN", "PATRICK", None),
     ("Nguyễn", "Thị Lan", "ISO_IR 192"),
-    ("KOWALSKI", "ANNA", None),
+    ("O'BRIEN", "PATRICK", None),
     ("Lefèvre", "Hélène", "ISO_IR 100"),
+    ("KOWALSKI", "ANNA", None),
     ("JOHNSON", "WILLIAM", None),
 )
 _STAFF: tuple[str, ...] = (

@@ -61,8 +61,9 @@ def ct_phantom(rng: np.random.Generator, size: int) -> Phantom:
     hu[_ellipse(y, x, cy, cx, 0.06, 0.06)] = rng.uniform(60, 200)
     hu += rng.normal(0, 12, hu.shape)
     stored = np.clip(hu + 1024, -1000, 4000).astype(np.int16)
-    return Phantom(stored[None], "MONOCHROME2", 16, True, 1064 - 200, 1064 + 200, (40, 400),
-                   (-1024.0, 1.0))
+    return Phantom(
+        stored[None], "MONOCHROME2", 16, True, 1064 - 200, 1064 + 200, (40, 400), (-1024.0, 1.0)
+    )
 
 
 def mr_phantom(rng: np.random.Generator, size: int) -> Phantom:
@@ -88,10 +89,18 @@ def dx_phantom(rng: np.random.Generator, size: int, mono1: bool) -> Phantom:
     att += rng.normal(0, 30, att.shape)
     att = np.clip(att, 0, 4095)
     if mono1:
-        return Phantom(np.round(4095 - att).astype(np.uint16)[None], "MONOCHROME1", 12, False,
-                       4095, 0, (2048, 4096))
-    return Phantom(np.round(att).astype(np.uint16)[None], "MONOCHROME2", 12, False, 0, 4095,
-                   (2048, 4096))
+        return Phantom(
+            np.round(4095 - att).astype(np.uint16)[None],
+            "MONOCHROME1",
+            12,
+            False,
+            4095,
+            0,
+            (2048, 4096),
+        )
+    return Phantom(
+        np.round(att).astype(np.uint16)[None], "MONOCHROME2", 12, False, 0, 4095, (2048, 4096)
+    )
 
 
 def us_phantom(rng: np.random.Generator, rows: int, cols: int, frames: int) -> Phantom:

@@ -86,7 +86,9 @@ def plan_series(seed: int, study: StudyPlan, index: int, modality: str, ts: str)
     )
 
 
-def plan_instances(seed: int, study: StudyPlan, series: SeriesPlan, count: int) -> list[InstancePlan]:
+def plan_instances(
+    seed: int, study: StudyPlan, series: SeriesPlan, count: int
+) -> list[InstancePlan]:
     """The instances of ``series``; instance n > 1 references instance n - 1."""
     uids = [fake_uid(seed, "sop", study.index, series.index, n) for n in range(count)]
     return [

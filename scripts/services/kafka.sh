@@ -38,8 +38,12 @@ ensure_libs() {
   t0="$(now_s)"
   tmp="$libs.tmp.$$"
   rm -rf "$tmp" && mkdir -p "$tmp"
-  mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DoutputDirectory="$tmp" >&2 ||
+  if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" >"$tmp.mvn.log" 2>&1; then
+    show_tail "$tmp.mvn.log" 60
     die "maven could not resolve the Kafka jars"
+  fi
+  rm -f "$tmp.mvn.log"
   rm -rf "$libs" && mv "$tmp" "$libs" && touch "$libs/.complete"
   log "jars downloaded to $libs in $(elapsed_s "$t0")s"
 }
@@ -149,7 +153,8 @@ cmd_start() {
     return 0
   fi
   command -v java >/dev/null || die "java not found: run scripts/install_system.sh"
-  [[ -x "$PROBE_PY" ]] || die "$PROBE_PY not found (set DXAI_SERVICES_PYTHON to a python with aiokafka)"
+  "$PROBE_PY" -c "import aiokafka" 2>/dev/null ||
+    die "$PROBE_PY cannot import aiokafka (set DXAI_SERVICES_PYTHON to a python that can)"
   mkdir -p "$STATE"
   ensure_libs
   local port cport t0 opts

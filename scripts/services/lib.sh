@@ -72,6 +72,7 @@ stop_pid() {
 start_detached() {
   local pidfile="$1" logfile="$2"
   shift 2
+  # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
   local waited=0
   while [[ ! -s "$pidfile" ]] && ((waited < 50)); do

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,10 @@ import pytest
 import pytest_asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from dicomweb_client.api import DICOMwebClient
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES_DIR = Path(os.environ.get("DXAI_SERVICES_DIR", REPO_ROOT / ".services"))
@@ -151,6 +155,26 @@ async def kafka_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> A
         if errors := _topic_errors(response):
             pytest.fail(f"could not create topic {topic}: {errors}")
         yield topic
-        await admin.delete_topics([topic])
+        if errors := _topic_errors(await admin.delete_topics([topic])):
+            pytest.fail(f"could not delete topic {topic}: {errors}")
     finally:
         await admin.close()
+
+
+def new_ct_instance() -> Dataset:
+    """pydicom's bundled CT_small.dcm (valid CT Image, 128x128) with fresh study/series/SOP UIDs."""
+    path = get_testdata_file("CT_small.dcm")
+    if path is None:
+        pytest.fail("pydicom's bundled CT_small.dcm is missing")
+    ds = dcmread(path)
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+@pytest.fixture
+def make_ct() -> Callable[[], Dataset]:
+    """Factory of CT instances with fresh UIDs (each call: a new study)."""
+    return new_ct_instance

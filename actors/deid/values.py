@@ -1,0 +1,103 @@
+"""Dummy values consistent with each VR, and helpers to read element text cheaply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.charset import decode_bytes
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
+
+DUMMY_TEXT = "ANONYMIZED"
+_DUMMIES: dict[str, Any] = {
+    "AE": "ANONYMIZED",
+    "AS": "000D",
+    "CS": "ANONYMIZED",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "DS": "0",
+    "IS": "0",
+    "LO": DUMMY_TEXT,
+    "SH": DUMMY_TEXT,
+    "LT": DUMMY_TEXT,
+    "ST": DUMMY_TEXT,
+    "UT": DUMMY_TEXT,
+    "UC": DUMMY_TEXT,
+    "PN": "ANONYMOUS",
+    "UR": "urn:dxai:anonymized",
+    "OB": b"\x00\x00",
+    "OW": b"\x00\x00",
+    "OD": b"\x00" * 8,
+    "OF": b"\x00" * 4,
+    "OL": b"\x00" * 4,
+    "OV": b"\x00" * 8,
+    "UN": b"\x00\x00",
+    "FL": 0.0,
+    "FD": 0.0,
+    "SL": 0,
+    "SS": 0,
+    "SV": 0,
+    "UL": 0,
+    "US": 0,
+    "UV": 0,
+    "AT": 0,
+}
+NUMERIC_VRS = frozenset(
+    {"FL", "FD", "SL", "SS", "SV", "UL", "US", "UV", "AT", "OD", "OF", "OL", "OV", "OW"}
+)
+BINARY_VRS = frozenset({"OB", "UN"})
+
+
+def dummy_value(vr: str) -> Any:
+    """A non-empty dummy value for ``vr`` (``D`` action on non-special attributes)."""
+    return _DUMMIES.get(vr, DUMMY_TEXT)
+
+
+def element_vr(ds: Dataset, tag: BaseTag) -> str:
+    """The VR of ``tag`` in ``ds`` without converting a raw element."""
+    elem = ds.get_item(tag)
+    vr = elem.VR if elem is not None else None
+    if vr and (vr != "UN" or int(tag) >> 16 & 1):
+        return str(vr)
+    try:
+        return str(dictionary_VR(tag)).split(" or ")[0]
+    except KeyError:
+        return "UN"
+
+
+def encodings_of(ds: Dataset) -> list[str]:
+    """The Python codecs of ``ds``'s SpecificCharacterSet (defaults to ASCII)."""
+    encodings = getattr(ds, "_character_set", None)
+    if isinstance(encodings, str):
+        return [encodings]
+    if encodings:
+        return list(encodings)
+    return ["iso8859"]
+
+
+def raw_text(elem: RawDataElement | DataElement, encodings: list[str]) -> str:
+    """The text of a raw or converted element, decoded in the dataset's character sets."""
+    if isinstance(elem, RawDataElement):
+        data = elem.value
+        if not data:
+            return ""
+        return decode_bytes(bytes(data), encodings, set()) if encodings else data.decode("latin-1")
+    return value_text(elem.value)
+
+
+def value_text(value: Any) -> str:
+    """A converted element value as text (multi-values joined with a backslash)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(value_text(v) for v in value)
+    if isinstance(value, Sequence):
+        return ""
+    return str(value)

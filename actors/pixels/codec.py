@@ -1,0 +1,136 @@
+"""Decode pixel data from any transfer syntax and write it back without silent loss.
+
+Lossless inputs are written back in the same syntax where pydicom has an encoder (RLE, JPEG-LS
+lossless, JPEG 2000 lossless) and as native Explicit VR Little Endian otherwise.  Lossy inputs
+are written back native and marked ``LossyImageCompression = 01`` with their method and ratio
+(PS3.3 C.7.6.1.1.5), because the pixels already went through a lossy step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydicom import uid
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut
+
+from dxai.daemon.errors import InvalidDicomError
+
+REENCODE = frozenset({uid.RLELossless, uid.JPEGLSLossless, uid.JPEG2000Lossless})
+LOSSLESS = REENCODE | frozenset(
+    {uid.JPEGLossless, uid.JPEGLosslessSV1, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL}
+)
+LOSSY_METHOD = {
+    uid.JPEGBaseline8Bit: "ISO_10918_1",
+    uid.JPEGExtended12Bit: "ISO_10918_1",
+    uid.JPEGLSNearLossless: "ISO_14495_1",
+    uid.JPEG2000: "ISO_15444_1",
+    uid.HTJ2K: "ISO_15444_15",
+}
+
+
+@dataclass
+class DecodedPixels:
+    """Stored pixel values as ``F x H x W`` or ``F x H x W x 3`` plus where they came from."""
+
+    frames: npt.NDArray[np.generic]
+    source_syntax: str
+    lossy_source: bool
+    compressed_bytes: int
+    palette: npt.NDArray[np.uint8] | None
+
+
+def transfer_syntax(ds: Dataset) -> uid.UID:
+    """The dataset's transfer syntax (Implicit VR Little Endian when unknown)."""
+    meta = getattr(ds, "file_meta", None)
+    value = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    return uid.UID(str(value)) if value else uid.ImplicitVRLittleEndian
+
+
+def _is_lossy(ds: Dataset, ts: uid.UID) -> bool:
+    if ts in LOSSY_METHOD:
+        return not (ts == uid.JPEG2000 and str(ds.get("LossyImageCompression", "")) == "00")
+    return str(ds.get("LossyImageCompression", "")) == "01"
+
+
+def decode(ds: Dataset) -> DecodedPixels:
+    """Decode ``ds`` in place to native little endian and return its frames.
+
+    JPEG YBR data is converted to RGB by the decoder and the header updated accordingly.
+    """
+    if "PixelData" not in ds:
+        raise InvalidDicomError("dataset has no Pixel Data")
+    ts = transfer_syntax(ds)
+    size = len(ds.PixelData)
+    try:
+        if ts.is_compressed:
+            ds.decompress(as_rgb=True, generate_instance_uid=False)
+        ds.pixel_array_options(raw=True)
+        arr = np.asarray(ds.pixel_array)
+    except Exception as exc:  # decoders raise many types; one boundary here
+        raise InvalidDicomError(f"pixel data could not be decoded ({ts.name})") from exc
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if frames == 1 and arr.ndim == (3 if samples > 1 else 2):
+        arr = arr[np.newaxis]
+    palette = _palette(ds) if "PALETTE" in str(ds.get("PhotometricInterpretation", "")) else None
+    return DecodedPixels(arr.copy(), ts, _is_lossy(ds, ts), size, palette)
+
+
+def _palette(ds: Dataset) -> npt.NDArray[np.uint8]:
+    entries = int(ds.RedPaletteColorLookupTableDescriptor[0]) or 65536
+    first = int(ds.RedPaletteColorLookupTableDescriptor[1])
+    lut = np.asarray(apply_color_lut(np.arange(first + entries, dtype=np.uint16), ds))
+    if lut.dtype != np.uint8:
+        lut = (lut.astype(np.float64) / max(float(lut.max()), 1.0) * 255.0).round()
+    return lut.astype(np.uint8)
+
+
+def encode(ds: Dataset, decoded: DecodedPixels) -> uid.UID:
+    """Write ``decoded.frames`` back into ``ds``; returns the transfer syntax now in use."""
+    arr = decoded.frames
+    if int(ds.get("NumberOfFrames", 1) or 1) == 1:
+        arr = arr[0]
+    ds.PixelData = np.ascontiguousarray(arr).tobytes()
+    ds["PixelData"].VR = "OB" if int(ds.BitsAllocated) <= 8 else "OW"
+    if decoded.lossy_source:
+        _mark_lossy(ds, decoded)
+        return transfer_syntax(ds)
+    target = decoded.source_syntax
+    if target in REENCODE:
+        try:
+            ds.compress(target, arr, generate_instance_uid=False)
+        except Exception as exc:  # encoder plugins raise many types
+            raise InvalidDicomError(f"pixel data could not be re-encoded ({target.name})") from exc
+    return transfer_syntax(ds)
+
+
+def _mark_lossy(ds: Dataset, decoded: DecodedPixels) -> None:
+    ds.LossyImageCompression = "01"
+    method = LOSSY_METHOD.get(uid.UID(decoded.source_syntax))
+    methods = [str(m) for m in _as_list(ds.get("LossyImageCompressionMethod"))]
+    ratios = [str(r) for r in _as_list(ds.get("LossyImageCompressionRatio"))]
+    if method is not None and (not methods or len(methods) == len(ratios)):
+        native = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+        native *= int(ds.get("NumberOfFrames", 1) or 1) * (int(ds.BitsAllocated) // 8 or 1)
+        ratio = native / max(decoded.compressed_bytes, 1)
+        methods.append(method)
+        ratios.append(f"{ratio:.4g}"[:16])
+        ds.LossyImageCompressionRatio = ratios
+    elif not methods and method is not None:
+        methods.append(method)
+    if methods:
+        ds.LossyImageCompressionMethod = methods
+
+
+def _as_list(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | bytes | int | float):
+        return [value]
+    try:
+        return list(value)  # type: ignore[call-overload]
+    except TypeError:
+        return [value]

@@ -1,0 +1,305 @@
+"""Deciding which recognised text is PHI: header values, patterns and allow lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from rapidfuzz import fuzz
+
+from dxai.daemon.config.pixels import DEFAULT_ALLOW
+
+PHI_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "PatientBirthDate",
+    "AccessionNumber",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "StudyID",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "IssuerOfPatientID",
+    "MedicalRecordLocator",
+    "PatientMotherBirthName",
+    "OtherPatientNames",
+)
+_STOP_WORDS = frozenset(
+    [
+        "THE",
+        "OF",
+        "AND",
+        "DR",
+        "MD",
+        "MR",
+        "MRS",
+        "MS",
+        "HOSPITAL",
+        "MEDICAL",
+        "CENTER",
+        "CENTRE",
+        "GENERAL",
+        "CLINIC",
+        "UNIVERSITY",
+        "HEALTH",
+        "INSTITUTE",
+        "DEPARTMENT",
+        "RADIOLOGY",
+        "ST",
+        "SAINT",
+        "IMAGING",
+    ]
+)
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MONTH_RE = r"(?:JAN|FEB|MAR|APR|MAY|JU[NLI1]E?|JU[LI1]Y?|AUG|SEPT?|OCT|NOV|DEC)[A-Z]*\.?"
+_DATE_PATTERNS = (
+    re.compile(r"(?<![\d.])(\d{1,4})[./-](\d{1,2})[./-](\d{2,4})(?![\d.])"),
+    re.compile(r"\b\d{1,2}[ -]?" + _MONTH_RE + r"[ -,]*\d{2,4}\b", re.IGNORECASE),
+    re.compile(r"\b" + _MONTH_RE + r"[ -]?\d{1,2},?[ -]?\d{4}\b", re.IGNORECASE),
+    re.compile(r"\b\d{4}[ -]?" + _MONTH_RE + r"[ -]?\d{1,2}\b", re.IGNORECASE),
+    re.compile(r"(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"),
+)
+_ID_PATTERN = re.compile(r"(?<![\w.])[A-Z]{0,3}\d[\d-]{4,}\d[A-Z]?(?![\w.])", re.IGNORECASE)
+_PHONE_PATTERN = re.compile(r"(?<!\d)\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\d)")
+
+
+@dataclass(frozen=True)
+class PhiTerms:
+    """Normalised PHI values to look for: words (names), identifiers and date spellings."""
+
+    words: frozenset[str]
+    ids: frozenset[str]
+    dates: frozenset[str]
+    phrases: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to match."""
+        return not (self.words or self.ids or self.dates)
+
+
+def normalise(text: str) -> str:
+    """Upper-case alphanumerics only."""
+    return re.sub(r"[^0-9A-Z]", "", text.upper())
+
+
+def phi_values(ds: Dataset) -> list[str]:
+    """The PHI strings of a dataset's header (read before header de-identification)."""
+    out: list[str] = []
+    for keyword in PHI_KEYWORDS:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        items = value if isinstance(value, list | tuple) or _is_multi(value) else [value]
+        out.extend(str(v) for v in items if str(v).strip())
+    return out
+
+
+def _is_multi(value: object) -> bool:
+    return type(value).__name__ == "MultiValue"
+
+
+def date_spellings(value: str) -> set[str]:
+    """Normalised spellings of a DICOM DA value (YYYYMMDD) in common formats."""
+    digits = re.sub(r"\D", "", value)
+    try:
+        day = dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except (ValueError, IndexError):
+        return set()
+    y, yy = f"{day.year:04d}", f"{day.year % 100:02d}"
+    m, d, mon = f"{day.month:02d}", f"{day.day:02d}", _MONTHS[day.month - 1]
+    m1, d1 = str(day.month), str(day.day)
+    forms = {
+        y + m + d,
+        m + d + y,
+        d + m + y,
+        m1 + d1 + y,
+        d1 + m1 + y,
+        m + d + yy,
+        d + m + yy,
+        d + mon + y,
+        mon + d + y,
+        y + mon + d,
+        d1 + mon + y,
+        mon + d1 + y,
+        y + mon + d1,
+    }
+    return {f for f in forms if len(f) >= 6}
+
+
+def build_terms(values: Iterable[str]) -> PhiTerms:
+    """Normalise header PHI values into matchable terms."""
+    words: set[str] = set()
+    ids: set[str] = set()
+    dates: set[str] = set()
+    phrases: set[str] = set()
+    for value in values:
+        dates |= date_spellings(value) if re.fullmatch(r"\s*\d{8}\s*", value) else set()
+        for token in re.split(r"[^0-9A-Za-z]+", value):
+            norm = normalise(token)
+            if len(norm) < 2:
+                continue
+            if any(ch.isdigit() for ch in norm):
+                if len(norm) >= 3:
+                    ids.add(norm)
+            elif norm not in _STOP_WORDS:
+                words.add(norm)
+        joined = normalise(value)
+        if any(ch.isdigit() for ch in joined) and len(joined) >= 4:
+            ids.add(joined)
+        elif len(joined) >= 8 and len(value.split()) > 1:
+            phrases.add(joined)
+        if "^" in value:
+            parts = [normalise(p) for p in value.split("^")[:2]]
+            if len("".join(parts)) >= 5:
+                phrases.update({"".join(parts), "".join(reversed(parts))})
+    return PhiTerms(frozenset(words), frozenset(ids), frozenset(dates), frozenset(phrases))
+
+
+def _token_spans(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+
+
+def _word_spans(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group()) for m in re.finditer(r"[0-9A-Za-z]+", text)]
+
+
+def _word_hit(token: str, terms: PhiTerms) -> str | None:
+    norm = normalise(token)
+    if len(norm) < 2:
+        return None
+    if norm in terms.words:
+        return "name"
+    if len(norm) >= 4:
+        for word in terms.words:
+            if len(word) >= 4 and fuzz.ratio(norm, word) >= 80:
+                return "name"
+    return None
+
+
+def _substring_hits(text: str, terms: PhiTerms) -> list[tuple[int, int, str]]:
+    """Spans of ``text`` whose normalised characters contain an ID or a date spelling."""
+    index = [i for i, ch in enumerate(text.upper()) if ch.isalnum()]
+    norm = normalise(text)
+    hits: list[tuple[int, int, str]] = []
+    for kind, pool in (("id", terms.ids), ("date", terms.dates), ("phrase", terms.phrases)):
+        for term in pool:
+            for start, end in _find_fuzzy(norm, term):
+                hits.append((index[start], index[end - 1] + 1, kind))
+    return hits
+
+
+def _find_fuzzy(haystack: str, needle: str) -> list[tuple[int, int]]:
+    if not haystack or len(needle) > len(haystack) + 1:
+        return []
+    pos = haystack.find(needle)
+    if pos >= 0:
+        return [(pos, pos + len(needle))]
+    if len(needle) < 6:
+        return []
+    align = fuzz.partial_ratio_alignment(needle, haystack)
+    if align is None or align.score < 85 or align.dest_end <= align.dest_start:
+        return []
+    return [(align.dest_start, align.dest_end)]
+
+
+def pattern_hits(text: str) -> list[tuple[int, int, str]]:
+    """Spans of dates, long identifiers and phone numbers found by pattern."""
+    hits: list[tuple[int, int, str]] = []
+    for pattern in _DATE_PATTERNS:
+        for m in pattern.finditer(text):
+            if pattern is not _DATE_PATTERNS[0] or _plausible_date([str(g) for g in m.groups()]):
+                hits.append((m.start(), m.end(), "date_pattern"))
+    for m in _ID_PATTERN.finditer(text):
+        if sum(ch.isdigit() for ch in m.group()) >= 6:
+            hits.append((m.start(), m.end(), "id_pattern"))
+    hits.extend((m.start(), m.end(), "phone_pattern") for m in _PHONE_PATTERN.finditer(text))
+    return hits
+
+
+def _plausible_date(groups: Sequence[str]) -> bool:
+    a, b, c = (int(g) for g in groups)
+    if len(groups[0]) == 4:
+        return 1 <= b <= 12 and 1 <= c <= 31
+    if len(groups[2]) not in (2, 4):
+        return False
+    return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)
+
+
+def _allowed(token: str, allow: Sequence[re.Pattern[str]]) -> bool:
+    clean = token.strip(".,:;()[]").upper()
+    return not clean or any(p.fullmatch(clean) for p in allow)
+
+
+def compile_allow(patterns: Sequence[str] = DEFAULT_ALLOW) -> tuple[re.Pattern[str], ...]:
+    """Compile allow-list regexes (matched against whole upper-cased tokens)."""
+    return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
+
+
+def phi_spans(
+    text: str,
+    terms: PhiTerms,
+    redact_all: bool = False,
+    allow: Sequence[re.Pattern[str]] = (),
+) -> list[tuple[int, int, str]]:
+    """Character spans of ``text`` to redact, each with a short reason word."""
+    spans = [*_substring_hits(text, terms), *pattern_hits(text)]
+    for start, end, token in _word_spans(text):
+        if _word_hit(token, terms) is not None:
+            spans.append((start, end, "name"))
+    for start, end, token in _token_spans(text):
+        reason = None
+        if reason is not None:
+            spans.append((start, end, reason))
+        elif redact_all and not _allowed(token, allow):
+            spans.append((start, end, "all_text"))
+    return join_labels(text, merge_spans(spans))
+
+
+_LABELS = frozenset(
+    ("ID", "MRN", "DOB", "ACC", "ACCESSION", "NAME", "PATIENT", "PT", "DATE", "BORN", "PID", "NO")
+)
+
+
+def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Grow spans over a preceding field label ("DOB:", "ID") and close small punctuation gaps."""
+    grown: list[tuple[int, int, str]] = []
+    for start, end, reason in spans:
+        head = text[:start].rstrip()
+        label = re.search(r"(\S+)$", head)
+        if label and (label.group(1).endswith(":") or normalise(label.group(1)) in _LABELS):
+            if len(normalise(label.group(1))) <= 9:
+                start = label.start(1)
+        grown.append((start, end, reason))
+    out: list[tuple[int, int, str]] = []
+    for start, end, reason in merge_spans(grown):
+        gap = text[out[-1][1] : start] if out else "x"
+        if out and len(gap) <= 3 and not any(ch.isalnum() for ch in gap):
+            out[-1] = (out[-1][0], end, out[-1][2])
+        else:
+            out.append((start, end, reason))
+    return out
+
+
+def merge_spans(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Merge overlapping character spans, keeping the first reason of each group."""
+    out: list[tuple[int, int, str]] = []
+    for start, end, reason in sorted(spans):
+        if out and start <= out[-1][1]:
+            prev = out[-1]
+            out[-1] = (prev[0], max(prev[1], end), prev[2])
+        else:
+            out.append((start, end, reason))
+    return out

@@ -1,0 +1,235 @@
+"""The pixel PHI pipeline for one dataset: decode, OCR, decide, fill, verify, write back."""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from dxai.actors.pixels import codec
+from dxai.actors.pixels.det import DetParams
+from dxai.actors.pixels.frames import (
+    distinct_frames,
+    fill_boxes,
+    fill_value,
+    projections,
+    sample_frames,
+)
+from dxai.actors.pixels.ocr import Line, PhiBox, decide, read_lines
+from dxai.actors.pixels.phi import PhiTerms, build_terms, compile_allow, phi_spans
+from dxai.actors.pixels.render import DisplayInfo, display_info, to_display
+from dxai.actors.pixels.report import PixelReport, RedactedBox
+from dxai.actors.pixels.types import Box, TextDetector, TextRecognizer
+from dxai.daemon.config.pixels import PixelPolicyConfig
+from dxai.daemon.errors import DxaiError
+
+ScanRequest = Literal["auto", "always", "sample"]
+CLEAN_PIXEL_CODE = ("113101", "DCM", "Clean Pixel Data Option")
+
+
+@dataclass
+class _Work:
+    """State of one instance while it is processed."""
+
+    ds: Dataset
+    decoded: codec.DecodedPixels
+    info: DisplayInfo
+
+
+class PixelRedactor:
+    """Finds and removes burned-in PHI text; CPU-bound and synchronous (run it in a thread)."""
+
+    def __init__(
+        self,
+        policy: PixelPolicyConfig | None = None,
+        detector: TextDetector | None = None,
+        recognizer: TextRecognizer | None = None,
+    ) -> None:
+        self.policy = policy or PixelPolicyConfig()
+        if detector is None or recognizer is None:
+            from dxai.actors.pixels.ort_backend import OrtTextDetector, OrtTextRecognizer
+
+            params = DetParams(max_side=self.policy.det_max_side)
+            detector = detector or OrtTextDetector(params)
+            recognizer = recognizer or OrtTextRecognizer()
+        self.detector: TextDetector = detector
+        self.recognizer: TextRecognizer = recognizer
+        self._allow = compile_allow(self.policy.allow_list)
+
+    def should_scan(self, ds: Dataset, request: ScanRequest = "auto") -> bool:
+        """Whether the risk policy scans this instance (``sample`` counts as yes here)."""
+        if "PixelData" not in ds:
+            return False
+        if request == "always":
+            return True
+        modality = str(ds.get("Modality", "")).upper()
+        action = self.policy.scan_action(modality, str(ds.get("SOPClassUID", "")))
+        return action != "skip"
+
+    def redact_dataset(
+        self, ds: Dataset, phi_values: Sequence[str], request: ScanRequest = "auto"
+    ) -> PixelReport:
+        """Redact PHI text in ``ds`` in place and return what was done.
+
+        ``phi_values`` are the PHI strings of the ORIGINAL header (see ``phi.phi_values``).
+        On ``held`` the pixels are redacted as far as possible but must not be released.
+        """
+        start = time.perf_counter()
+        report = PixelReport(status="skipped", sop_instance_uid=str(ds.get("SOPInstanceUID", "")))
+        report.transfer_syntax_in = str(codec.transfer_syntax(ds))
+        if not self.should_scan(ds, request):
+            report.transfer_syntax_out = report.transfer_syntax_in
+            return report
+        try:
+            self._process(ds, phi_values, report)
+        except DxaiError as exc:
+            report.status, report.error_code = "failed", exc.code
+        report.transfer_syntax_out = str(codec.transfer_syntax(ds))
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _process(self, ds: Dataset, phi_values: Sequence[str], report: PixelReport) -> None:
+        modality = str(ds.get("Modality", "")).upper()
+        mode = self.policy.text_mode(modality, str(ds.get("SOPClassUID", "")))
+        report.mode, report.scan_action = mode, "scan"
+        snapshot = _snapshot(ds)
+        decoded = codec.decode(ds)
+        work = _Work(ds, decoded, display_info(ds, decoded.palette))
+        ctx = _Decide(build_terms(phi_values), mode == "redact_all_text", self._allow)
+        images = self._images(decoded.frames)
+        report.frames, report.frames_ocr = int(decoded.frames.shape[0]), len(images)
+        lines = [read_lines(to_display(img, work.info), self.detector, self.recognizer)
+                 for img in images]
+        report.text_regions = sum(len(x) for x in lines)
+        found = [b for group in lines for b in decide(group, ctx.terms, ctx.redact_all, ctx.allow)]
+        report.phi_regions = len(found)
+        shape = decoded.frames.shape
+        boxes = _union_boxes(found, self.policy.margin_px, shape[2], shape[1])
+        if boxes:
+            value = fill_value(decoded.frames, work.info.photometric, decoded.palette)
+            fill_boxes(decoded.frames, [b.box for b in boxes], value)
+        report.boxes = [RedactedBox(b.box.x0, b.box.y0, b.box.x1, b.box.y1, b.reason)
+                        for b in boxes]
+        report.held_reasons = self._verify(work, lines, boxes, ctx)
+        self._finish(ds, snapshot, work, report, changed=bool(boxes))
+
+    def _images(self, frames: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
+        """Frames to OCR: the distinct ones, or a sample plus max/min projections."""
+        distinct = distinct_frames(frames)
+        chosen = sample_frames(distinct, self.policy.max_ocr_frames)
+        images = [frames[i] for i in chosen]
+        if len(chosen) < len(distinct):
+            images.extend(projections(frames))
+        return images
+
+    def _verify(
+        self, work: _Work, lines: list[list[Line]], boxes: list[PhiBox], ctx: _Decide
+    ) -> list[str]:
+        """OCR again around the filled boxes; hold on legible PHI or unreadable text."""
+        if not self.policy.verify:
+            return []
+        threshold = self.policy.verify_min_confidence
+        reasons: set[str] = set()
+        for group in lines:
+            for line in group:
+                if not any(line.box.intersection(b.box) for b in boxes):
+                    reasons |= _verify_line(line, ctx, threshold)
+        if not boxes:
+            return sorted(reasons)
+        frames = work.decoded.frames
+        region = _around([b.box for b in boxes], 24, frames.shape[2], frames.shape[1])
+        for img in self._images(frames):
+            crop = to_display(img[region.y0 : region.y1, region.x0 : region.x1], work.info)
+            for line in read_lines(crop, self.detector, self.recognizer):
+                reasons |= _verify_line(line, ctx, threshold)
+        return sorted(reasons)
+
+    def _finish(
+        self, ds: Dataset, snapshot: dict[str, object], work: _Work, report: PixelReport,
+        changed: bool,
+    ) -> None:
+        if changed:
+            codec.encode(ds, work.decoded)
+        else:
+            _restore(ds, snapshot)
+        if report.held_reasons:
+            report.status = "held"
+            return
+        report.status = "redacted" if changed else "clean"
+        mark_clean(ds)
+
+
+@dataclass(frozen=True)
+class _Decide:
+    terms: PhiTerms
+    redact_all: bool
+    allow: tuple[re.Pattern[str], ...]
+
+
+def _verify_line(line: Line, ctx: _Decide, threshold: float) -> set[str]:
+    out: set[str] = set()
+    if line.rec.text.strip() and line.rec.confidence < threshold:
+        out.add("low_confidence")
+    if phi_spans(line.rec.text, ctx.terms, ctx.redact_all, ctx.allow):
+        out.add("phi_legible")
+    return out
+
+
+def _around(boxes: Sequence[Box], pad: int, width: int, height: int) -> Box:
+    """The bounding box of ``boxes`` grown by ``pad`` (clipped to the image)."""
+    box = Box(min(b.x0 for b in boxes), min(b.y0 for b in boxes),
+              max(b.x1 for b in boxes), max(b.y1 for b in boxes))
+    return box.expand(pad, width, height)
+
+
+def _union_boxes(found: Sequence[PhiBox], margin: int, width: int, height: int) -> list[PhiBox]:
+    """Expand each box by ``margin`` and drop exact duplicates (boxes apply to every frame)."""
+    seen: dict[Box, PhiBox] = {}
+    for item in found:
+        box = item.box.expand(margin, width, height)
+        if box.area and box not in seen:
+            seen[box] = PhiBox(box, item.reason)
+    return sorted(seen.values(), key=lambda b: b.box)
+
+
+_PIXEL_KEYWORDS = (
+    "PixelData", "PhotometricInterpretation", "PlanarConfiguration", "LossyImageCompression",
+    "LossyImageCompressionMethod", "LossyImageCompressionRatio", "NumberOfFrames",
+)
+
+
+def _snapshot(ds: Dataset) -> dict[str, object]:
+    out: dict[str, object] = {k: copy.deepcopy(ds[k]) for k in _PIXEL_KEYWORDS if k in ds}
+    out["_ts"] = codec.transfer_syntax(ds)
+    return out
+
+
+def _restore(ds: Dataset, snapshot: dict[str, object]) -> None:
+    for keyword in _PIXEL_KEYWORDS:
+        if keyword in snapshot:
+            ds[keyword] = snapshot[keyword]
+        elif keyword in ds:
+            del ds[keyword]
+    if hasattr(ds, "file_meta"):
+        ds.file_meta.TransferSyntaxUID = snapshot["_ts"]
+
+
+def mark_clean(ds: Dataset) -> None:
+    """BurnedInAnnotation NO and the Clean Pixel Data Option code in the method sequence."""
+    ds.BurnedInAnnotation = "NO"
+    seq = ds.get("DeidentificationMethodCodeSequence")
+    if seq is None:
+        ds.DeidentificationMethodCodeSequence = []
+        seq = ds.DeidentificationMethodCodeSequence
+    if any(str(item.get("CodeValue", "")) == CLEAN_PIXEL_CODE[0] for item in seq):
+        return
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = CLEAN_PIXEL_CODE
+    seq.append(item)

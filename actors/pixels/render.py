@@ -1,0 +1,97 @@
+"""Turn decoded DICOM frames into 8-bit RGB images the OCR models can read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from dxai.actors.pixels.types import UInt8Array
+
+SATURATED_LIMIT = 0.97
+
+
+@dataclass(frozen=True)
+class DisplayInfo:
+    """What is needed to display a frame: colour model, window and palette (if any)."""
+
+    photometric: str
+    window: tuple[float, float] | None = None
+    rescale: tuple[float, float] = (0.0, 1.0)
+    palette: npt.NDArray[np.uint8] | None = None
+
+    @property
+    def colour(self) -> bool:
+        """True when frames have three samples per pixel."""
+        return self.photometric in {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"}
+
+
+def _first(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        seq = list(value) if isinstance(value, list | tuple) else [value]
+        return float(seq[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def display_info(ds: Dataset, palette: npt.NDArray[np.uint8] | None = None) -> DisplayInfo:
+    """Read display settings from a (decoded) dataset; tolerant of odd values."""
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    window = (center, width) if center is not None and width and width > 1 else None
+    slope = _first(ds.get("RescaleSlope")) or 1.0
+    intercept = _first(ds.get("RescaleIntercept")) or 0.0
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    return DisplayInfo(photometric, window, (intercept, slope), palette)
+
+
+def _scale(values: npt.NDArray[np.float32], lo: float, hi: float) -> npt.NDArray[np.float32]:
+    out: npt.NDArray[np.float32] = np.clip((values - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    return out
+
+
+def mono_to_unit(frame: npt.NDArray[np.generic], info: DisplayInfo) -> npt.NDArray[np.float32]:
+    """Monochrome frame to [0, 1] display levels: header window when sensible, else percentiles."""
+    values = frame.astype(np.float32) * info.rescale[1] + info.rescale[0]
+    unit: npt.NDArray[np.float32] | None = None
+    if info.window is not None:
+        c, w = info.window
+        unit = _scale(values, c - w / 2.0, c + w / 2.0)
+        extreme = float(np.mean((unit <= 0.0) | (unit >= 1.0)))
+        if extreme > SATURATED_LIMIT:
+            unit = None
+    if unit is None:
+        lo, hi = np.percentile(values[::2, ::2], (0.5, 99.5))
+        if hi - lo < 1e-3:
+            lo, hi = float(values.min()), float(values.max())
+        unit = _scale(values, float(lo), float(hi))
+    if info.photometric == "MONOCHROME1":
+        unit = 1.0 - unit
+    return unit
+
+
+def ybr_to_rgb(frame: npt.NDArray[np.generic]) -> UInt8Array:
+    """YCbCr (full range, PS3.3 C.7.6.3.1.2) to RGB, 8-bit."""
+    ybr = frame.astype(np.float32)
+    y, cb, cr = ybr[..., 0], ybr[..., 1] - 128.0, ybr[..., 2] - 128.0
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def to_display(frame: npt.NDArray[np.generic], info: DisplayInfo) -> UInt8Array:
+    """One frame (H x W or H x W x 3) as an H x W x 3 uint8 RGB image."""
+    if info.palette is not None:
+        return np.ascontiguousarray(info.palette[np.clip(frame.astype(np.int64), 0, None)
+                                                 % len(info.palette)])
+    if info.colour:
+        if info.photometric.startswith("YBR_FULL"):
+            return ybr_to_rgb(frame)
+        if frame.dtype != np.uint8:
+            unit = _scale(frame.astype(np.float32), float(frame.min()), float(frame.max()))
+            return np.round(unit * 255).astype(np.uint8)
+        return np.ascontiguousarray(frame.astype(np.uint8))
+    grey = np.round(mono_to_unit(frame, info) * 255).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))

@@ -1,0 +1,311 @@
+"""The asyncio dynamic batcher: one per model, bucketed shapes, bounded, deadline-aware.
+
+Items are grouped by shape bucket; a bucket's batch leaves when it is full or its oldest item
+has waited ``max_queue_delay_ms``.  At most ``max_concurrent_batches`` batches run at once, in
+a thread pool (never on the event loop).  Every submitted item resolves exactly once: with its
+own result, its own error (a failing batch is retried item by item so a bad item fails alone),
+a deadline error, or a stop error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from dxai.batching.buckets import Bucket, FloatArray, bucket_for
+from dxai.batching.buckets import validate_item as _validate
+from dxai.batching.execute import run_batch
+from dxai.daemon.config.inference import BatchingConfig
+from dxai.daemon.errors import (
+    BatcherStoppedError,
+    DeadlineExceededError,
+    DxaiError,
+    EngineError,
+    QueueFullError,
+)
+from dxai.engines.base import Engine
+from dxai.engines.spec import ModelSpec
+from dxai.observability.logging import get_logger
+from dxai.observability.metrics import Sensor, default_sensor
+
+_log = get_logger(__name__)
+_STOP = object()
+
+
+@dataclass(eq=False)
+class _Item:
+    array: FloatArray
+    bucket: Bucket
+    future: asyncio.Future[FloatArray]
+    enqueued: float
+    deadline: float
+
+
+@dataclass
+class _Batch:
+    bucket: Bucket
+    items: list[_Item] = field(default_factory=list)
+
+
+def as_dxai_error(model: str, exc: BaseException) -> DxaiError:
+    """``exc`` if it is a DxaiError, else an EngineError naming the model and cause type."""
+    if isinstance(exc, DxaiError):
+        return exc
+    err = EngineError(f"model {model}: inference failed ({type(exc).__name__}: {str(exc)[:200]})")
+    err.__cause__ = exc
+    return err
+
+
+class DynamicBatcher:
+    """Dynamic batching of single items into engine batches for one model."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        engine: Engine,
+        config: BatchingConfig,
+        *,
+        sensor: Sensor | None = None,
+        stop_timeout_s: float = 30.0,
+    ) -> None:
+        self._model = model
+        self._engine = engine
+        self._config = config
+        self._sensor = sensor or default_sensor()
+        self._stop_timeout = stop_timeout_s
+        self._max_batch = min(config.max_batch_size, engine.max_batch_size)
+        self._delay = config.max_queue_delay_ms / 1000.0
+        self._backend = engine.info.backend
+        self._queue: asyncio.Queue[_Item | object] = asyncio.Queue()
+        self._pending: dict[Bucket, list[_Item]] = {}
+        self._open: set[_Item] = set()
+        self._depth = 0
+        self._space = asyncio.Event()
+        self._sem = asyncio.Semaphore(config.max_concurrent_batches)
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def model(self) -> ModelSpec:
+        """The model this batcher feeds."""
+        return self._model
+
+    @property
+    def depth(self) -> int:
+        """Items admitted but not yet dispatched into a batch."""
+        return self._depth
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._task is not None and not self._closed
+
+    async def start(self) -> None:
+        """Start the dispatcher task; idempotent."""
+        if self._task is not None:
+            return
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._config.max_concurrent_batches,
+            thread_name_prefix=f"dxai-batch-{self._model.name}",
+        )
+        self._task = asyncio.create_task(self._run(), name=f"dxai-batcher-{self._model.name}")
+        self._task.add_done_callback(self._on_dispatcher_done)
+
+    async def stop(self) -> None:
+        """Stop admitting, run what is queued, await every task, fail leftovers; idempotent."""
+        if self._task is None or self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(_STOP)
+        done, _ = await asyncio.wait({self._task}, timeout=self._stop_timeout)
+        if not done:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        self._fail_open(BatcherStoppedError(f"model {self._model.name}: batcher stopped"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, item: FloatArray, *, deadline_s: float | None = None) -> FloatArray:
+        """Queue one CHW item; return its output cropped to the item's own size.
+
+        Raises InvalidInferenceInputError (bad item), QueueFullError (queue full, policy
+        reject), DeadlineExceededError, BatcherStoppedError or the item's EngineError.
+        """
+        if self._closed or self._task is None:
+            raise BatcherStoppedError(f"model {self._model.name}: batcher is not running")
+        array = _validate(self._model, item)
+        bucket = bucket_for(self._model, array.shape[1], array.shape[2])
+        loop = asyncio.get_running_loop()
+        budget = self._config.default_deadline_s if deadline_s is None else deadline_s
+        deadline = loop.time() + budget
+        await self._admit(deadline)
+        entry = _Item(array, bucket, loop.create_future(), loop.time(), deadline)
+        self._open.add(entry)
+        self._queue.put_nowait(entry)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await entry.future
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"model {self._model.name}: item deadline of {budget:.3f}s passed"
+            ) from None
+        finally:
+            self._open.discard(entry)
+            if not entry.future.done():
+                entry.future.cancel()
+
+    async def _admit(self, deadline: float) -> None:
+        capacity = self._config.queue_capacity
+        if self._depth >= capacity and self._config.queue_full_policy == "reject":
+            raise QueueFullError(f"model {self._model.name}: queue full ({capacity} items)")
+        while self._depth >= capacity:
+            self._space.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._space.wait()
+            except TimeoutError:
+                raise DeadlineExceededError(
+                    f"model {self._model.name}: deadline passed waiting for queue space"
+                ) from None
+            if self._closed:
+                raise BatcherStoppedError(f"model {self._model.name}: batcher stopped")
+        self._set_depth(self._depth + 1)
+
+    def _set_depth(self, depth: int) -> None:
+        self._depth = depth
+        if depth < self._config.queue_capacity:
+            self._space.set()
+        self._sensor.set_gauge("queue_depth", float(depth), {"model": self._model.name})
+
+    def _fail_open(self, error: DxaiError) -> None:
+        for entry in list(self._open):
+            if not entry.future.done():
+                entry.future.set_exception(error)
+        self._open.clear()
+        self._space.set()
+
+    def _on_dispatcher_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("batcher dispatcher failed", extra={"model": self._model.name})
+            self._closed = True
+            self._fail_open(EngineError(f"model {self._model.name}: batcher dispatcher failed"))
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            stopping = False
+            while not stopping:
+                got = await self._next(self._flush_timeout())
+                while got is not None and got is not _STOP:
+                    assert isinstance(got, _Item)
+                    self._pending.setdefault(got.bucket, []).append(got)
+                    got = self._queue.get_nowait() if not self._queue.empty() else None
+                stopping = got is _STOP
+                for batch in self._ready(force=stopping):
+                    await self._launch(group, batch)
+
+    async def _next(self, wait_s: float | None) -> _Item | object | None:
+        if wait_s is not None and wait_s <= 0:
+            return self._queue.get_nowait() if not self._queue.empty() else None
+        try:
+            async with asyncio.timeout(wait_s):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
+    def _flush_timeout(self) -> float | None:
+        oldest = [items[0].enqueued for items in self._pending.values() if items]
+        if not oldest:
+            return None
+        return min(oldest) + self._delay - asyncio.get_running_loop().time()
+
+    def _ready(self, *, force: bool) -> list[_Batch]:
+        now = asyncio.get_running_loop().time()
+        batches: list[_Batch] = []
+        for bucket, items in list(self._pending.items()):
+            while len(items) >= self._max_batch:
+                batches.append(_Batch(bucket, items[: self._max_batch]))
+                del items[: self._max_batch]
+            if items and (force or items[0].enqueued + self._delay <= now):
+                batches.append(_Batch(bucket, list(items)))
+                items.clear()
+            if not items:
+                del self._pending[bucket]
+        return batches
+
+    async def _launch(self, group: asyncio.TaskGroup, batch: _Batch) -> None:
+        await self._sem.acquire()
+        live = self._take_live(batch.items)
+        if not live:
+            self._sem.release()
+            return
+        group.create_task(self._execute(_Batch(batch.bucket, live)))
+
+    def _take_live(self, items: list[_Item]) -> list[_Item]:
+        now = asyncio.get_running_loop().time()
+        live: list[_Item] = []
+        for entry in items:
+            if entry.future.done():
+                continue
+            if entry.deadline <= now:
+                entry.future.set_exception(
+                    DeadlineExceededError(f"model {self._model.name}: deadline passed in queue")
+                )
+                continue
+            self._sensor.observe("queue_wait_s", now - entry.enqueued, {"model": self._model.name})
+            live.append(entry)
+        self._set_depth(self._depth - len(items))
+        return live
+
+    async def _execute(self, batch: _Batch) -> None:
+        loop = asyncio.get_running_loop()
+        arrays = [entry.array for entry in batch.items]
+        try:
+            started = time.perf_counter()
+            outputs = await loop.run_in_executor(self._executor, self._infer, arrays, batch.bucket)
+            self._observe_batch(len(arrays), time.perf_counter() - started)
+            for entry, output in zip(batch.items, outputs, strict=True):
+                if not entry.future.done():
+                    entry.future.set_result(output)
+        except Exception as exc:  # noqa: BLE001 - any engine failure becomes per-item errors
+            if len(batch.items) == 1:
+                self._fail(batch.items[0], exc)
+            else:
+                await self._one_by_one(batch)
+        finally:
+            self._sem.release()
+
+    async def _one_by_one(self, batch: _Batch) -> None:
+        loop = asyncio.get_running_loop()
+        for entry in batch.items:
+            if entry.future.done():
+                continue
+            try:
+                outputs = await loop.run_in_executor(
+                    self._executor, self._infer, [entry.array], batch.bucket
+                )
+            except Exception as exc:  # noqa: BLE001 - the item fails alone, others go on
+                self._fail(entry, exc)
+            else:
+                if not entry.future.done():
+                    entry.future.set_result(outputs[0])
+
+    def _fail(self, entry: _Item, exc: BaseException) -> None:
+        if not entry.future.done():
+            entry.future.set_exception(as_dxai_error(self._model.name, exc))
+        self._sensor.count(
+            "errors", {"component": "batcher", "error_code": as_dxai_error("", exc).code}
+        )
+
+    def _infer(self, arrays: Sequence[FloatArray], bucket: Bucket) -> list[FloatArray]:
+        """Pad, run and crop one batch (in the executor thread)."""
+        return run_batch(self._engine, self._model, arrays, bucket)
+
+    def _observe_batch(self, size: int, exec_s: float) -> None:
+        labels = {"model": self._model.name}
+        self._sensor.observe("batch_size", float(size), labels)
+        self._sensor.observe("batch_fill_ratio", size / self._max_batch, labels)
+        self._sensor.observe("batch_exec_s", exec_s, {**labels, "backend": self._backend})

@@ -1,0 +1,1 @@
+"""Intake: Kafka consumer group (production) and embedded listeners."""

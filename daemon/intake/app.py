@@ -1,0 +1,118 @@
+"""Assemble and run the daemon from a validated configuration (Kafka or embedded mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio.to_thread
+
+from dxai.daemon.config.root import DxaiConfig
+from dxai.daemon.errors import ConfigError
+from dxai.daemon.events import StudyEvent
+from dxai.daemon.gateways import (
+    DicomWebGateway,
+    DimseSink,
+    DimseSource,
+    LocalFolderSource,
+    StudySink,
+    StudySource,
+)
+from dxai.daemon.intake.kafka import KafkaIntake, KafkaPublisher
+from dxai.daemon.jobs import JobStore
+from dxai.daemon.metrics_http import monitor_loop_lag, start_metrics_server
+from dxai.daemon.pipeline import FolderPublisher, Pipeline, PipelineParts, Publisher, RetryPolicy
+from dxai.daemon.pipeline.deid_processor import build_processor
+from dxai.observability.metrics import Sensor, default_sensor
+
+log = logging.getLogger("dxai.daemon")
+
+
+def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySource]:
+    """A function from event to the study source its ``source`` field names."""
+
+    def source_for(event: StudyEvent) -> StudySource:
+        src = event.source
+        if src.kind == "local":
+            return LocalFolderSource(src.path)
+        if src.kind == "dimse":
+            from dxai.daemon.config.services import DimseEndpoint
+
+            peer = DimseEndpoint(ae_title=src.ae_title, host=src.host, port=src.port)
+            return DimseSource(peer, config.embedded.ae_title)
+        endpoint = config.source_dicomweb
+        if src.base_url is not None:
+            endpoint = endpoint.model_copy(update={"base_url": src.base_url}) if endpoint else None
+            if endpoint is None:
+                from dxai.daemon.config.services import DicomWebEndpoint
+
+                endpoint = DicomWebEndpoint(base_url=src.base_url)
+        if endpoint is None:
+            raise ConfigError("event asks for dicomweb but source_dicomweb is not configured")
+        return DicomWebGateway(endpoint)
+
+    return source_for
+
+
+def make_sink(config: DxaiConfig) -> StudySink:
+    """The destination: DICOMweb STOW-RS if configured, else DIMSE C-STORE."""
+    if config.destination_dicomweb is not None:
+        return DicomWebGateway(config.destination_dicomweb)
+    if config.destination_dimse is not None:
+        return DimseSink(config.destination_dimse, config.embedded.ae_title)
+    raise ConfigError("no destination: set destination_dicomweb or destination_dimse")
+
+
+async def run_daemon(
+    config: DxaiConfig, stop: asyncio.Event | None = None, sensor: Sensor | None = None
+) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT): resume unfinished jobs, then consume."""
+    stop = stop or asyncio.Event()
+    sensor = sensor or default_sensor()
+    _install_signals(stop)
+    start_metrics_server(config.metrics, sensor)
+    lag = asyncio.create_task(monitor_loop_lag(sensor))
+    data_dir = Path(config.state.data_dir)
+    processor = await anyio.to_thread.run_sync(build_processor, config)
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
+        publisher: Publisher
+        if config.kafka is not None and config.mode == "production":
+            publisher = await stack.enter_async_context(KafkaPublisher(config.kafka))
+        else:
+            publisher = FolderPublisher(data_dir / "results")
+        sink = make_sink(config)
+        stack.push_async_callback(sink.aclose)
+        retry = _retry_policy(config)
+        parts = PipelineParts(
+            store, make_source_factory(config), sink, processor, publisher, sensor, retry
+        )
+        pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
+        resumed = await pipeline.resume_unfinished()
+        log.info("daemon started", extra={"count": resumed, "state": config.mode})
+        if config.kafka is not None and config.mode == "production":
+            await KafkaIntake(config.kafka, pipeline, sensor).run(stop)
+        else:
+            await stop.wait()
+    lag.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await lag
+
+
+def _retry_policy(config: DxaiConfig) -> RetryPolicy:
+    if config.kafka is None:
+        return RetryPolicy()
+    k = config.kafka
+    return RetryPolicy(k.max_retries, k.retry_backoff_initial_s, k.retry_backoff_max_s)
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)

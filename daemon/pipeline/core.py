@@ -1,0 +1,194 @@
+"""The Pipeline: validated event -> job store -> fetch -> de-identify -> store -> outputs.
+
+Fail closed: an instance is sent to the destination only when the processor reports it passed
+(de-identified and verified); a job is ``released`` only when every instance passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from dxai.daemon.config.root import PipelineConfig
+from dxai.daemon.errors import DxaiError, InvalidEventError
+from dxai.daemon.events import StudyEvent, new_trace, parse_study_event
+from dxai.daemon.gateways.base import StudySink, StudySource
+from dxai.daemon.jobs import JobRecord, JobStore
+from dxai.daemon.pipeline.finish import JobFinisher
+from dxai.daemon.pipeline.outcome import StudyTally
+from dxai.daemon.pipeline.processing import InstanceOutcome, InstanceProcessor
+from dxai.daemon.pipeline.publish import Publisher
+from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
+from dxai.observability.metrics import Sensor
+
+log = logging.getLogger("dxai.pipeline")
+SourceFactory = Callable[[StudyEvent], StudySource]
+Admission = Literal["accepted", "duplicate", "in_progress", "resumed", "dead_letter"]
+
+
+@dataclass
+class PipelineParts:
+    """Everything a pipeline talks to (built by the daemon, faked in unit tests)."""
+
+    store: JobStore
+    source_for: SourceFactory
+    sink: StudySink
+    processor: InstanceProcessor
+    publisher: Publisher
+    sensor: Sensor
+    retry: RetryPolicy
+
+
+class Pipeline:
+    """Runs jobs concurrently on the event loop, CPU work in a thread pool."""
+
+    def __init__(self, parts: PipelineParts, config: PipelineConfig) -> None:
+        self.parts = parts
+        self.config = config
+        self._executor = ThreadPoolExecutor(config.cpu_workers, thread_name_prefix="dxai-cpu")
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._finisher = JobFinisher(parts, config)
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.drain()
+        await asyncio.to_thread(self._executor.shutdown, True)
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs currently running."""
+        return len(self._tasks)
+
+    async def submit(self, raw: bytes, traceparent: str | None, origin: str) -> Admission:
+        """Validate and durably record one input; start its job. Safe to ack when it returns."""
+        try:
+            event = parse_study_event(raw)
+        except InvalidEventError as exc:
+            await self.parts.publisher.dead_letter(raw, str(exc), exc.code, origin)
+            self.parts.sensor.count("errors", {"component": "intake", "error_code": exc.code})
+            return "dead_letter"
+        claim = await self.parts.store.claim(
+            event.exchange_job_id,
+            event.study_uid,
+            self.config.version,
+            raw.decode("utf-8"),
+            traceparent or new_trace().traceparent,
+        )
+        if claim.created:
+            self._start(claim.job)
+            return "accepted"
+        if claim.job.key in self._tasks:
+            return "in_progress"
+        if claim.job.finished:
+            return "duplicate"
+        self._start(claim.job)
+        return "resumed"
+
+    async def resume_unfinished(self) -> int:
+        """Start every job the store says is unfinished (after a restart); return how many."""
+        jobs = [j for j in await self.parts.store.unfinished() if j.key not in self._tasks]
+        for job in jobs:
+            self._start(job)
+        return len(jobs)
+
+    def _start(self, job: JobRecord) -> None:
+        task = asyncio.create_task(self._guarded(job), name=f"job-{job.short_key}")
+        self._tasks[job.key] = task
+        task.add_done_callback(functools.partial(self._forget, job.key))
+
+    def _forget(self, key: str, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+
+    async def _guarded(self, job: JobRecord) -> None:
+        try:
+            await self.run_job(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a job never takes the daemon down
+            code = exc.code if isinstance(exc, DxaiError) else "internal"
+            self.parts.sensor.count("errors", {"component": "pipeline", "error_code": code})
+            log.exception("job crashed", extra={"job": job.short_key, "error_code": code})
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for running jobs (graceful shutdown); cancel what is left after ``timeout_s``."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def run_job(self, job: JobRecord) -> JobRecord:
+        """Run one job to its end (or resume it), then flush its outputs."""
+        if job.state in ("received", "fetching", "processing"):
+            await self._finisher.run_with_deadlines(job, self._work)
+        current = await self.parts.store.get(job.key)
+        assert current is not None
+        return await self._finisher.flush(current)
+
+    async def _work(self, job: JobRecord, event: StudyEvent) -> StudyTally:
+        return await with_retry(self.parts.retry, lambda: self._process_study(job, event))
+
+    async def _process_study(self, job: JobRecord, event: StudyEvent) -> StudyTally:
+        source = self.parts.source_for(event)
+        store = self.parts.store
+        try:
+            await store.set_state(job.key, "fetching")
+            series = await source.list_series(event.study_uid)
+            await store.set_state(job.key, "processing")
+            tally = StudyTally()
+            for series_uid in series:
+                outcomes = await self._process_series(source, event.study_uid, series_uid)
+                await self._store_passed(outcomes, tally)
+            return tally
+        finally:
+            await source.aclose()
+
+    async def _process_series(
+        self, source: StudySource, study_uid: str, series_uid: str
+    ) -> list[InstanceOutcome]:
+        loop = asyncio.get_running_loop()
+        limit = asyncio.Semaphore(self.config.cpu_workers * 2)
+
+        async def one(raw: bytes) -> InstanceOutcome:
+            try:
+                started = time.perf_counter()
+                out = await loop.run_in_executor(self._executor, self.parts.processor.process, raw)
+                self.parts.sensor.observe(
+                    "instance_s", time.perf_counter() - started, {"component": "deid"}
+                )
+                return out
+            finally:
+                limit.release()
+
+        pending: list[asyncio.Task[InstanceOutcome]] = []
+        async for raw in source.iter_instances(study_uid, series_uid):
+            await limit.acquire()
+            pending.append(asyncio.create_task(one(raw)))
+        return list(await asyncio.gather(*pending))
+
+    async def _store_passed(self, outcomes: list[InstanceOutcome], tally: StudyTally) -> None:
+        for outcome in outcomes:
+            tally.add(outcome)
+            self.parts.sensor.count("instances", {"component": "deid", "status": outcome.status})
+        passed = [o.data for o in outcomes if o.status == "passed" and o.data is not None]
+        if passed:
+            report = await self.parts.sink.store(passed)
+            tally.released += report.stored
+            tally.refused += len(report.failed_uids)

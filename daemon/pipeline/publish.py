@@ -1,0 +1,63 @@
+"""Where decisions, results and dead letters go: the Publisher interface and a folder publisher."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Protocol
+
+import anyio.to_thread
+
+from dxai.daemon.events import DecisionEvent, ResultsEvent, TraceContext, encode_event
+
+
+class Publisher(Protocol):
+    """Sends a job's outputs; returns only once they are durable at the receiving end."""
+
+    async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
+        """Publish the decision event."""
+        ...
+
+    async def results(self, event: ResultsEvent, ctx: TraceContext) -> None:
+        """Publish the results event."""
+        ...
+
+    async def dead_letter(self, original: bytes, reason: str, code: str, origin: str) -> None:
+        """Publish the original bytes of an input that cannot be processed, with the reason."""
+        ...
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+class FolderPublisher:
+    """Embedded mode: one JSON file per output under ``root`` (written atomically)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        for sub in ("decisions", "results", "dlq"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    async def _write(self, sub: str, name: str, data: bytes) -> None:
+        await anyio.to_thread.run_sync(_atomic_write, self.root / sub / name, data)
+
+    async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
+        """Write ``decisions/<job key>.json``."""
+        await self._write("decisions", f"{event.job_key}.json", encode_event(event))
+
+    async def results(self, event: ResultsEvent, ctx: TraceContext) -> None:
+        """Write ``results/<job key>.json``."""
+        await self._write("results", f"{event.job_key}.json", encode_event(event))
+
+    async def dead_letter(self, original: bytes, reason: str, code: str, origin: str) -> None:
+        """Write the original bytes and a ``.reason`` file under ``dlq/``."""
+        name = hashlib.sha256(origin.encode() + b"\0" + original).hexdigest()[:24]
+        await self._write("dlq", f"{name}.bin", original)
+        await self._write("dlq", f"{name}.reason", f"{code}: {reason}\n".encode())

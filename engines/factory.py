@@ -1,0 +1,67 @@
+"""Create and load engines by config; the loaded backend is always logged and exported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dxai.daemon.config.inference import EngineConfig
+from dxai.engines.base import Engine
+from dxai.engines.registry import verify_model_file
+from dxai.engines.spec import ModelSpec
+from dxai.observability.logging import get_logger
+from dxai.observability.metrics import Sensor, default_sensor
+
+_log = get_logger(__name__)
+
+
+def create_engine(config: EngineConfig, max_batch_size: int) -> Engine:
+    """An unloaded engine of ``config.kind``; raises BackendUnavailableError if it cannot run."""
+    if config.kind == "onnxruntime":
+        from dxai.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(config, max_batch_size)
+    if config.kind == "torch":
+        from dxai.engines.torch_engine import TorchEngine
+
+        return TorchEngine(config, max_batch_size)
+    from dxai.engines.tensorrt_engine import TensorRTEngine
+
+    return TensorRTEngine(config, max_batch_size)
+
+
+def load_engine(
+    model: ModelSpec,
+    config: EngineConfig,
+    max_batch_size: int,
+    *,
+    base_dir: Path | None = None,
+    sensor: Sensor | None = None,
+) -> Engine:
+    """Verify ``model``'s sha256, create and load its engine, log and export what loaded.
+
+    Blocking (hashing, session creation, conversion): call it off the event loop.
+    """
+    started = time.perf_counter()
+    model_file = verify_model_file(model, base_dir)
+    engine = create_engine(config, max_batch_size)
+    engine.load(model, model_file)
+    info = engine.info
+    _log.info(
+        "engine loaded: model=%s backend=%s device=%s precision=%s providers=%s",
+        model.name,
+        info.backend,
+        info.device,
+        info.precision,
+        ",".join(info.providers),
+        extra={
+            "model": model.name,
+            "backend": info.backend,
+            "device": info.device,
+            "batch_size": max_batch_size,
+            "duration_s": round(time.perf_counter() - started, 3),
+        },
+    )
+    labels = {"model": model.name, "backend": info.backend, "device": info.device}
+    (sensor or default_sensor()).set_gauge("engine_loaded", 1.0, labels)
+    return engine

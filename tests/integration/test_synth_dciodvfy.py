@@ -1,0 +1,19 @@
+"""Every synthetic file passes dciodvfy (dicom3tools) with no errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dxai.daemon.synth import generate_corpus
+from dxai.daemon.validation.dciodvfy import run_dciodvfy
+
+
+def test_synthetic_corpus_is_valid(tmp_path: Path) -> None:
+    manifest = generate_corpus(tmp_path, seed=1, studies=1, small=True)
+    failures: dict[str, list[str]] = {}
+    for record in manifest.files:
+        report = run_dciodvfy(tmp_path / record.path)
+        if not report.ok:
+            failures[record.path] = sorted(report.error_kinds()) or ["crashed"]
+    assert failures == {}
+    assert len(manifest.files) == 54
