@@ -82,6 +82,7 @@ def build_application(
         ray_actor_options={"num_cpus": serve_cfg.num_cpus, "num_gpus": serve_cfg.num_gpus},
         max_ongoing_requests=serve_cfg.max_ongoing_requests,
         max_queued_requests=batching.queue_capacity,
+        logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
     class ModelDeployment:
         def __init__(self, spec_json: str, engine_json: str, base: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 from pydicom.uid import (
@@ -102,6 +103,22 @@ def read_dicom(path: Path) -> FileDataset:
     return ds
 
 
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def check_complete(ds: Dataset) -> None:
+    """Raise InvalidDicomError when a top-level value is shorter than its declared length."""
+    for tag in list(ds.keys()):
+        elem = ds.get_item(tag)
+        if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED_LENGTH:
+            continue
+        if isinstance(elem.value, bytes) and len(elem.value) < elem.length:
+            raise InvalidDicomError(
+                f"truncated file: element ({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X}) has "
+                f"{len(elem.value)} of {elem.length} bytes"
+            )
+
+
 def write_atomic(ds: Dataset, dst: Path) -> None:
     """Write ``ds`` to ``dst`` through a temporary file in the same folder."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +155,7 @@ def deidentify_file(
     stage = "read"
     try:
         ds = read_dicom(src)
+        check_complete(ds)
         if ds.file_meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY:
             report.status = "skipped"
             report.errors.append(

@@ -27,6 +27,10 @@ PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
 STANDARD_UID_PREFIX = "1.2.840.10008."
 MIN_TRACKED_UID = 8  # junk such as "0" cannot identify anything and is not tracked by verify
+STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI"}
+    | {"UR", "UT"}
+)
 SCRUB_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "AE", "PN"})
 DEFAULT_SCRUB_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
 # Kept values of these VRs are vocabulary (CS) or dates kept by the profile: never PHI tokens.
@@ -167,7 +171,7 @@ def apply_action(ds: Dataset, tag: BaseTag, action: str, ctx: WalkContext, depth
         del ds[tag]
     elif action == "Z":
         is_name = int(tag) in (PATIENT_ID, PATIENT_NAME)
-        empty: object = Sequence() if vr == "SQ" else None
+        empty: object = Sequence() if vr == "SQ" else ("" if vr in STRING_VRS else None)
         _set(ds, tag, vr, _replacement(int(tag), vr, ctx, ds, tag) if is_name else empty, ctx)
     elif action == "U" and vr == "UI":
         _remap_uids(ds, tag, ctx)

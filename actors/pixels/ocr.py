@@ -16,6 +16,9 @@ from dxai.actors.pixels.types import (
 )
 
 
+WHOLE_LINE_SHARE = 0.6
+
+
 @dataclass(frozen=True)
 class Line:
     """A detected text line and its recognition."""
@@ -48,8 +51,8 @@ def span_box(line: Line, start: int, end: int) -> Box:
         return box
     width = box.width
     char_w = width / max(len(spans), 1)
-    left = box.x0 if start == 0 else box.x0 + spans[start][0] * width - 0.6 * char_w
-    right = box.x1 if end >= len(spans) else box.x0 + spans[end - 1][1] * width + 0.6 * char_w
+    left = box.x0 if start == 0 else box.x0 + spans[start][0] * width - 1.0 * char_w
+    right = box.x1 if end >= len(spans) else box.x0 + spans[end - 1][1] * width + 1.0 * char_w
     return Box(max(box.x0, int(left)), box.y0, min(box.x1, int(right + 0.999)), box.y1)
 
 
@@ -62,6 +65,10 @@ def decide(
     """The PHI parts of ``lines`` as pixel boxes."""
     out: list[PhiBox] = []
     for line in lines:
-        for start, end, reason in phi_spans(line.rec.text, terms, redact_all, allow):
-            out.append(PhiBox(span_box(line, start, end), reason))
+        spans = phi_spans(line.rec.text, terms, redact_all, allow)
+        covered = sum(end - start for start, end, _ in spans)
+        if spans and covered >= WHOLE_LINE_SHARE * len(line.rec.text.strip()):
+            out.append(PhiBox(line.box, spans[0][2]))
+            continue
+        out.extend(PhiBox(span_box(line, start, end), reason) for start, end, reason in spans)
     return out

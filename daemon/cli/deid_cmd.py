@@ -108,11 +108,6 @@ def _summary(
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.pixels != "never":
-        print(
-            "dxai deid: pixel redaction is not available yet; use --pixels never", file=sys.stderr
-        )
-        return 2
     if not args.src.exists():
         print(f"dxai deid: {args.src} does not exist", file=sys.stderr)
         return 2
@@ -121,19 +116,43 @@ def _run(args: argparse.Namespace) -> int:
     store = None
     if cfg.deid.reidentification_map:
         store = ReidentificationStore(Path(cfg.state.data_dir) / cfg.state.sqlite_file)
+    counts: dict[str, int] = {}
     start = time.perf_counter()
     try:
         reports, skipped = _process(args, deid, store)
     finally:
         if store is not None:
             store.close()
+    if args.pixels != "never":
+        pixel_reports = _pixels(args, cfg, reports)
     summary = _summary(reports, skipped, profile, time.perf_counter() - start)
+    if args.pixels != "never":
+        from dxai.actors.pixels import summarise
+
+        summary["pixels"] = {**summarise(pixel_reports), "files": pixel_reports}
+        counts["pixels_held"] = summary["pixels"]["held"]
+    counts.update(summary["status_counts"])
     report_path = args.report or args.dst / "dxai-deid-report.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    counts = summary["status_counts"]
     print(
         f"dxai deid: {len(reports)} instance(s): {counts}; {len(skipped)} non-DICOM skipped; "
         f"report {report_path}"
     )
-    return 1 if counts.get("failed", 0) or counts.get("held", 0) else 0
+    return 1 if counts.get("failed", 0) or counts.get("held", 0) or counts.get("pixels_held") else 0
+
+
+def _pixels(
+    args: argparse.Namespace, cfg: DxaiConfig, reports: list[FileReport]
+) -> list[dict[str, Any]]:
+    """Burned-in PHI stage over the de-identified outputs (PHI values from the originals)."""
+    from dxai.actors.pixels import PixelJob, PixelRedactor, redact_outputs
+    from dxai.daemon.config.pixels import PixelPolicyConfig
+
+    policy = getattr(cfg.deid, "pixel_policy", None) or PixelPolicyConfig()
+    jobs = [
+        PixelJob(args.src if args.src.is_file() else args.src / r.src, Path(r.dst), r.src)
+        for r in reports
+        if r.status == "ok" and r.dst
+    ]
+    return redact_outputs(jobs, PixelRedactor(policy), args.pixels)

@@ -93,6 +93,9 @@ def make_identity(seed: int, index: int) -> FakeIdentity:
     year, month, day = rng.randint(1930, 2010), rng.randint(1, 12), rng.randint(1, 28)
     institution, inst_address = rng.choice(_INSTITUTIONS)
     staff = rng.sample(_STAFF, 3)
+    address = f"{rng.randint(1, 999)} {rng.choice(_STREETS)}, {rng.choice(_CITIES)}"
+    if charset is None and not address.isascii():
+        charset = "ISO_IR 100"  # an ASCII name can still live in München
     return FakeIdentity(
         family=family,
         given=given,
@@ -101,7 +104,7 @@ def make_identity(seed: int, index: int) -> FakeIdentity:
         other_mrn=f"{rng.randint(100, 999)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
         birth_date=f"{year:04d}{month:02d}{day:02d}",
         sex=rng.choice("MF"),
-        address=f"{rng.randint(1, 999)} {rng.choice(_STREETS)}, {rng.choice(_CITIES)}",
+        address=address,
         phone=f"+1-555-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}",
         referring=staff[0],
         performing=staff[1],

@@ -9,11 +9,11 @@ from dxai.daemon.validation.dciodvfy import run_dciodvfy
 
 
 def test_synthetic_corpus_is_valid(tmp_path: Path) -> None:
-    manifest = generate_corpus(tmp_path, seed=1, studies=1, small=True)
+    manifest = generate_corpus(tmp_path, seed=0, studies=3, small=True)
     failures: dict[str, list[str]] = {}
     for record in manifest.files:
         report = run_dciodvfy(tmp_path / record.path)
         if not report.ok:
             failures[record.path] = sorted(report.error_kinds()) or ["crashed"]
     assert failures == {}
-    assert len(manifest.files) == 54
+    assert len(manifest.files) == 162  # ASCII, ISO_IR 100 and ISO_IR 192 patients

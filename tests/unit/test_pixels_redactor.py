@@ -1,0 +1,124 @@
+"""Redactor orchestration with fake OCR: fill, header marks, verify hold, codec round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom import uid
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from dxai.actors.pixels.codec import decode, encode
+from dxai.actors.pixels.redactor import CLEAN_PIXEL_CODE, PixelRedactor
+from dxai.actors.pixels.types import Box, Recognition, UInt8Array
+from dxai.daemon.config.pixels import PixelPolicyConfig
+
+
+def _dataset(ts: str = uid.ExplicitVRLittleEndian, frames: int = 1) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = uid.SecondaryCaptureImageStorage, uid.generate_uid()
+    ds.Modality, ds.PatientName = "OT", "DOE^JOHN"
+    arr = np.full((frames, 64, 96), 100, dtype=np.uint16)
+    arr[:, 10:20, 10:60] = 4000
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 64, 96, 1
+    ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored = "MONOCHROME2", 16, 12
+    ds.HighBit, ds.PixelRepresentation = 11, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = (arr if frames > 1 else arr[0]).tobytes()
+    if ts != uid.ExplicitVRLittleEndian:
+        ds.compress(ts, generate_instance_uid=False)
+    return ds
+
+
+class FakeDetector:
+    """Finds text wherever the frame is bright."""
+
+    def detect(self, image: UInt8Array) -> list[Box]:
+        ys, xs = np.nonzero(image[..., 0] > 200)
+        return [Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)] if len(
+            xs
+        ) else []
+
+
+class FakeRecognizer:
+    """Reads a fixed string from every crop."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
+        return [Recognition(self.text, 0.99) for _ in crops]
+
+
+def test_fills_phi_and_marks_header() -> None:
+    ds = _dataset()
+    redactor = PixelRedactor(PixelPolicyConfig(), FakeDetector(), FakeRecognizer("DOE JOHN"))
+    report = redactor.redact_dataset(ds, ["DOE^JOHN"], "always")
+    assert report.status == "redacted" and report.boxes_redacted == 1
+    assert int(np.asarray(ds.pixel_array)[10:20, 10:60].max()) == 100
+    assert ds.BurnedInAnnotation == "NO"
+    codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+    assert codes == [CLEAN_PIXEL_CODE[0]]
+
+
+def test_benign_text_left_alone() -> None:
+    ds = _dataset()
+    before = bytes(ds.PixelData)
+    report = PixelRedactor(PixelPolicyConfig(), FakeDetector(), FakeRecognizer("kVp 120"))\
+        .redact_dataset(ds, ["DOE^JOHN"], "always")
+    assert report.status == "clean" and bytes(ds.PixelData) == before
+
+
+def test_low_confidence_text_holds_instance() -> None:
+    class Unsure(FakeRecognizer):
+        def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
+            return [Recognition("x?", 0.1) for _ in crops]
+
+    report = PixelRedactor(PixelPolicyConfig(), FakeDetector(), Unsure("")).redact_dataset(
+        _dataset(), ["DOE^JOHN"], "always")
+    assert report.status == "held" and "low_confidence" in report.held_reasons
+
+
+def test_skip_policy_and_multiframe_union() -> None:
+    policy = PixelPolicyConfig(scan_modalities={"OT": "skip"}, scan_sop_classes={})
+    redactor = PixelRedactor(policy, FakeDetector(), FakeRecognizer("DOE JOHN"))
+    assert redactor.redact_dataset(_dataset(), ["DOE^JOHN"], "auto").status == "skipped"
+    ds = _dataset(frames=3)
+    report = redactor.redact_dataset(ds, ["DOE^JOHN"], "always")
+    assert report.status == "redacted" and report.frames == 3 and report.frames_ocr == 1
+    assert int(np.asarray(ds.pixel_array)[:, 10:20, 10:60].max()) == 100
+
+
+@pytest.mark.parametrize("ts", [uid.RLELossless, uid.JPEGLSLossless, uid.JPEG2000Lossless])
+def test_lossless_round_trip_keeps_syntax(ts: str) -> None:
+    ds = _dataset(ts)
+    decoded = decode(ds)
+    decoded.frames[:, 0:5, 0:5] = 0
+    assert encode(ds, decoded) == ts
+    assert ds.file_meta.TransferSyntaxUID == ts
+    assert int(np.asarray(ds.pixel_array)[0:5, 0:5].max()) == 0
+    assert "LossyImageCompression" not in ds
+
+
+def test_lossy_input_written_native_and_marked() -> None:
+    ds = _dataset()
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = np.full((64, 96), 50, dtype=np.uint8).tobytes()
+    ds.compress(uid.JPEGLSNearLossless, jls_error=2, generate_instance_uid=False)
+    decoded = decode(ds)
+    assert decoded.lossy_source
+    assert encode(ds, decoded) == uid.ExplicitVRLittleEndian
+    assert ds.LossyImageCompression == "01"
+    assert "ISO_14495_1" in list(ds.LossyImageCompressionMethod)
+
+
+def test_policy_resolution() -> None:
+    policy = PixelPolicyConfig(mode_modalities={"SC": "redact_all_text"})
+    assert policy.scan_action("US", "") == "always"
+    assert policy.scan_action("CT", "") == "sample"
+    assert policy.scan_action("CT", uid.SecondaryCaptureImageStorage) == "always"
+    assert policy.text_mode("SC", "") == "redact_all_text"
+    with pytest.raises(ValueError, match="upper-case"):
+        PixelPolicyConfig(scan_modalities={"us": "always"})
