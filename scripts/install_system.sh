@@ -6,7 +6,7 @@
 # service starts are refused during the install (policy-rc.d) and the unit is disabled after.
 set -euo pipefail
 
-PACKAGES=(orthanc orthanc-dicomweb dcmtk dicom3tools openjdk-17-jre-headless maven)
+PACKAGES=(orthanc orthanc-dicomweb dcmtk dicom3tools openjdk-17-jre-headless maven fonts-dejavu-core libgl1 libglib2.0-0)
 DICOMWEB_PLUGIN="${DICOMWEB_PLUGIN:-/usr/share/orthanc/plugins/libOrthancDicomWeb.so}"
 
 have_all() {
@@ -14,7 +14,7 @@ have_all() {
   for cmd in Orthanc storescu findscu echoscu dciodvfy java mvn curl; do
     command -v "$cmd" >/dev/null || [[ -x "/usr/sbin/$cmd" ]] || return 1
   done
-  [[ -f "$DICOMWEB_PLUGIN" ]]
+  [[ -f "$DICOMWEB_PLUGIN" ]] && [[ -d /usr/share/fonts/truetype/dejavu ]]
 }
 
 if have_all; then

@@ -269,7 +269,7 @@ def phi_spans(
 
 
 _LABELS = frozenset(
-    ("ID", "MRN", "DOB", "ACC", "ACCESSION", "NAME", "PATIENT", "PT", "DATE", "BORN", "PID", "NO")
+    ("ID", "MRN", "DOB", "ACC", "ACCESSION", "NAME", "PATIENT", "PT", "DATE", "BORN", "PID", "NO", "TEL", "PHONE")
 )
 
 

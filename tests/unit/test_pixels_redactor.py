@@ -111,7 +111,7 @@ def test_lossy_input_written_native_and_marked() -> None:
     assert decoded.lossy_source
     assert encode(ds, decoded) == uid.ExplicitVRLittleEndian
     assert ds.LossyImageCompression == "01"
-    assert "ISO_14495_1" in list(ds.LossyImageCompressionMethod)
+    assert "ISO_14495_1" in str(ds.LossyImageCompressionMethod)
 
 
 def test_policy_resolution() -> None:
