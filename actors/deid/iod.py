@@ -45,6 +45,9 @@ _COMMON = {
     "ContentTime": 2,
     "PatientID": 2,
     "ContrastBolusAgent": 2,
+    # Acquisition Context Module: Type 2 in DX, MG, IO, enhanced and waveform IODs; an empty
+    # sequence is harmless where the module is not used.
+    "AcquisitionContextSequence": 2,
 }
 _FAMILY_TYPES: dict[str, dict[str, int]] = {
     "sr": {

@@ -69,6 +69,20 @@ def _acceptable(token: str) -> bool:
     return token.upper() not in GENERIC_WORDS
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def date_variants(value: str) -> set[str]:
+    """Common written forms of a ``YYYYMMDD`` date, as found in free text."""
+    if len(value) != 8 or not value.isdigit() or not 1 <= int(value[4:6]) <= 12:
+        return set()
+    y, m, d = value[:4], value[4:6], value[6:]
+    mon = _MONTHS[int(m) - 1]
+    forms = {f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}"}
+    forms |= {f"{d}.{m}.{y}", f"{d}-{m}-{y}", f"{m}-{d}-{y}", f"{d}-{mon}-{y}", f"{d} {mon} {y}"}
+    return forms
+
+
 def tokens_from_value(value: str, vr: str) -> set[str]:
     """The PHI tokens of one removed/replaced value (names also give their components)."""
     out: set[str] = set()
@@ -76,6 +90,8 @@ def tokens_from_value(value: str, vr: str) -> set[str]:
         text = part.strip().strip("\x00").strip()
         if not text:
             continue
+        if vr in ("DA", "DT"):
+            out |= date_variants(text[:8])
         if vr in NAME_VRS:
             joined = " ".join(p for p in _SPLIT_NAME.split(text) if p)
             out.add(joined)
@@ -112,16 +128,11 @@ class PhiCollector:
         that de-identification wrote itself.
         """
         generated = "\x00".join(self.generated).casefold()
+        candidates = [t for t in self.tokens if t.casefold() not in generated]
         kept = "\x00".join(sorted(self.kept_values))
-        out = set()
-        for token in self.tokens:
-            folded = token.casefold()
-            if folded in generated:
-                continue
-            if kept and re.search(_pattern(folded), kept):
-                continue
-            out.add(token)
-        return frozenset(out)
+        in_vocabulary = set(PhiMatcher(candidates).find(kept)) if kept else set()
+        folded_vocabulary = {v.casefold() for v in in_vocabulary}
+        return frozenset(t for t in candidates if t.casefold() not in folded_vocabulary)
 
 
 def _pattern(token: str) -> str:
@@ -133,25 +144,63 @@ def _pattern(token: str) -> str:
     return rf"(?<!\w){escaped}(?!\w)"
 
 
+_NAME_SEPARATORS = str.maketrans({"^": " ", "=": " ", "\t": " ", "\n": " ", "\r": " "})
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
 class PhiMatcher:
-    """A compiled, case-insensitive search for a token set (longest tokens first)."""
+    """Case-insensitive whole-word search for a token set, without regular expressions.
+
+    ``str.find`` on lower-cased text plus a boundary check is far cheaper than compiling a large
+    alternation per instance.  Name separators (``^``, ``=``) count as spaces, so the joined
+    name ``DOE JOHN`` also matches ``DOE^JOHN``.
+    """
 
     def __init__(self, tokens: Iterable[str]) -> None:
         ordered = sorted(set(tokens), key=lambda t: (-len(t), t))
         self.tokens = tuple(ordered)
-        self._regex = (
-            re.compile("|".join(_pattern(t) for t in ordered), re.IGNORECASE) if ordered else None
-        )
+        self._folded = tuple((t.lower().translate(_NAME_SEPARATORS), t.isdigit()) for t in ordered)
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        folded = text.lower().translate(_NAME_SEPARATORS)
+        if len(folded) != len(text):  # a character whose lower case is longer: regex path
+            return [
+                m.span() for t in self.tokens for m in re.finditer(_pattern(t), text, re.IGNORECASE)
+            ]
+        spans = []
+        for token, digits in self._folded:
+            start = folded.find(token)
+            while start >= 0:
+                end = start + len(token)
+                before = folded[start - 1] if start else ""
+                after = folded[end] if end < len(folded) else ""
+                check = str.isdigit if digits else _is_word
+                if not (before and check(before)) and not (after and check(after)):
+                    spans.append((start, end))
+                start = folded.find(token, start + 1)
+        return spans
 
     def find(self, text: str) -> list[str]:
         """The distinct matched substrings of ``text`` (empty when clean)."""
-        if self._regex is None or not text:
+        if not self.tokens or not text:
             return []
-        return sorted({m.group(0) for m in self._regex.finditer(text)})
+        return sorted({text[a:b] for a, b in self._spans(text)})
 
     def scrub(self, text: str) -> str:
         """``text`` with every token removed and the whitespace tidied."""
-        if self._regex is None or not text:
+        if not self.tokens or not text:
             return text
-        cleaned = self._regex.sub("", text)
-        return re.sub(r"[ \t]{2,}", " ", cleaned).strip()
+        spans = sorted(self._spans(text))
+        if not spans:
+            return text
+        keep = []
+        position = 0
+        for start, end in spans:
+            if start > position:
+                keep.append(text[position:start])
+            position = max(position, end)
+        keep.append(text[position:])
+        return re.sub(r"[ \t]{2,}", " ", "".join(keep)).strip()

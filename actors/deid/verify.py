@@ -8,7 +8,6 @@ job.  Findings carry the tag path and a hash of the token, never the token itsel
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -19,6 +18,21 @@ from dxai.actors.deid.phi import PhiMatcher, token_hash
 from dxai.actors.deid.values import BINARY_VRS, NUMERIC_VRS, element_vr, encodings_of, raw_text
 
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+
+
+def _contains_uid(text: str, uid: str) -> bool:
+    """True when ``uid`` occurs in ``text`` not as part of a longer UID."""
+    start = text.find(uid)
+    while start >= 0:
+        end = start + len(uid)
+        before = text[start - 1] if start else ""
+        after = text[end] if end < len(text) else ""
+        if not (before and (before.isdigit() or before == ".")) and not (
+            after and (after.isdigit() or after == ".")
+        ):
+            return True
+        start = text.find(uid, start + 1)
+    return False
 
 
 @dataclass(frozen=True)
@@ -51,22 +65,17 @@ class _Scanner:
     def __init__(self, phi_values: Iterable[str], original_uids: Iterable[str]) -> None:
         self.matcher = PhiMatcher(phi_values)
         self.uids = frozenset(u for u in original_uids if u)
-        self.uid_regex = (
-            re.compile("|".join(rf"(?<![\d.]){re.escape(u)}(?![\d.])" for u in self.uids))
-            if self.uids
-            else None
-        )
         self.findings: list[Finding] = []
         self.scanned = 0
 
     def _text_hits(self, path: str, text: str) -> None:
         for hit in self.matcher.find(text):
             self.findings.append(Finding(path, "phi", token_hash(hit)))
-        if self.uid_regex is not None:
-            for match in self.uid_regex.finditer(text):
-                self.findings.append(Finding(path, "original_uid", token_hash(match.group(0))))
+        for uid in self.uids:
+            if _contains_uid(text, uid):
+                self.findings.append(Finding(path, "original_uid", token_hash(uid)))
 
-    def element(self, ds: Dataset, tag: BaseTag, path: str) -> None:
+    def element(self, ds: Dataset, tag: BaseTag, path: str, encodings: list[str]) -> None:
         vr = element_vr(ds, tag)
         if vr == "SQ":
             try:
@@ -87,7 +96,7 @@ class _Scanner:
             self._text_hits(path, data.decode("utf-8", "ignore"))
             return
         try:
-            text = raw_text(elem, encodings_of(ds))
+            text = raw_text(elem, encodings)
         except (ValueError, LookupError, TypeError):
             raw = elem.value if isinstance(elem.value, bytes) else str(elem.value).encode()
             text = raw.decode("latin-1")
@@ -99,9 +108,10 @@ class _Scanner:
         self._text_hits(path, text)
 
     def dataset(self, ds: Dataset, prefix: str = "") -> None:
+        encodings = encodings_of(ds)
         for tag in list(ds.keys()):
             value = int(tag)
-            self.element(ds, tag, f"{prefix}({value >> 16:04X},{value & 0xFFFF:04X})")
+            self.element(ds, tag, f"{prefix}({value >> 16:04X},{value & 0xFFFF:04X})", encodings)
 
 
 def verify(

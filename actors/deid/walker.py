@@ -21,7 +21,13 @@ from dxai.actors.deid.phi import TEXT_VRS, PhiCollector
 from dxai.actors.deid.private import clean_private
 from dxai.actors.deid.pseudonym import Pseudonymizer
 from dxai.actors.deid.table import CompiledTable
-from dxai.actors.deid.values import dummy_value, element_vr, encodings_of, raw_text
+from dxai.actors.deid.values import (
+    dummy_value,
+    element_vr,
+    encodings_of,
+    raw_text,
+    value_text,
+)
 
 PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
@@ -79,15 +85,34 @@ def _tag_text(tag: int) -> str:
 
 def _text(ds: Dataset, tag: BaseTag) -> str:
     try:
-        return raw_text(ds.get_item(tag), encodings_of(ds))
+        elem = ds.get_item(tag)
+        if elem is not None and not elem.value:
+            return ""
+        return raw_text(elem, encodings_of(ds))
     except (ValueError, LookupError, TypeError):
         elem = ds.get_item(tag)
         data = getattr(elem, "value", b"")
         return data.decode("latin-1", "replace") if isinstance(data, bytes) else str(data)
 
 
+def _collect_items(ds: Dataset, tag: BaseTag, ctx: WalkContext) -> None:
+    """Collect PHI tokens from every public text value inside a sequence being removed."""
+    try:
+        items = list(ds[tag].value or ())
+        for item in items:
+            for elem in item.iterall():
+                if elem.tag.is_private or elem.VR == "CS" or int(elem.tag) in CODE_TAGS:
+                    continue
+                if elem.VR in TEXT_VRS:
+                    ctx.collector.add(value_text(elem.value), str(elem.VR))
+    except Exception:  # noqa: BLE001 - an unreadable sequence is removed all the same
+        ctx.counts["sq_unreadable_removed"] += 1
+
+
 def _collect(ds: Dataset, tag: BaseTag, vr: str, ctx: WalkContext) -> None:
-    if vr == "UI":
+    if vr == "SQ":
+        _collect_items(ds, tag, ctx)
+    elif vr == "UI":
         uids = (u.strip("\x00 ") for u in _text(ds, tag).split("\\"))
         ctx.original_uids.update(
             u for u in uids if len(u) >= MIN_TRACKED_UID and not u.startswith(STANDARD_UID_PREFIX)

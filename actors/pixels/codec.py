@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import uid
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels.processing import apply_color_lut
 
 from dxai.daemon.errors import InvalidDicomError
 
@@ -131,6 +131,6 @@ def _as_list(value: object) -> list[object]:
     if isinstance(value, str | bytes | int | float):
         return [value]
     try:
-        return list(value)  # type: ignore[call-overload]
+        return [*value]  # type: ignore[misc]
     except TypeError:
         return [value]

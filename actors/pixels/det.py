@@ -58,14 +58,13 @@ def det_postprocess(
     prob: FloatArray, scale_y: float, scale_x: float, shape: tuple[int, int], params: DetParams
 ) -> list[Box]:
     """Turn a probability map (H x W) into text line boxes in original image pixels."""
-    bitmap = (prob > params.thresh).astype(np.uint8)
-    bitmap = cv2.dilate(bitmap, np.ones((2, 2), dtype=np.uint8))
+    bitmap = cv2.dilate((prob > params.thresh).astype(np.uint8), np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     boxes: list[Box] = []
     height, width = shape
     for contour in contours[: params.max_candidates]:
-        rect = cv2.boundingRect(contour)
-        _, _, rw, rh = rect
+        x, y, rw, rh = (int(v) for v in cv2.boundingRect(contour))
+        rect = (x, y, rw, rh)
         if min(rw, rh) < params.min_size:
             continue
         if _box_score(prob, contour, rect) < params.box_thresh:
@@ -87,8 +86,12 @@ def merge_line_boxes(boxes: list[Box]) -> list[Box]:
     for box in sorted(boxes, key=lambda b: b.x0):
         for i, other in enumerate(out):
             if _same_line(other, box):
-                out[i] = Box(min(other.x0, box.x0), min(other.y0, box.y0),
-                             max(other.x1, box.x1), max(other.y1, box.y1))
+                out[i] = Box(
+                    min(other.x0, box.x0),
+                    min(other.y0, box.y0),
+                    max(other.x1, box.x1),
+                    max(other.y1, box.y1),
+                )
                 break
         else:
             out.append(box)

@@ -15,7 +15,6 @@ from dxai.actors.pixels.types import (
     UInt8Array,
 )
 
-
 WHOLE_LINE_SHARE = 0.6
 
 

@@ -269,7 +269,22 @@ def phi_spans(
 
 
 _LABELS = frozenset(
-    ("ID", "MRN", "DOB", "ACC", "ACCESSION", "NAME", "PATIENT", "PT", "DATE", "BORN", "PID", "NO", "TEL", "PHONE")
+    (
+        "ID",
+        "MRN",
+        "DOB",
+        "ACC",
+        "ACCESSION",
+        "NAME",
+        "PATIENT",
+        "PT",
+        "DATE",
+        "BORN",
+        "PID",
+        "NO",
+        "TEL",
+        "PHONE",
+    )
 )
 
 
@@ -279,9 +294,9 @@ def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int,
     for start, end, reason in spans:
         head = text[:start].rstrip()
         label = re.search(r"(\S+)$", head)
-        if label and (label.group(1).endswith(":") or normalise(label.group(1)) in _LABELS):
-            if len(normalise(label.group(1))) <= 9:
-                start = label.start(1)
+        name = label.group(1) if label else ""
+        if label and (name.endswith(":") or normalise(name) in _LABELS) and len(name) <= 10:
+            start = label.start(1)
         grown.append((start, end, reason))
     out: list[tuple[int, int, str]] = []
     for start, end, reason in merge_spans(grown):

@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydicom import uid
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from dxai.actors.pixels import codec
@@ -105,8 +107,9 @@ class PixelRedactor:
         ctx = _Decide(build_terms(phi_values), mode == "redact_all_text", self._allow)
         images = self._images(decoded.frames)
         report.frames, report.frames_ocr = int(decoded.frames.shape[0]), len(images)
-        lines = [read_lines(to_display(img, work.info), self.detector, self.recognizer)
-                 for img in images]
+        lines = [
+            read_lines(to_display(img, work.info), self.detector, self.recognizer) for img in images
+        ]
         report.text_regions = sum(len(x) for x in lines)
         found = [b for group in lines for b in decide(group, ctx.terms, ctx.redact_all, ctx.allow)]
         report.phi_regions = len(found)
@@ -115,8 +118,9 @@ class PixelRedactor:
         if boxes:
             value = fill_value(decoded.frames, work.info.photometric, decoded.palette)
             fill_boxes(decoded.frames, [b.box for b in boxes], value)
-        report.boxes = [RedactedBox(b.box.x0, b.box.y0, b.box.x1, b.box.y1, b.reason)
-                        for b in boxes]
+        report.boxes = [
+            RedactedBox(b.box.x0, b.box.y0, b.box.x1, b.box.y1, b.reason) for b in boxes
+        ]
         report.held_reasons = self._verify(work, lines, boxes, ctx)
         self._finish(ds, snapshot, work, report, changed=bool(boxes))
 
@@ -152,7 +156,11 @@ class PixelRedactor:
         return sorted(reasons)
 
     def _finish(
-        self, ds: Dataset, snapshot: dict[str, object], work: _Work, report: PixelReport,
+        self,
+        ds: Dataset,
+        snapshot: tuple[dict[str, DataElement], str],
+        work: _Work,
+        report: PixelReport,
         changed: bool,
     ) -> None:
         if changed:
@@ -184,8 +192,12 @@ def _verify_line(line: Line, ctx: _Decide, threshold: float) -> set[str]:
 
 def _around(boxes: Sequence[Box], pad: int, width: int, height: int) -> Box:
     """The bounding box of ``boxes`` grown by ``pad`` (clipped to the image)."""
-    box = Box(min(b.x0 for b in boxes), min(b.y0 for b in boxes),
-              max(b.x1 for b in boxes), max(b.y1 for b in boxes))
+    box = Box(
+        min(b.x0 for b in boxes),
+        min(b.y0 for b in boxes),
+        max(b.x1 for b in boxes),
+        max(b.y1 for b in boxes),
+    )
     return box.expand(pad, width, height)
 
 
@@ -200,25 +212,30 @@ def _union_boxes(found: Sequence[PhiBox], margin: int, width: int, height: int) 
 
 
 _PIXEL_KEYWORDS = (
-    "PixelData", "PhotometricInterpretation", "PlanarConfiguration", "LossyImageCompression",
-    "LossyImageCompressionMethod", "LossyImageCompressionRatio", "NumberOfFrames",
+    "PixelData",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+    "LossyImageCompression",
+    "LossyImageCompressionMethod",
+    "LossyImageCompressionRatio",
+    "NumberOfFrames",
 )
 
 
-def _snapshot(ds: Dataset) -> dict[str, object]:
-    out: dict[str, object] = {k: copy.deepcopy(ds[k]) for k in _PIXEL_KEYWORDS if k in ds}
-    out["_ts"] = codec.transfer_syntax(ds)
-    return out
+def _snapshot(ds: Dataset) -> tuple[dict[str, DataElement], str]:
+    elems = {k: copy.deepcopy(ds[k]) for k in _PIXEL_KEYWORDS if k in ds}
+    return elems, str(codec.transfer_syntax(ds))
 
 
-def _restore(ds: Dataset, snapshot: dict[str, object]) -> None:
+def _restore(ds: Dataset, snapshot: tuple[dict[str, DataElement], str]) -> None:
+    elems, ts = snapshot
     for keyword in _PIXEL_KEYWORDS:
-        if keyword in snapshot:
-            ds[keyword] = snapshot[keyword]
+        if keyword in elems:
+            ds[keyword] = elems[keyword]
         elif keyword in ds:
             del ds[keyword]
     if hasattr(ds, "file_meta"):
-        ds.file_meta.TransferSyntaxUID = snapshot["_ts"]
+        ds.file_meta.TransferSyntaxUID = uid.UID(ts)
 
 
 def mark_clean(ds: Dataset) -> None:

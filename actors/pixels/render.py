@@ -33,7 +33,7 @@ def _first(value: object) -> float | None:
         return None
     try:
         seq = list(value) if isinstance(value, list | tuple) else [value]
-        return float(seq[0])
+        return float(str(seq[0]))
     except (TypeError, ValueError, IndexError):
         return None
 
@@ -84,8 +84,9 @@ def ybr_to_rgb(frame: npt.NDArray[np.generic]) -> UInt8Array:
 def to_display(frame: npt.NDArray[np.generic], info: DisplayInfo) -> UInt8Array:
     """One frame (H x W or H x W x 3) as an H x W x 3 uint8 RGB image."""
     if info.palette is not None:
-        return np.ascontiguousarray(info.palette[np.clip(frame.astype(np.int64), 0, None)
-                                                 % len(info.palette)])
+        return np.ascontiguousarray(
+            info.palette[np.clip(frame.astype(np.int64), 0, None) % len(info.palette)]
+        )
     if info.colour:
         if info.photometric.startswith("YBR_FULL"):
             return ybr_to_rgb(frame)

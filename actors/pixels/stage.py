@@ -7,7 +7,6 @@ and every instance only when PHI text was found; held outputs move under ``DST/.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,9 +38,9 @@ def _header(path: Path) -> Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True, force=True)
 
 
-def _plan(jobs: Sequence[PixelJob], redactor: PixelRedactor, request: PixelRequest) -> list[
-    tuple[list[PixelJob], list[PixelJob]]
-]:
+def _plan(
+    jobs: Sequence[PixelJob], redactor: PixelRedactor, request: PixelRequest
+) -> list[tuple[list[PixelJob], list[PixelJob]]]:
     """Per series: (instances scanned first, instances scanned only if PHI text was found)."""
     series: dict[str, list[tuple[PixelJob, Dataset]]] = defaultdict(list)
     for job in jobs:
@@ -78,11 +77,11 @@ def redact_job(job: PixelJob, redactor: PixelRedactor) -> PixelReport:
     if report.status in ("redacted", "clean", "held"):
         tmp = job.output.with_name(job.output.name + ".pixtmp")
         ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, job.output)
+        tmp.replace(job.output)
     if report.status == "held":
         held = job.output.parent / HELD_DIR / job.output.name
         held.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(job.output, held)
+        job.output.replace(held)
     return report
 
 

@@ -3,6 +3,7 @@
 from dxai.daemon.gateways.base import StoreReport, StudySink, StudySource
 from dxai.daemon.gateways.dicomweb import DicomWebGateway, StudyNotFoundError
 from dxai.daemon.gateways.dimse import DimseSink, DimseSource
+from dxai.daemon.gateways.folder import FolderSink
 from dxai.daemon.gateways.local import LocalFolderSource
 from dxai.daemon.gateways.multipart import MultipartError, build_multipart, split_multipart
 
@@ -10,6 +11,7 @@ __all__ = [
     "DicomWebGateway",
     "DimseSink",
     "DimseSource",
+    "FolderSink",
     "LocalFolderSource",
     "MultipartError",
     "StoreReport",

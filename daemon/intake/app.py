@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
@@ -19,10 +20,12 @@ from dxai.daemon.gateways import (
     DicomWebGateway,
     DimseSink,
     DimseSource,
+    FolderSink,
     LocalFolderSource,
     StudySink,
     StudySource,
 )
+from dxai.daemon.intake.embedded import EmbeddedIntake, EmbeddedPorts
 from dxai.daemon.intake.kafka import KafkaIntake, KafkaPublisher
 from dxai.daemon.jobs import JobStore
 from dxai.daemon.metrics_http import monitor_loop_lag, start_metrics_server
@@ -59,49 +62,103 @@ def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySourc
     return source_for
 
 
+def results_dir(config: DxaiConfig) -> Path:
+    """Embedded outputs: ``<data_dir>/results`` (decisions/, results/, dlq/, instances/)."""
+    return Path(config.state.data_dir) / "results"
+
+
 def make_sink(config: DxaiConfig) -> StudySink:
-    """The destination: DICOMweb STOW-RS if configured, else DIMSE C-STORE."""
+    """The destination: STOW-RS if configured, else C-STORE, else (embedded) the results folder."""
     if config.destination_dicomweb is not None:
         return DicomWebGateway(config.destination_dicomweb)
     if config.destination_dimse is not None:
         return DimseSink(config.destination_dimse, config.embedded.ae_title)
+    if config.mode == "embedded":
+        return FolderSink(results_dir(config) / "instances")
     raise ConfigError("no destination: set destination_dicomweb or destination_dimse")
 
 
+def _kafka_mode(config: DxaiConfig) -> bool:
+    return config.kafka is not None and config.mode == "production"
+
+
+@dataclass(frozen=True)
+class DaemonHandle:
+    """What a running daemon exposes to its embedder (tests, ``dxai demo``)."""
+
+    pipeline: Pipeline
+    store: JobStore
+    ports: EmbeddedPorts | None
+    results: Path
+
+
 async def run_daemon(
-    config: DxaiConfig, stop: asyncio.Event | None = None, sensor: Sensor | None = None
+    config: DxaiConfig,
+    stop: asyncio.Event | None = None,
+    sensor: Sensor | None = None,
+    ready: Callable[[DaemonHandle], None] | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT): resume unfinished jobs, then consume."""
+    """Run until ``stop`` is set (or SIGTERM/SIGINT): resume unfinished jobs, then consume.
+
+    ``ready`` is called once every listener is bound (embedded) or the consumer is starting.
+    """
     stop = stop or asyncio.Event()
     sensor = sensor or default_sensor()
     _install_signals(stop)
     start_metrics_server(config.metrics, sensor)
     lag = asyncio.create_task(monitor_loop_lag(sensor))
+    try:
+        await _serve(config, stop, sensor, ready)
+    finally:
+        lag.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lag
+
+
+async def _serve(
+    config: DxaiConfig,
+    stop: asyncio.Event,
+    sensor: Sensor,
+    ready: Callable[[DaemonHandle], None] | None,
+) -> None:
     data_dir = Path(config.state.data_dir)
     processor = await anyio.to_thread.run_sync(build_processor, config)
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
         publisher: Publisher
-        if config.kafka is not None and config.mode == "production":
+        if _kafka_mode(config):
+            assert config.kafka is not None
             publisher = await stack.enter_async_context(KafkaPublisher(config.kafka))
         else:
-            publisher = FolderPublisher(data_dir / "results")
+            publisher = FolderPublisher(results_dir(config))
         sink = make_sink(config)
         stack.push_async_callback(sink.aclose)
-        retry = _retry_policy(config)
         parts = PipelineParts(
-            store, make_source_factory(config), sink, processor, publisher, sensor, retry
+            store,
+            make_source_factory(config),
+            sink,
+            processor,
+            publisher,
+            sensor,
+            _retry_policy(config),
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         resumed = await pipeline.resume_unfinished()
         log.info("daemon started", extra={"count": resumed, "state": config.mode})
-        if config.kafka is not None and config.mode == "production":
+        if _kafka_mode(config):
+            assert config.kafka is not None
+            if ready is not None:
+                ready(DaemonHandle(pipeline, store, None, results_dir(config)))
             await KafkaIntake(config.kafka, pipeline, sensor).run(stop)
-        else:
+            return
+        intake = EmbeddedIntake(config, pipeline.submit, sensor)
+        ports = await intake.start()
+        try:
+            if ready is not None:
+                ready(DaemonHandle(pipeline, store, ports, results_dir(config)))
             await stop.wait()
-    lag.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await lag
+        finally:
+            await intake.stop()
 
 
 def _retry_policy(config: DxaiConfig) -> RetryPolicy:

@@ -79,9 +79,9 @@ def item(value: float, h: int = 20, w: int = 24) -> np.ndarray:
     return np.full((1, h, w), value, dtype=np.float32)
 
 
-async def poll(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+async def poll(cond: Callable[[], bool], limit_s: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + limit_s
     while not cond():
         assert loop.time() < end, "condition not reached before the deadline"
         await asyncio.sleep(0.005)
@@ -196,7 +196,10 @@ async def test_full_queue_rejects_then_drains():
 async def test_full_queue_waits_with_policy_wait():
     engine = FakeEngine(gated=True)
     batcher = make(
-        engine, max_batch_size=1, max_queue_delay_ms=0.0, queue_capacity=1,
+        engine,
+        max_batch_size=1,
+        max_queue_delay_ms=0.0,
+        queue_capacity=1,
         queue_full_policy="wait",
     )
     await batcher.start()

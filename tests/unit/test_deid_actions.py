@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from deid_helpers import KEY, REF_UID, SOP_UID, STUDY_UID, deidentifier, make_ds
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, RTPlanStorage, SegmentationStorage
@@ -12,7 +13,6 @@ from pydicom.uid import CTImageStorage, RTPlanStorage, SegmentationStorage
 from dxai.actors.deid.iod import resolve_action
 from dxai.actors.deid.pseudonym import keyed_uid
 from dxai.actors.deid.table import compile_table, row_action, table_rows
-from deid_helpers import KEY, REF_UID, SOP_UID, STUDY_UID, deidentifier, make_ds
 
 UID_RE = re.compile(r"^2\.25\.(0|[1-9][0-9]*)$")
 

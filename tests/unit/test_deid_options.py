@@ -99,7 +99,7 @@ def test_private_tags_removed_without_option() -> None:
     block = ds.private_block(0x00E1, "ELSCINT1", create=True)
     block.add_new(0x21, "DS", "12.5")  # safe: DLP
     out = deidentifier().deidentify(ds)
-    assert not any(int(t) >> 16 & 1 for t in out.dataset.keys())
+    assert not any(int(t) >> 16 & 1 for t in list(out.dataset.keys()))
     assert out.actions["private_removed"] == 2
 
 
@@ -112,7 +112,7 @@ def test_safe_private_kept_only_with_known_creator() -> None:
     unknown.add_new(0x21, "LO", "secret")
     ds.add_new(0x00191010, "LO", "orphan without creator")
     out = deidentifier("retain_safe_private").deidentify(ds).dataset
-    private = {int(t) for t in out.keys() if int(t) >> 16 & 1}
+    private = {int(t) for t in list(out.keys()) if int(t) >> 16 & 1}
     assert private == {0x00E10010, 0x00E11021}
     assert out[0x00E11021].value == 12.5
 
@@ -145,7 +145,7 @@ def test_overlays_curves_and_original_attributes() -> None:
     original.ModifiedAttributesSequence = Sequence([Dataset()])
     ds.OriginalAttributesSequence = Sequence([original])
     out = deidentifier().deidentify(ds).dataset
-    assert not any(0x5000 <= int(t) >> 16 <= 0x60FF for t in out.keys())
+    assert not any(0x5000 <= int(t) >> 16 <= 0x60FF for t in list(out.keys()))
     assert "OriginalAttributesSequence" not in out
     kept = deidentifier("clean_graphics").deidentify(ds).dataset
     assert 0x60003000 in kept and 0x60000010 in kept

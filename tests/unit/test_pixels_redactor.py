@@ -37,9 +37,11 @@ class FakeDetector:
 
     def detect(self, image: UInt8Array) -> list[Box]:
         ys, xs = np.nonzero(image[..., 0] > 200)
-        return [Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)] if len(
-            xs
-        ) else []
+        return (
+            [Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)]
+            if len(xs)
+            else []
+        )
 
 
 class FakeRecognizer:
@@ -66,8 +68,9 @@ def test_fills_phi_and_marks_header() -> None:
 def test_benign_text_left_alone() -> None:
     ds = _dataset()
     before = bytes(ds.PixelData)
-    report = PixelRedactor(PixelPolicyConfig(), FakeDetector(), FakeRecognizer("kVp 120"))\
-        .redact_dataset(ds, ["DOE^JOHN"], "always")
+    report = PixelRedactor(
+        PixelPolicyConfig(), FakeDetector(), FakeRecognizer("kVp 120")
+    ).redact_dataset(ds, ["DOE^JOHN"], "always")
     assert report.status == "clean" and bytes(ds.PixelData) == before
 
 
@@ -77,7 +80,8 @@ def test_low_confidence_text_holds_instance() -> None:
             return [Recognition("x?", 0.1) for _ in crops]
 
     report = PixelRedactor(PixelPolicyConfig(), FakeDetector(), Unsure("")).redact_dataset(
-        _dataset(), ["DOE^JOHN"], "always")
+        _dataset(), ["DOE^JOHN"], "always"
+    )
     assert report.status == "held" and "low_confidence" in report.held_reasons
 
 

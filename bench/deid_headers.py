@@ -1,0 +1,138 @@
+"""Benchmark: header de-identification throughput against plain pydicom and dicognito.
+
+Runs, on the same files in the same process: (1) plain pydicom read + write, (2) dxai header
+de-identification as ``dxai deid --pixels never`` does it (read, de-identify, verify, atomic
+write), (3) dicognito 0.19 (read, ``Anonymizer().anonymize(ds)``, write).  Files: the varied and
+burned-in reference DICOM files plus a small synthetic corpus.  Prints JSON and writes it to
+``bench/results/deid_headers.json``.
+
+    .venv/bin/python bench/deid_headers.py [--rounds 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom import dcmread
+
+from dxai.actors.deid import Deidentifier, deidentify_file
+from dxai.daemon.config.deid import DeidConfig
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference" / "dicom"
+KEY = b"bench-key-0123456789abcdef012345"
+
+
+def _files(tmp: Path) -> list[Path]:
+    files = [
+        p
+        for folder in (REFERENCE / "varied", REFERENCE / "burned_in")
+        for p in sorted(folder.glob("*.dcm"))
+    ]
+    try:
+        from dxai.daemon.synth import generate_corpus
+
+        generate_corpus(tmp / "synth", seed=1, studies=1, small=True)
+        files += sorted((tmp / "synth").rglob("*.dcm"))
+    except Exception as exc:  # the synthetic corpus is optional
+        print(f"synthetic corpus unavailable: {type(exc).__name__}")
+    return files
+
+
+def _plain(src: Path, dst: Path) -> None:
+    ds = dcmread(src, force=True)
+    ds.save_as(dst, enforce_file_format=True)
+
+
+def _dxai(deid: Deidentifier) -> Callable[[Path, Path], None]:
+    def run(src: Path, dst: Path) -> None:
+        report = deidentify_file(src, dst, deid)
+        if report.status not in ("ok", "skipped"):
+            raise RuntimeError(f"dxai status {report.status}")
+
+    return run
+
+
+def _dicognito() -> Callable[[Path, Path], None]:
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer = Anonymizer()
+
+    def run(src: Path, dst: Path) -> None:
+        ds = dcmread(src, force=True)
+        anonymizer.anonymize(ds)
+        ds.save_as(dst, enforce_file_format=True)
+
+    return run
+
+
+def _measure(
+    name: str, func: Callable[[Path, Path], None], files: list[Path], out: Path, rounds: int
+) -> dict[str, Any]:
+    best = float("inf")
+    errors = 0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for index, src in enumerate(files):
+            try:
+                func(src, out / f"{name}-{index}.dcm")
+            except Exception:
+                errors += 1
+        best = min(best, time.perf_counter() - start)
+    return {
+        "seconds": round(best, 4),
+        "instances_per_s": round(len(files) / best, 2),
+        "errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "deid_headers.json"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        files = _files(tmp)
+        out = tmp / "out"
+        out.mkdir()
+        deid = Deidentifier(DeidConfig().profiles["basic"], KEY, profile_name="basic")
+        peers = {
+            "pydicom_read_write": _plain,
+            "dxai_deid": _dxai(deid),
+            "dicognito": _dicognito(),
+        }
+        results = {name: _measure(name, f, files, out, args.rounds) for name, f in peers.items()}
+    dxai = results["dxai_deid"]["instances_per_s"]
+    summary = {
+        "benchmark": "deid_headers",
+        "profile": "basic",
+        "pixels": "never",
+        "instances": len(files),
+        "rounds": args.rounds,
+        "python": platform.python_version(),
+        "pydicom": pydicom.__version__,
+        "results": results,
+        "ratio_vs_pydicom_read_write": round(
+            dxai / results["pydicom_read_write"]["instances_per_s"], 3
+        ),
+        "ratio_vs_dicognito": round(dxai / results["dicognito"]["instances_per_s"], 3),
+        "goals": {"vs_pydicom_read_write": ">= 0.8", "vs_dicognito": "> 1.0"},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

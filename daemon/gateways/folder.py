@@ -1,0 +1,74 @@
+"""Folder destination for embedded mode: de-identified instances written as files, atomically."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from io import BytesIO
+from pathlib import Path
+
+import anyio.to_thread
+import pydicom
+from pydicom.errors import InvalidDicomError as PydicomInvalid
+
+from dxai.daemon.gateways.base import StoreReport
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+
+
+def is_uid(value: str) -> bool:
+    """True for a syntactically valid DICOM UID (safe to use as a file or folder name)."""
+    return 0 < len(value) <= 64 and _UID.match(value) is not None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename (blocking)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _target(root: Path, raw: bytes) -> Path | None:
+    try:
+        ds = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_TAGS)
+    except (PydicomInvalid, EOFError, ValueError, TypeError):
+        return None
+    uids = [str(ds.get(t, "")) for t in _TAGS]
+    if not all(is_uid(u) for u in uids):
+        return None
+    study, series, sop = uids
+    return root / study / series / f"{sop}.dcm"
+
+
+def store_files_blocking(root: Path, instances: Sequence[bytes]) -> StoreReport:
+    """Write each instance to ``root/<study>/<series>/<sop>.dcm``; refuse unreadable ones."""
+    failed: list[str] = []
+    for index, raw in enumerate(instances):
+        target = _target(root, raw)
+        if target is None:
+            failed.append(f"index-{index}")
+            continue
+        atomic_write(target, raw)
+    return StoreReport(stored=len(instances) - len(failed), failed_uids=tuple(failed))
+
+
+class FolderSink:
+    """A destination folder; storing the same SOP Instance UID twice keeps one file."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    async def store(self, instances: Sequence[bytes]) -> StoreReport:
+        """Write ``instances`` in a worker thread."""
+        if not instances:
+            return StoreReport(stored=0)
+        return await anyio.to_thread.run_sync(store_files_blocking, self.root, instances)
+
+    async def aclose(self) -> None:
+        """Nothing held between calls."""

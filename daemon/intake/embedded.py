@@ -1,0 +1,126 @@
+"""Embedded mode intake: C-STORE landing zone, webhook and MLLP listener feeding one pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from dxai.daemon.config.root import DxaiConfig
+from dxai.daemon.errors import DxaiError
+from dxai.daemon.intake.dicom_scp import QuietTracker, StoreScp
+from dxai.daemon.intake.landing import LandingZone
+from dxai.daemon.intake.mllp import MllpListener
+from dxai.daemon.intake.submit import Submit
+from dxai.daemon.intake.webhook import Webhook
+from dxai.observability.metrics import Sensor
+
+log = logging.getLogger("dxai.intake.embedded")
+EMBEDDED_EVENT_TYPE = "study_scheduled_for_exchange"
+
+
+@dataclass(frozen=True)
+class EmbeddedPorts:
+    """The ports the listeners are bound to (useful when the configuration asked for 0)."""
+
+    dicom: int
+    http: int
+    mllp: int
+
+
+def landing_job_id(study_uid: str) -> str:
+    """A fresh job id for a sealed landing-zone study: time plus a hash of the study UID."""
+    digest = hashlib.sha256(study_uid.encode()).hexdigest()[:12]
+    return f"scp-{time.time_ns() // 1_000_000}-{digest}"
+
+
+class EmbeddedIntake:
+    """Starts the three listeners; ``await run(stop)`` serves until ``stop`` is set."""
+
+    def __init__(self, config: DxaiConfig, submit: Submit, sensor: Sensor) -> None:
+        self.config = config
+        self.submit = submit
+        self.sensor = sensor
+        self.zone = LandingZone(Path(config.state.data_dir) / "landing")
+        self.tracker = QuietTracker(config.embedded.study_quiet_period_s, self._complete)
+        self.webhook = Webhook(submit, sensor)
+        self.mllp = MllpListener(submit, sensor, self._order_source())
+        self._scp: StoreScp | None = None
+        self._jobs: set[asyncio.Task[str | None]] = set()
+        self.ports: EmbeddedPorts | None = None
+
+    def _order_source(self) -> dict[str, Any]:
+        if self.config.source_dicomweb is not None:
+            return {"kind": "dicomweb"}
+        return {"kind": "local", "path": str(self.zone.batches.resolve())}
+
+    async def start(self) -> EmbeddedPorts:
+        """Bind every listener and re-arm studies left in the landing zone by a restart."""
+        emb = self.config.embedded
+        loop = asyncio.get_running_loop()
+        self._scp = StoreScp(self.zone, emb.ae_title, self._arrived, loop)
+        dicom = await anyio.to_thread.run_sync(self._scp.start, emb.bind_host, emb.dicom_port)
+        http = await self.webhook.start(emb.bind_host, emb.http_port)
+        mllp = await self.mllp.start(emb.bind_host, emb.mllp_port)
+        for study_uid in await anyio.to_thread.run_sync(self.zone.pending):
+            self.tracker.touch(study_uid)
+        for raw in await anyio.to_thread.run_sync(self.zone.sealed_events):
+            await self.submit(raw, None, "scp")
+        self.ports = EmbeddedPorts(dicom=dicom, http=http, mllp=mllp)
+        return self.ports
+
+    async def stop(self) -> None:
+        """Close listeners, forget quiet timers, wait for submissions in flight."""
+        if self._scp is not None:
+            await anyio.to_thread.run_sync(self._scp.stop)
+            self._scp = None
+        await self.webhook.stop()
+        await self.mllp.stop()
+        self.tracker.cancel_all()
+        if self._jobs:
+            await asyncio.wait(set(self._jobs))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    def _arrived(self, study_uid: str) -> None:
+        self.sensor.count("events_consumed", {"source": "scp"})
+        self.tracker.touch(study_uid)
+
+    def _complete(self, study_uid: str) -> None:
+        task = asyncio.create_task(self.seal_and_submit(study_uid))
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def seal_and_submit(self, study_uid: str) -> str | None:
+        """Seal the arrived instances of ``study_uid`` as a batch and submit its job."""
+        job_id = landing_job_id(study_uid)
+        event = {
+            "event_type": EMBEDDED_EVENT_TYPE,
+            "study_uid": study_uid,
+            "destination": "default",
+            "exchange_job_id": job_id,
+            "source": {"kind": "local", "path": str(self.zone.batch_path(job_id))},
+        }
+        raw = json.dumps(event).encode()
+        if not await anyio.to_thread.run_sync(self.zone.seal, study_uid, job_id, raw):
+            return None
+        try:
+            admission = await self.submit(raw, None, "scp")
+        except DxaiError as exc:
+            log.exception("landing job not admitted", extra={"error_code": exc.code})
+            return None
+        log.info("landing study sealed", extra={"study_uid": study_uid, "status": admission})
+        return job_id
