@@ -40,6 +40,8 @@ SAFE_FIELDS = frozenset(
         "batch_size",
         "component",
         "file",
+        "precision",
+        "providers",
     }
 )
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
