@@ -23,7 +23,7 @@ def test_bench_runs_a_script_with_arguments(tmp_path: Path) -> None:
         "import sys, pathlib\npathlib.Path(sys.argv[1]).write_text('ran')\n"
     )
     marker = tmp_path / "marker.txt"
-    assert main(["bench", "echo", "--bench-dir", str(tmp_path), str(marker)]) == 0
+    assert main(["bench", "--bench-dir", str(tmp_path), "echo", str(marker)]) == 0
     assert marker.read_text() == "ran"
 
 
@@ -31,5 +31,5 @@ def test_bench_unknown_name_lists_available(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "batching.py").write_text("")
-    assert main(["bench", "nope", "--bench-dir", str(tmp_path)]) == 2
+    assert main(["bench", "--bench-dir", str(tmp_path), "nope"]) == 2
     assert "available: batching" in capsys.readouterr().err
