@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -47,7 +46,6 @@ def test_synthetic_corpus_has_no_phi_or_original_uid(
     assert all(len(v) == 1 for v in study_map.values())
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) missing")
 def test_synthetic_outputs_add_no_dciodvfy_errors(
     corpus: tuple[Path, list[dict[str, object]]], tmp_path: Path
 ) -> None:

@@ -25,7 +25,7 @@ from dxai.observability.metrics import Sensor
 @pytest.fixture(scope="session")
 def local_ray() -> Iterator[None]:
     """A local Ray instance for the whole session (slow to start), shut down at the end."""
-    ray = pytest.importorskip("ray")
+    import ray
     from ray import serve
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
