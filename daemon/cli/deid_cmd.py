@@ -147,9 +147,8 @@ def _pixels(
 ) -> list[dict[str, Any]]:
     """Burned-in PHI stage over the de-identified outputs (PHI values from the originals)."""
     from dxai.actors.pixels import PixelJob, PixelRedactor, redact_outputs
-    from dxai.daemon.config.pixels import PixelPolicyConfig
 
-    policy = getattr(cfg.deid, "pixel_policy", None) or PixelPolicyConfig()
+    policy = cfg.deid.pixel_policy
     jobs = [
         PixelJob(args.src if args.src.is_file() else args.src / r.src, Path(r.dst), r.src)
         for r in reports

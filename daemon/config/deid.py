@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dxai.daemon.config.base import Section
+from dxai.daemon.config.pixels import PixelPolicyConfig
 
 DeidOption = Literal[
     "retain_safe_private",
@@ -85,6 +86,7 @@ class DeidConfig(Section):
     pixels: PixelMode = "never"
     reidentification_map: bool = False
     date_shift_max_days: int = Field(default=365, ge=1, le=36500)
+    pixel_policy: PixelPolicyConfig = Field(default_factory=PixelPolicyConfig)
 
     @model_validator(mode="after")
     def _profile_exists(self) -> DeidConfig:
