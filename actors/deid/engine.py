@@ -104,7 +104,7 @@ class Deidentifier:
         ctx = self._context(out)
         walk(out, ctx)
         tokens = ctx.collector.final_tokens()
-        _scrub_deferred(ctx, PhiMatcher(tokens))
+        _scrub_deferred(ctx, tokens)
         mark(out, self.profile_name, self.options, self.date_mode)
         _fix_file_meta(out)
         pseudonym = out.get("PatientID")
@@ -145,11 +145,23 @@ def _top_text(ds: Dataset, tag: int) -> str:
         return ""
 
 
-def _scrub_deferred(ctx: WalkContext, matcher: PhiMatcher) -> None:
-    for ds, tag, vr in ctx.deferred:
+def _deferred_texts(ctx: WalkContext) -> list[str | None]:
+    texts: list[str | None] = []
+    for ds, tag, _ in ctx.deferred:
         try:
-            text = raw_text(ds.get_item(tag), encodings_of(ds))
+            texts.append(raw_text(ds.get_item(tag), encodings_of(ds)))
         except (ValueError, LookupError, TypeError):
+            texts.append(None)
+    return texts
+
+
+def _scrub_deferred(ctx: WalkContext, tokens: frozenset[str]) -> None:
+    if not ctx.deferred:
+        return
+    texts = _deferred_texts(ctx)
+    matcher = PhiMatcher(tokens).narrowed("\x00".join(t for t in texts if t))
+    for (ds, tag, vr), text in zip(ctx.deferred, texts, strict=True):
+        if text is None:
             del ds[tag]
             ctx.counts["C_unreadable_removed"] += 1
             continue

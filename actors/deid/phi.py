@@ -164,6 +164,20 @@ class PhiMatcher:
         self.tokens = tuple(ordered)
         self._folded = tuple((t.lower().translate(_NAME_SEPARATORS), t.isdigit()) for t in ordered)
 
+    def narrowed(self, haystack: str) -> PhiMatcher:
+        """A matcher with only the tokens that may occur somewhere in ``haystack``.
+
+        One ``in`` test per token over the whole (folded) haystack is a necessary condition for
+        any match in a part of it, so matching the parts with the narrowed matcher gives the
+        same results.  Text whose lower case changes length is matched by regular expressions
+        (see ``_spans``): then every token is kept.
+        """
+        folded = haystack.lower().translate(_NAME_SEPARATORS)
+        if len(folded) != len(haystack):
+            return self
+        present = [t for t, (f, _) in zip(self.tokens, self._folded, strict=True) if f in folded]
+        return self if len(present) == len(self.tokens) else PhiMatcher(present)
+
     def _spans(self, text: str) -> list[tuple[int, int]]:
         folded = text.lower().translate(_NAME_SEPARATORS)
         if len(folded) != len(text):  # a character whose lower case is longer: regex path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from pydicom.charset import decode_bytes
@@ -58,16 +59,27 @@ def dummy_value(vr: str) -> Any:
     return _DUMMIES.get(vr, DUMMY_TEXT)
 
 
-def element_vr(ds: Dataset, tag: BaseTag) -> str:
-    """The VR of ``tag`` in ``ds`` without converting a raw element."""
-    elem = ds.get_item(tag)
-    vr = elem.VR if elem is not None else None
-    if vr and (vr != "UN" or int(tag) >> 16 & 1):
-        return str(vr)
+@cache
+def dictionary_vr(tag: int) -> str:
+    """The (first) dictionary VR of a public ``tag``; ``UN`` when the tag is unknown."""
     try:
         return str(dictionary_VR(tag)).split(" or ")[0]
     except KeyError:
         return "UN"
+
+
+def vr_of(elem: RawDataElement | DataElement) -> str:
+    """The VR of a raw or converted element (a public ``UN`` or missing VR: the dictionary's)."""
+    vr = elem.VR
+    if vr and (vr != "UN" or elem.tag >> 16 & 1):
+        return str(vr)
+    return dictionary_vr(int(elem.tag))
+
+
+def element_vr(ds: Dataset, tag: BaseTag) -> str:
+    """The VR of ``tag`` in ``ds`` without converting a raw element."""
+    elem = ds.get_item(tag)
+    return dictionary_vr(int(tag)) if elem is None else vr_of(elem)
 
 
 def encodings_of(ds: Dataset) -> list[str]:
@@ -88,6 +100,15 @@ def raw_text(elem: RawDataElement | DataElement, encodings: list[str]) -> str:
             return ""
         return decode_bytes(bytes(data), encodings, set()) if encodings else data.decode("latin-1")
     return value_text(elem.value)
+
+
+def text_of(elem: RawDataElement | DataElement, encodings: list[str]) -> str:
+    """Like :func:`raw_text`, but never raises: undecodable values are read as Latin-1."""
+    value = elem.value
+    try:
+        return raw_text(elem, encodings) if value else ""
+    except (ValueError, LookupError, TypeError):
+        return value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
 
 
 def value_text(value: Any) -> str:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 
+from dxai.actors.deid.context import tag_text
 from dxai.actors.deid.phi import PhiMatcher, token_hash
-from dxai.actors.deid.values import BINARY_VRS, NUMERIC_VRS, element_vr, encodings_of, raw_text
+from dxai.actors.deid.values import BINARY_VRS, NUMERIC_VRS, encodings_of, raw_text, vr_of
 
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
@@ -61,57 +63,96 @@ class VerifyResult:
         return not self.findings
 
 
+# One scanned text: (path prefix, tag, text); text None marks a UI element's original UID hit.
+_Entry = tuple[str, int, str | None]
+
+
 class _Scanner:
+    """Gathers the text of every scanned element, then searches all of it at once.
+
+    Each token (and each original UID) is first looked for in the whole output joined into one
+    string; only the few that occur there are then located element by element, so a clean
+    output costs one decode per element and one ``in`` test per token.
+    """
+
     def __init__(self, phi_values: Iterable[str], original_uids: Iterable[str]) -> None:
         self.matcher = PhiMatcher(phi_values)
         self.uids = frozenset(u for u in original_uids if u)
-        self.findings: list[Finding] = []
+        self.entries: list[_Entry] = []
+        self.ui_hits: dict[tuple[str, int], list[str]] = {}
+        self.unscannable = False
         self.scanned = 0
 
-    def _text_hits(self, path: str, text: str) -> None:
-        for hit in self.matcher.find(text):
-            self.findings.append(Finding(path, "phi", token_hash(hit)))
-        for uid in self.uids:
-            if _contains_uid(text, uid):
-                self.findings.append(Finding(path, "original_uid", token_hash(uid)))
-
-    def element(self, ds: Dataset, tag: BaseTag, path: str, encodings: list[str]) -> None:
-        vr = element_vr(ds, tag)
-        if vr == "SQ":
-            try:
-                items = ds[tag].value or ()
-            except Exception:  # noqa: BLE001 - an unreadable sequence cannot be shown clean
-                self.findings.append(Finding(path, "unscannable", ""))
-                return
-            for index, item in enumerate(items):
-                self.dataset(item, f"{path}[{index}]/")
+    def _sequence(self, ds: Dataset, tag: BaseTag, path: str) -> None:
+        try:
+            items = ds[tag].value or ()
+        except Exception:  # noqa: BLE001 - an unreadable sequence cannot be shown clean
+            self.entries.append((path, -1, None))
+            self.unscannable = True
             return
-        if int(tag) in _BULK_TAGS or vr in NUMERIC_VRS:
+        for index, item in enumerate(items):
+            self.dataset(item, f"{path}[{index}]/")
+
+    def _element(self, elem: RawDataElement | DataElement, prefix: str, enc: list[str]) -> None:
+        vr = vr_of(elem)
+        tag = int(elem.tag)
+        if tag in _BULK_TAGS or vr in NUMERIC_VRS:
             return
         self.scanned += 1
-        elem = ds.get_item(tag)
-        if vr in BINARY_VRS or vr == "OB":
+        if vr in BINARY_VRS:
             data = elem.value if isinstance(elem.value, bytes) else b""
-            self._text_hits(path, data.decode("latin-1"))
-            self._text_hits(path, data.decode("utf-8", "ignore"))
+            self.entries.append((prefix, tag, data.decode("latin-1")))
+            self.entries.append((prefix, tag, data.decode("utf-8", "ignore")))
             return
         try:
-            text = raw_text(elem, encodings)
+            text = raw_text(elem, enc)
         except (ValueError, LookupError, TypeError):
             raw = elem.value if isinstance(elem.value, bytes) else str(elem.value).encode()
             text = raw.decode("latin-1")
-        if vr == "UI":
-            for uid in text.split("\\"):
-                if uid.strip("\x00 ") in self.uids:
-                    self.findings.append(Finding(path, "original_uid", token_hash(uid)))
+        if vr != "UI":
+            self.entries.append((prefix, tag, text))
             return
-        self._text_hits(path, text)
+        hits = [uid for uid in text.split("\\") if uid.strip("\x00 ") in self.uids]
+        if hits:
+            self.ui_hits[(prefix, tag)] = hits
+            self.entries.append((prefix, tag, None))
 
     def dataset(self, ds: Dataset, prefix: str = "") -> None:
         encodings = encodings_of(ds)
         for tag in list(ds.keys()):
-            value = int(tag)
-            self.element(ds, tag, f"{prefix}({value >> 16:04X},{value & 0xFFFF:04X})", encodings)
+            elem = ds.get_item(tag)
+            if elem is None:
+                continue
+            if vr_of(elem) == "SQ":
+                self._sequence(ds, tag, prefix + tag_text(int(tag)))
+            else:
+                self._element(elem, prefix, encodings)
+
+    def findings(self) -> list[Finding]:
+        """Locate the tokens and UIDs that occur in the gathered text, element by element."""
+        haystack = "\x00".join(text for _, _, text in self.entries if text)
+        matcher = self.matcher.narrowed(haystack)
+        uids = [uid for uid in self.uids if uid in haystack]
+        found: list[Finding] = []
+        if not (matcher.tokens or uids or self.ui_hits or self.unscannable):
+            return found
+        for prefix, tag, text in self.entries:
+            path = prefix + tag_text(tag) if tag >= 0 else prefix
+            if tag < 0:
+                found.append(Finding(path, "unscannable", ""))
+            elif text is None:
+                found.extend(
+                    Finding(path, "original_uid", token_hash(u))
+                    for u in self.ui_hits[(prefix, tag)]
+                )
+            else:
+                found.extend(Finding(path, "phi", token_hash(hit)) for hit in matcher.find(text))
+                found.extend(
+                    Finding(path, "original_uid", token_hash(u))
+                    for u in uids
+                    if _contains_uid(text, u)
+                )
+        return found
 
 
 def verify(
@@ -126,4 +167,4 @@ def verify(
     if isinstance(meta, FileMetaDataset):
         scanner.dataset(meta, "meta:")
     scanner.dataset(output)
-    return VerifyResult(findings=scanner.findings, elements_scanned=scanner.scanned)
+    return VerifyResult(findings=scanner.findings(), elements_scanned=scanner.scanned)

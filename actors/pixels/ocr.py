@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dxai.actors.pixels.phi import PhiTerms, phi_spans
+from dxai.actors.pixels.phi import PhiTerms, TermHit, phi_spans, term_hits
 from dxai.actors.pixels.types import (
     Box,
     Recognition,
@@ -16,6 +16,10 @@ from dxai.actors.pixels.types import (
 )
 
 WHOLE_LINE_SHARE = 0.6
+# fragments closer than this many text heights are read as one line
+GROUP_GAP = 1.5
+# recognitions below this mean confidence are unreadable
+UNREADABLE = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def read_lines(image: UInt8Array, det: TextDetector, rec: TextRecognizer) -> lis
 
 
 def span_box(line: Line, start: int, end: int) -> Box:
-    """Pixel box of characters ``start:end`` of a line, padded by about half a character."""
+    """Pixel box of characters ``start:end`` of a line, padded by about one character."""
     box, spans = line.box, line.rec.char_spans
     if not spans or len(spans) != len(line.rec.text):
         return box
@@ -55,19 +59,108 @@ def span_box(line: Line, start: int, end: int) -> Box:
     return Box(max(box.x0, int(left)), box.y0, min(box.x1, int(right + 0.999)), box.y1)
 
 
+@dataclass(frozen=True)
+class LineGroup:
+    """Detected fragments of one text line, left to right, read as one string."""
+
+    lines: tuple[Line, ...]
+
+    @property
+    def text(self) -> str:
+        """The fragments' texts joined by single spaces."""
+        return " ".join(line.rec.text for line in self.lines)
+
+    def offsets(self) -> list[tuple[int, int]]:
+        """Character range of each fragment inside :attr:`text`."""
+        out, pos = [], 0
+        for line in self.lines:
+            out.append((pos, pos + len(line.rec.text)))
+            pos += len(line.rec.text) + 1
+        return out
+
+
+def _same_line(a: Box, b: Box) -> bool:
+    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
+    low = min(a.height, b.height)
+    gap = b.x0 - a.x1
+    return overlap >= 0.5 * low and gap <= GROUP_GAP * low and max(a.height, b.height) <= 2.5 * low
+
+
+def group_lines(lines: Sequence[Line]) -> list[LineGroup]:
+    """Fragments on the same text line with small gaps between them, grouped left to right."""
+    groups: list[list[Line]] = []
+    for line in sorted(lines, key=lambda item: (item.box.x0, item.box.y0)):
+        for group in groups:
+            if _same_line(group[-1].box, line.box):
+                group.append(line)
+                break
+        else:
+            groups.append([line])
+    return [LineGroup(tuple(g)) for g in groups]
+
+
+def _char_width(line: Line) -> float:
+    return line.box.width / max(len(line.rec.text), 1)
+
+
+def _map_span(group: LineGroup, start: int, end: int) -> list[Box]:
+    """Pixel boxes of group characters ``start:end``, bridging gaps between fragments."""
+    parts: list[tuple[int, Box]] = []
+    for i, ((a, b), line) in enumerate(zip(group.offsets(), group.lines, strict=True)):
+        lo, hi = max(start, a) - a, min(end, b) - a
+        if hi > lo:
+            share = (hi - lo) / max(len(line.rec.text.strip()), 1)
+            parts.append((i, line.box if share >= WHOLE_LINE_SHARE else span_box(line, lo, hi)))
+    boxes = [box for _, box in parts]
+    for (i, left), (j, right) in zip(parts, parts[1:], strict=False):
+        if j == i + 1 and right.x0 > left.x1:
+            boxes.append(Box(left.x1, min(left.y0, right.y0), right.x0, max(left.y1, right.y1)))
+    return boxes
+
+
+def _extend(group: LineGroup, hit: TermHit, width: int) -> list[Box]:
+    """Boxes over term characters the detector lost beyond the ends of the fragments read."""
+    out: list[Box] = []
+    for (a, b), line in zip(group.offsets(), group.lines, strict=True):
+        grow = _char_width(line)
+        box = line.box
+        if hit.missing_left and a <= hit.start <= a + 1:
+            x0 = max(0, int(box.x0 - hit.missing_left * grow - grow))
+            out.append(Box(x0, box.y0, box.x0, box.y1))
+        if hit.missing_right and b - 1 <= hit.end <= b:
+            x1 = min(width, int(box.x1 + hit.missing_right * grow + grow + 0.999))
+            out.append(Box(box.x1, box.y0, x1, box.y1))
+    return [b for b in out if b.area]
+
+
 def decide(
     lines: Sequence[Line],
     terms: PhiTerms,
     redact_all: bool,
     allow: Sequence[re.Pattern[str]],
+    width: int = 1 << 30,
 ) -> list[PhiBox]:
-    """The PHI parts of ``lines`` as pixel boxes."""
+    """The PHI parts of ``lines`` as pixel boxes (``width``: the image width, for clipping)."""
     out: list[PhiBox] = []
-    for line in lines:
-        spans = phi_spans(line.rec.text, terms, redact_all, allow)
-        covered = sum(end - start for start, end, _ in spans)
-        if spans and covered >= WHOLE_LINE_SHARE * len(line.rec.text.strip()):
-            out.append(PhiBox(line.box, spans[0][2]))
+    for group in group_lines(lines):
+        text = group.text
+        found: list[PhiBox] = []
+        for start, end, reason in phi_spans(text, terms, redact_all, allow):
+            found.extend(PhiBox(box, reason) for box in _map_span(group, start, end))
+        for hit in term_hits(text, terms):
+            found.extend(PhiBox(box, hit.kind) for box in _extend(group, hit, width))
+        out.extend(found)
+        out.extend(_unreadable_neighbours(group, found))
+    return out
+
+
+def _unreadable_neighbours(group: LineGroup, found: Sequence[PhiBox]) -> list[PhiBox]:
+    """Fragments read with low confidence right next to PHI on the same line (fail closed)."""
+    out: list[PhiBox] = []
+    for i, line in enumerate(group.lines):
+        if line.rec.confidence >= UNREADABLE or any(line.box.intersection(f.box) for f in found):
             continue
-        out.extend(PhiBox(span_box(line, start, end), reason) for start, end, reason in spans)
+        near = group.lines[max(i - 1, 0) : i + 2]
+        if any(n is not line and n.box.intersection(f.box) for n in near for f in found):
+            out.append(PhiBox(line.box, "unreadable"))
     return out

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from pydicom.dataset import Dataset
 from rapidfuzz import fuzz
@@ -73,6 +74,8 @@ _DATE_PATTERNS = (
 )
 _ID_PATTERN = re.compile(r"(?<![\w.])[A-Z]{0,3}\d[\d-]{4,}\d[A-Z]?(?![\w.])", re.IGNORECASE)
 _PHONE_PATTERN = re.compile(r"(?<!\d)\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\d)")
+# a fragment of an identifier or date this long, read on its own, is still that identifier
+MIN_PARTIAL = 5
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,8 @@ def _word_spans(text: str) -> list[tuple[int, int, str]]:
 
 def _word_hit(token: str, terms: PhiTerms) -> str | None:
     norm = normalise(token)
+    if any(ch.isalpha() for ch in norm):
+        norm = letterise(norm)
     if len(norm) < 2:
         return None
     if norm in terms.words:
@@ -189,30 +194,68 @@ def _word_hit(token: str, terms: PhiTerms) -> str | None:
     return None
 
 
-def _substring_hits(text: str, terms: PhiTerms) -> list[tuple[int, int, str]]:
-    """Spans of ``text`` whose normalised characters contain an ID or a date spelling."""
+@dataclass(frozen=True)
+class TermHit:
+    """Where a header term was read in a text, and how many of its characters were not."""
+
+    start: int
+    end: int
+    kind: str
+    missing_left: int = 0
+    missing_right: int = 0
+
+
+def term_hits(text: str, terms: PhiTerms) -> list[TermHit]:
+    """Identifier, date and phrase terms found in ``text`` (exact, fuzzy or as a fragment).
+
+    ``missing_left`` / ``missing_right`` count the term's characters absent from the text on
+    either side of a fragment hit: the detector lost them, the fill must still cover them.
+    """
     index = [i for i, ch in enumerate(text.upper()) if ch.isalnum()]
     norm = normalise(text)
-    hits: list[tuple[int, int, str]] = []
+    hits: list[TermHit] = []
     for kind, pool in (("id", terms.ids), ("date", terms.dates), ("phrase", terms.phrases)):
+        hay = letterise(norm) if kind == "phrase" else norm
         for term in pool:
-            for start, end in _find_fuzzy(norm, term):
-                hits.append((index[start], index[end - 1] + 1, kind))
+            for start, end, left, right in _find_fuzzy(hay, term, kind != "phrase"):
+                hits.append(TermHit(index[start], index[end - 1] + 1, kind, left, right))
     return hits
 
 
-def _find_fuzzy(haystack: str, needle: str) -> list[tuple[int, int]]:
-    if not haystack or len(needle) > len(haystack) + 1:
+def _substring_hits(text: str, terms: PhiTerms) -> list[tuple[int, int, str]]:
+    """Spans of ``text`` whose normalised characters contain an ID or a date spelling."""
+    return [(h.start, h.end, h.kind) for h in term_hits(text, terms)]
+
+
+def _find_fuzzy(haystack: str, needle: str, fragments: bool) -> list[tuple[int, int, int, int]]:
+    if not haystack:
         return []
     pos = haystack.find(needle)
     if pos >= 0:
-        return [(pos, pos + len(needle))]
-    if len(needle) < 6:
+        return [(pos, pos + len(needle), 0, 0)]
+    if len(needle) >= 6 and len(needle) <= len(haystack) + 1:
+        align = fuzz.partial_ratio_alignment(needle, haystack)
+        if align is not None and align.score >= 85 and align.dest_end > align.dest_start:
+            return [(align.dest_start, align.dest_end, 0, 0)]
+    if not fragments or len(needle) < MIN_PARTIAL + 1 or _digits(needle) * 2 < len(needle):
         return []
-    align = fuzz.partial_ratio_alignment(needle, haystack)
-    if align is None or align.score < 85 or align.dest_end <= align.dest_start:
+    match = SequenceMatcher(None, haystack, needle, autojunk=False).find_longest_match()
+    if match.size < MIN_PARTIAL or _digits(haystack[match.a : match.a + match.size]) < 3:
         return []
-    return [(align.dest_start, align.dest_end)]
+    left, right = match.b, len(needle) - match.b - match.size
+    return [(match.a, match.a + match.size, left, right)]
+
+
+def _digits(text: str) -> int:
+    return sum(ch.isdigit() for ch in text)
+
+
+_LOOKALIKE = str.maketrans("0152867", "OISZBGT")
+
+
+def letterise(norm: str) -> str:
+    """Digits OCR commonly reads for letters (0 for O, 1 for I...) turned back into letters."""
+    return norm.translate(_LOOKALIKE)
 
 
 def pattern_hits(text: str) -> list[tuple[int, int, str]]:
@@ -258,14 +301,34 @@ def phi_spans(
     spans = [*_substring_hits(text, terms), *pattern_hits(text)]
     for start, end, token in _word_spans(text):
         if _word_hit(token, terms) is not None:
-            spans.append((start, end, "name"))
-    for start, end, token in _token_spans(text):
-        reason = None
-        if reason is not None:
-            spans.append((start, end, reason))
-        elif redact_all and not _allowed(token, allow):
-            spans.append((start, end, "all_text"))
+            spans.append((*_grow_name(text, start, end), "name"))
+    if redact_all:
+        spans.extend(
+            (start, end, "all_text")
+            for start, end, token in _token_spans(text)
+            if not _allowed(token, allow)
+        )
     return join_labels(text, merge_spans(spans))
+
+
+def _grow_name(text: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a name hit over the letters and punctuation of its token (not over numbers)."""
+
+    def part_of_name(i: int) -> bool:
+        ch = text[i]
+        if ch.isspace():
+            return False
+        if not ch.isdigit():
+            return True
+        before = text[i - 1] if i > 0 else " "
+        after = text[i + 1] if i + 1 < len(text) else " "
+        return before.isalpha() and after.isalpha()  # an O read as 0 inside a word
+
+    while start > 0 and part_of_name(start - 1):
+        start -= 1
+    while end < len(text) and part_of_name(end):
+        end += 1
+    return start, end
 
 
 _LABELS = frozenset(
@@ -293,10 +356,10 @@ def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int,
     grown: list[tuple[int, int, str]] = []
     for start, end, reason in spans:
         head = text[:start].rstrip()
-        label = re.search(r"(\S+)$", head)
-        name = label.group(1) if label else ""
-        if label and (name.endswith(":") or normalise(name) in _LABELS) and len(name) <= 10:
-            start = label.start(1)
+        for label in (re.search(r"(\S+)$", head), re.search(r"([A-Za-z]{2,9}:?)$", head)):
+            if label and _is_label(label.group(1)):
+                start = label.start(1)
+                break
         grown.append((start, end, reason))
     out: list[tuple[int, int, str]] = []
     for start, end, reason in merge_spans(grown):
@@ -306,6 +369,16 @@ def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int,
         else:
             out.append((start, end, reason))
     return out
+
+
+def _is_label(token: str) -> bool:
+    """A field label such as ``DOB:`` or ``ID`` (also ``DOB:1``: a label with a stray char)."""
+    if len(token) > 10:
+        return False
+    if token.endswith(":") or normalise(token) in _LABELS:
+        return True
+    head = re.match(r"([A-Za-z]{2,9})[:.]", token)
+    return head is not None and normalise(head.group(1)) in _LABELS
 
 
 def merge_spans(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

@@ -111,9 +111,13 @@ class PixelRedactor:
             read_lines(to_display(img, work.info), self.detector, self.recognizer) for img in images
         ]
         report.text_regions = sum(len(x) for x in lines)
-        found = [b for group in lines for b in decide(group, ctx.terms, ctx.redact_all, ctx.allow)]
-        report.phi_regions = len(found)
         shape = decoded.frames.shape
+        found = [
+            box
+            for group in lines
+            for box in decide(group, ctx.terms, ctx.redact_all, ctx.allow, shape[2])
+        ]
+        report.phi_regions = len(found)
         boxes = _union_boxes(found, self.policy.margin_px, shape[2], shape[1])
         if boxes:
             value = fill_value(decoded.frames, work.info.photometric, decoded.palette)

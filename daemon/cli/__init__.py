@@ -11,13 +11,14 @@ from dxai.daemon.cli import (
     bench_cmd,
     config_cmd,
     deid_cmd,
+    demo_cmd,
     review_cmd,
     run_cmd,
     synth_cmd,
 )
 from dxai.daemon.errors import DxaiError
 
-_COMMANDS = (config_cmd, deid_cmd, run_cmd, synth_cmd, audit_cmd, review_cmd, bench_cmd)
+_COMMANDS = (config_cmd, deid_cmd, demo_cmd, run_cmd, synth_cmd, audit_cmd, review_cmd, bench_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

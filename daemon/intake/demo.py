@@ -79,3 +79,84 @@ def sample_study(data_dir: Path, given: Path | None) -> Path:
     out = data_dir / "sample-study"
     generate_corpus(out, seed=1, studies=1, small=True)
     return out
+
+
+async def finished_jobs(store: JobStore, studies: set[str]) -> list[dict[str, Any]]:
+    """Summaries of the finished jobs (final state, outputs sent) of ``studies``."""
+    marks = ",".join("?" * len(studies))
+    sql = (
+        "SELECT exchange_job_id, study_uid, state, decision_json, results_json FROM jobs "
+        f"WHERE study_uid IN ({marks}) AND decision_sent = 1 AND results_sent = 1 "
+        "AND state NOT IN ('received', 'fetching', 'processing') ORDER BY created_at"
+    )
+    async with store.db.execute(sql, tuple(sorted(studies))) as cur:
+        rows = await cur.fetchall()
+    out = []
+    for job_id, study_uid, state, decision_json, results_json in rows:
+        decision = json.loads(decision_json)
+        results = json.loads(results_json)
+        out.append(
+            {
+                "job": job_id,
+                "study_uid": study_uid,
+                "state": state,
+                "decision": decision["decision"],
+                "reasons": [r["code"] for r in decision["reasons"]],
+                "received": results["instances_received"],
+                "released": results["instances_released"],
+                "held": results["instances_held"],
+                "deidentified_study_uid": results["deidentified_study_uid"],
+                "job_key": results["job_key"],
+            }
+        )
+    return out
+
+
+async def _wait_ready(
+    ready: asyncio.Future[DaemonHandle], daemon: asyncio.Task[None]
+) -> DaemonHandle:
+    waiting: set[asyncio.Future[Any]] = {ready, daemon}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        daemon.result()  # re-raises the daemon's startup error
+        raise ServiceUnavailableError("the embedded daemon stopped before it was ready")
+    return ready.result()
+
+
+async def _send(
+    handle: DaemonHandle, config: DxaiConfig, study: Path, report: DemoReport
+) -> set[str]:
+    files, studies = await anyio.to_thread.run_sync(read_study_files, study)
+    assert handle.ports is not None
+    peer = DimseEndpoint(
+        ae_title=config.embedded.ae_title, host="127.0.0.1", port=handle.ports.dicom
+    )
+    stored = await anyio.to_thread.run_sync(c_store_blocking, peer, "DXAIDEMO", files)
+    report.sent, report.refused, report.studies = (
+        stored.stored,
+        len(stored.failed_uids),
+        len(studies),
+    )
+    return studies
+
+
+async def run_demo(config: DxaiConfig, study: Path, timeout_s: float) -> DemoReport:
+    """Start the daemon, send ``study`` by C-STORE, wait for every job, stop; the report."""
+    report = DemoReport(data_dir=Path(config.state.data_dir))
+    stop = asyncio.Event()
+    ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
+    daemon = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
+    try:
+        handle = await _wait_ready(ready, daemon)
+        studies = await _send(handle, config, study, report)
+        deadline = time.monotonic() + timeout_s
+        while len(report.jobs) < len(studies):
+            if time.monotonic() > deadline:
+                report.timed_out = True
+                break
+            await asyncio.sleep(0.2)
+            report.jobs = await finished_jobs(handle.store, studies)
+    finally:
+        stop.set()
+        await daemon
+    return report

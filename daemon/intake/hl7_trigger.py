@@ -30,8 +30,9 @@ def _field(message: Any, segment: str, index: int) -> str:
         value = message.segment(segment)[index]
     except (KeyError, IndexError):
         return ""
-    text = str(value)
-    return text.split(message.separators[2] if len(message.separators) > 2 else "^", 1)[0]
+    separators = str(message.separators)
+    component = separators[3] if len(separators) > 3 else "^"
+    return str(value).split(component, 1)[0]
 
 
 def study_uid_of(message: Any) -> str | None:
@@ -45,7 +46,7 @@ def study_uid_of(message: Any) -> str | None:
 
 def build_ack(message: Any, code: AckCode, text: str = "") -> str:
     """The ACK for ``message`` (MSA-1 ``code``, MSA-2 its control id, MSA-3 ``text``)."""
-    ack = str(message.create_ack(code, application="DXAI", facility="DXAI"))
+    ack = str(message.create_ack(code, application="DXAI", facility="DXAI")).rstrip("\r")
     return f"{ack}|{text}" if text else ack
 
 

@@ -1,0 +1,248 @@
+"""Embedded mode end to end: storescu -> C-STORE landing zone, webhook, HL7 MLLP (no Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydicom
+import pytest
+from deid_checks import header_text, input_phi, leaked
+from pydicom.dataset import Dataset
+
+from dxai.daemon.config.root import DxaiConfig
+from dxai.daemon.intake.app import DaemonHandle, run_daemon
+from dxai.daemon.intake.mllp import END, frame
+from dxai.observability.metrics import Sensor
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "tests" / "data" / "sample-study"
+DEADLINE_S = 120.0
+
+
+def _config(tmp: Path, **extra: Any) -> DxaiConfig:
+    data: dict[str, Any] = {
+        "mode": "embedded",
+        "state": {"data_dir": str(tmp)},
+        "deid": {"pixels": "never"},
+        "embedded": {
+            "dicom_port": 0,
+            "http_port": 0,
+            "mllp_port": 0,
+            "study_quiet_period_s": 1.0,
+        },
+        "metrics": {"enabled": False},
+    }
+    data.update(extra)
+    return DxaiConfig.model_validate(data)
+
+
+@asynccontextmanager
+async def embedded(config: DxaiConfig) -> AsyncIterator[DaemonHandle]:
+    """The embedded daemon in this process, stopped (and checked) on exit."""
+    stop = asyncio.Event()
+    ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
+    await asyncio.wait({ready, task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        task.cancel()
+        pytest.fail("embedded daemon did not start")
+    try:
+        yield ready.result()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def _sample_inputs() -> dict[str, Dataset]:
+    files = sorted(SAMPLE.rglob("*.dcm"))
+    assert files, "tests/data/sample-study is empty"
+    return {str(p): pydicom.dcmread(p) for p in files}
+
+
+async def _storescu(port: int, folder: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "storescu", "-xy", "+r", "+sd", "+sp", "*.dcm", "-aec", "DXAI",
+        "127.0.0.1", str(port), str(folder),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode(errors="replace")
+
+
+async def _wait_final(handle: DaemonHandle, jobs: int) -> dict[str, int]:
+    end = time.monotonic() + DEADLINE_S
+    while True:
+        counts = await handle.store.count_by_state()
+        active = counts["received"] + counts["fetching"] + counts["processing"]
+        pending = await handle.store.unfinished()
+        if sum(counts.values()) >= jobs and not active and not pending:
+            return counts
+        if time.monotonic() > end:
+            pytest.fail(f"jobs not finished before the deadline: {counts}")
+        await asyncio.sleep(0.2)
+
+
+def _json_files(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+async def test_storescu_study_to_results_folder(tmp_path: Path) -> None:
+    inputs = _sample_inputs()
+    studies = {str(ds.StudyInstanceUID) for ds in inputs.values()}
+    async with embedded(_config(tmp_path)) as handle:
+        assert handle.ports is not None
+        await _storescu(handle.ports.dicom, SAMPLE)
+        counts = await _wait_final(handle, len(studies))
+    assert counts["released"] == len(studies)
+    results = _json_files(handle.results / "results")
+    decisions = _json_files(handle.results / "decisions")
+    assert sorted(r["study_uid"] for r in results) == sorted(studies)
+    assert {d["decision"] for d in decisions} == {"proceed"} and len(decisions) == len(studies)
+    assert all(r["certificate"]["verified"] for r in results)
+    assert sum(r["instances_released"] for r in results) == len(inputs)
+    outputs = sorted((handle.results / "instances").rglob("*.dcm"))
+    assert len(outputs) == len(inputs)
+    tokens = set().union(*(input_phi(ds) for ds in inputs.values()))
+    names = {str(ds.PatientName) for ds in inputs.values()} | {
+        str(ds.PatientID) for ds in inputs.values()
+    }
+    assert all(names)
+    out_studies = {r["deidentified_study_uid"] for r in results}
+    for path in outputs:
+        text = header_text(path)
+        assert not leaked(tokens, text), f"{path.name} leaks input PHI"
+        assert not any(n in text for n in names)
+        assert str(pydicom.dcmread(path).StudyInstanceUID) in out_studies - studies
+
+
+async def test_storescu_study_to_destination_orthanc(tmp_path: Path, clean_orthanc: Any) -> None:
+    inputs = _sample_inputs()
+    studies = {str(ds.StudyInstanceUID) for ds in inputs.values()}
+    dest = {"base_url": clean_orthanc.dest.dicomweb_url}
+    async with embedded(_config(tmp_path, destination_dicomweb=dest)) as handle:
+        assert handle.ports is not None
+        await _storescu(handle.ports.dicom, SAMPLE)
+        await _wait_final(handle, len(studies))
+    assert clean_orthanc.dest.instance_count() == len(inputs)
+    results = _json_files(handle.results / "results")
+    client = clean_orthanc.dest.dicomweb()
+    for result in results:
+        stored = client.retrieve_study(result["deidentified_study_uid"])
+        assert len(stored) == result["instances_released"] > 0
+        for ds in stored:
+            assert str(ds.PatientName) not in {str(i.PatientName) for i in inputs.values()}
+
+
+def _orm(control_id: str, study_uid: str | None) -> str:
+    segments = [
+        f"MSH|^~\\&|RIS|HOSP|DXAI|DXAI|20240101120000||ORM^O01|{control_id}|P|2.3",
+        "PID|1||MRN0001||Doe^Jane||19700101|F",
+        "ORC|NW|ORD1",
+        "OBR|1|ORD1||CT^CT HEAD",
+    ]
+    if study_uid is not None:
+        segments.append(f"ZDS|{study_uid}^RIS^Application^DICOM")
+    return "\r".join(segments)
+
+
+async def _mllp(port: int, message: bytes) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(message)
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.readuntil(END), 30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return reply.decode()
+
+
+def _msa(reply: str) -> list[str]:
+    seg = next(s for s in reply.strip("\x0b\x1c\r").split("\r") if s.startswith("MSA"))
+    return seg.split("|")
+
+
+async def test_mllp_order_triggers_job_and_bad_input_is_nakked(
+    tmp_path: Path, clean_orthanc: Any, make_ct: Callable[[], Dataset]
+) -> None:
+    ds = make_ct()
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    async with httpx.AsyncClient(base_url=clean_orthanc.source.base_url) as http:
+        (await http.post("/instances", content=buf.getvalue())).raise_for_status()
+    source = {"base_url": clean_orthanc.source.dicomweb_url}
+    async with embedded(_config(tmp_path, source_dicomweb=source)) as handle:
+        assert handle.ports is not None
+        port = handle.ports.mllp
+        ack = _msa(await _mllp(port, frame(_orm("CTRL-1", str(ds.StudyInstanceUID)))))
+        assert ack[1:3] == ["AA", "CTRL-1"]
+        again = _msa(await _mllp(port, frame(_orm("CTRL-1", str(ds.StudyInstanceUID)))))
+        assert again[1:3] == ["AA", "CTRL-1"]
+        no_study = _msa(await _mllp(port, frame(_orm("CTRL-2", None))))
+        assert no_study[1:3] == ["AE", "CTRL-2"]
+        garbage = _msa(await _mllp(port, frame("this is not hl7")))
+        assert garbage[1] == "AR"
+        adt = _orm("CTRL-3", None).replace("ORM^O01", "ADT^A08")
+        assert _msa(await _mllp(port, frame(adt)))[1:3] == ["AA", "CTRL-3"]
+        counts = await _wait_final(handle, 1)
+    assert counts["released"] == 1 and sum(counts.values()) == 1
+    results = _json_files(handle.results / "results")
+    assert [r["exchange_job_id"] for r in results] == ["hl7-CTRL-1"]
+    assert len(list((handle.results / "instances").rglob("*.dcm"))) == 1
+
+
+async def test_webhook_event_to_job(tmp_path: Path, make_ct: Callable[[], Dataset]) -> None:
+    ds = make_ct()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ds.save_as(folder / "ct.dcm", enforce_file_format=True)
+    event = {
+        "event_type": "study_scheduled_for_exchange",
+        "study_uid": str(ds.StudyInstanceUID),
+        "destination": "default",
+        "exchange_job_id": "hook-1",
+        "source": {"kind": "local", "path": str(folder)},
+    }
+    async with embedded(_config(tmp_path / "state")) as handle:
+        assert handle.ports is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{handle.ports.http}") as http:
+            assert (await http.get("/healthz")).status_code == 200
+            first = await http.post("/events", content=json.dumps(event))
+            assert (first.status_code, first.json()["status"]) == (202, "accepted")
+            await _wait_final(handle, 1)
+            dup = await http.post("/events", content=json.dumps(event))
+            assert (dup.status_code, dup.json()["status"]) == (202, "duplicate")
+            bad = await http.post("/events", content=b"{not json")
+            assert (bad.status_code, bad.json()["status"]) == (400, "dead_letter")
+            assert (await http.get("/nowhere")).status_code == 404
+    results = _json_files(handle.results / "results")
+    assert [(r["exchange_job_id"], r["state"]) for r in results] == [("hook-1", "released")]
+    assert len(list((handle.results / "dlq").glob("*.bin"))) == 1
+
+
+async def test_demo_sends_sample_study_and_reports(tmp_path: Path) -> None:
+    from dxai.daemon.intake.demo import demo_config, run_demo
+
+    config = demo_config(tmp_path, quiet_s=0.5)
+    report = await run_demo(config, SAMPLE, timeout_s=DEADLINE_S)
+    inputs = _sample_inputs()
+    assert not report.timed_out and report.sent == len(inputs) and report.refused == 0
+    assert (
+        report.studies == len(report.jobs) == len({ds.StudyInstanceUID for ds in inputs.values()})
+    )
+    held_inputs = sum(
+        str(ds.get("BurnedInAnnotation", "")).upper() != "NO" for ds in inputs.values()
+    )
+    assert (
+        sum(j["held"] for j in report.jobs) == held_inputs
+    )  # local.yaml: pixels auto, fail closed
+    assert sum(j["released"] for j in report.jobs) == len(inputs) - held_inputs
+    assert {j["decision"] for j in report.jobs} <= {"proceed", "hold"}

@@ -1,0 +1,202 @@
+"""SIGKILL the Kafka daemon mid-study, restart it: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+SERIES, PER_SERIES = 10, 3
+DEADLINE_S = 180.0
+ACTIVE = ("received", "fetching", "processing")
+
+
+def _write_config(tmp: Path, bootstrap: str, topic: str, pair: Any) -> Path:
+    config = {
+        "mode": "production",
+        "state": {"data_dir": str(tmp / "state")},
+        "deid": {"pixels": "never"},
+        "pipeline": {"decision_deadline_s": 120, "cpu_workers": 1},
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": f"g-{topic}",
+            "input_topic": topic,
+            "decisions_topic": f"{topic}.decisions",
+            "results_topic": f"{topic}.results",
+            "dlq_topic": f"{topic}.dlq",
+            "session_timeout_ms": 6000,
+        },
+        "source_dicomweb": {"base_url": pair.source.dicomweb_url},
+        "destination_dicomweb": {"base_url": pair.dest.dicomweb_url},
+        "metrics": {"enabled": False},
+    }
+    path = tmp / "daemon.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    code = "from dxai.daemon.cli import entry; entry()"
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _upload_study(pair: Any, template: Dataset) -> str:
+    study = generate_uid()
+    async with httpx.AsyncClient(base_url=pair.source.base_url, timeout=30) as http:
+        for _ in range(SERIES):
+            series = generate_uid()
+            for _ in range(PER_SERIES):
+                template.StudyInstanceUID, template.SeriesInstanceUID = study, series
+                template.SOPInstanceUID = generate_uid()
+                template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+                buf = BytesIO()
+                template.save_as(buf, enforce_file_format=True)
+                (await http.post("/instances", content=buf.getvalue())).raise_for_status()
+    return study
+
+
+def _job_rows(db: Path) -> list[tuple[str, str, int]]:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return list(con.execute("SELECT job_key, state, attempts FROM jobs"))
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+async def _kill_mid_study(proc: subprocess.Popen[bytes], db: Path, pair: Any) -> str:
+    """SIGKILL once the first series reached the destination while the job is still active."""
+    end = time.monotonic() + DEADLINE_S
+    while time.monotonic() < end:
+        rows = await asyncio.to_thread(_job_rows, db)
+        stored = await asyncio.to_thread(pair.dest.instance_count)
+        if rows and rows[0][1] in ACTIVE and stored >= 1:
+            os.kill(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.wait, 30)
+            state = (await asyncio.to_thread(_job_rows, db))[0][1]
+            if state not in ACTIVE:
+                pytest.fail(f"the job finished ({state}) before the kill landed; retune the test")
+            return state
+        if rows and rows[0][1] not in ACTIVE:
+            pytest.fail("the job finished before it could be killed; retune the test")
+        await asyncio.sleep(0.02)
+    pytest.fail("the daemon never started storing the study")
+
+
+async def _read_all(bootstrap: str, topic: str, until: float) -> list[bytes]:
+    """Every message of ``topic`` up to its end offsets, waiting until ``until`` for any."""
+    parts = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        seen: list[bytes] = []
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > until:
+                pytest.fail(f"could not read {topic} to its end")
+            batch = await consumer.getmany(timeout_ms=500)
+            seen.extend(m.value or b"" for msgs in batch.values() for m in msgs)
+        return seen
+    finally:
+        await consumer.stop()
+
+
+async def _wait_results(bootstrap: str, topic: str, job: str) -> list[dict[str, Any]]:
+    end = time.monotonic() + DEADLINE_S
+    while True:
+        mine = [json.loads(v) for v in await _read_all(bootstrap, topic, end)]
+        mine = [e for e in mine if e["exchange_job_id"] == job]
+        if mine:
+            return mine
+        if time.monotonic() > end:
+            pytest.fail(f"no results for {job} before the deadline")
+        await asyncio.sleep(0.5)
+
+
+async def _partitions(bootstrap: str, topic: str) -> set[int]:
+    """The partitions of ``topic`` (auto-created by the broker when nobody wrote to it yet)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return set(await producer.partitions_for(topic))
+    finally:
+        await producer.stop()
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(30)
+
+
+async def test_sigkill_mid_study_then_restart(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic: str, clean_orthanc: Any, make_ct: Any
+) -> None:
+    study = await _upload_study(clean_orthanc, make_ct())
+    config = _write_config(tmp_path, kafka_bootstrap, kafka_topic, clean_orthanc)
+    db, log = tmp_path / "state" / "dxai.sqlite3", tmp_path / "daemon.log"
+    event = {
+        "event_type": "study_scheduled_for_exchange",
+        "study_uid": study,
+        "destination": "dest",
+        "exchange_job_id": "kill-1",
+        "source": {"kind": "dicomweb"},
+    }
+    first = _start(config, log)
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(kafka_topic, json.dumps(event).encode(), key=b"k")
+        finally:
+            await producer.stop()
+        await _kill_mid_study(first, db, clean_orthanc)
+        assert clean_orthanc.dest.instance_count() < SERIES * PER_SERIES
+        second = _start(config, log)
+        try:
+            results = await _wait_results(kafka_bootstrap, f"{kafka_topic}.results", "kill-1")
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(second.wait, 60) == 0, log.read_text()[-3000:]
+        finally:
+            _reap(second)
+    finally:
+        _reap(first)
+    end = time.monotonic() + 60
+    decisions = [
+        json.loads(v) for v in await _read_all(kafka_bootstrap, f"{kafka_topic}.decisions", end)
+    ]
+    decisions = [d for d in decisions if d["exchange_job_id"] == "kill-1"]
+    dlq = await _read_all(kafka_bootstrap, f"{kafka_topic}.dlq", end)
+    assert len(results) == 1 and len(decisions) == 1, (len(results), len(decisions))
+    assert results[0]["state"] == "released" and decisions[0]["decision"] == "proceed"
+    assert results[0]["instances_received"] == results[0]["instances_released"] == 30
+    assert dlq == []
+    rows = _job_rows(db)
+    assert len(rows) == 1 and rows[0][1] == "released" and rows[0][2] >= 2  # resumed once
+    out = clean_orthanc.dest.dicomweb().search_for_instances(results[0]["deidentified_study_uid"])
+    assert len(out) == clean_orthanc.dest.instance_count() == SERIES * PER_SERIES
