@@ -2,7 +2,9 @@
 
 Replicas load their engine from the registry spec (sha256 checked in the replica), run the
 batch off their event loop and return one outcome per item: the output or that item's own
-DxaiError, which the client re-raises.  ``ray`` is imported lazily (it is an optional extra).
+DxaiError, which the client re-raises.  Calls go through handles tuned for latency (router on
+the caller's loop, small items over Serve's direct gRPC channel: see ``ray_handles``).  ``ray``
+is imported lazily (it is an optional extra).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from dxai.batching.buckets import FloatArray, validate_item
 from dxai.batching.client import enabled_models
 from dxai.batching.execute import Outcome, infer_items
+from dxai.batching.ray_handles import REPLICA_ENV, ModelHandles, close_handles, make_handles
 from dxai.daemon.config.inference import (
     BatchingConfig,
     EngineConfig,
@@ -79,14 +82,20 @@ def build_application(
     @serve.deployment(
         name=f"{APP_PREFIX}{spec.name}",
         num_replicas=serve_cfg.num_replicas,
-        ray_actor_options={"num_cpus": serve_cfg.num_cpus, "num_gpus": serve_cfg.num_gpus},
+        ray_actor_options={
+            "num_cpus": serve_cfg.num_cpus,
+            "num_gpus": serve_cfg.num_gpus,
+            "runtime_env": {"env_vars": dict(REPLICA_ENV)},
+        },
         max_ongoing_requests=serve_cfg.max_ongoing_requests,
         max_queued_requests=batching.queue_capacity,
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
     class ModelDeployment:
-        def __init__(self, spec_json: str, engine_json: str, base: str) -> None:
-            self._replica = ModelReplica(spec_json, engine_json, batching.max_batch_size, base)
+        async def __init__(self, spec_json: str, engine_json: str, base: str) -> None:  # type: ignore[misc]
+            self._replica = await asyncio.to_thread(
+                ModelReplica, spec_json, engine_json, batching.max_batch_size, base
+            )
 
         @serve.batch(  # type: ignore[untyped-decorator]
             max_batch_size=batching.max_batch_size,
@@ -115,7 +124,8 @@ class RayServeClient:
         self._registry = registry
         self._ray_config = ray_config or RayConfig()
         self._sensor = sensor or default_sensor()
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, ModelHandles] = {}
+        self._deployed: list[str] = []
         self._owns_ray = False
         self._lock = asyncio.Lock()
         self._started = False
@@ -139,8 +149,10 @@ class RayServeClient:
                 return
             try:
                 await asyncio.to_thread(self._start_sync)
+                for name in self._deployed:
+                    self._handles[name] = make_handles(*_app_names(name))
             except BaseException:
-                await asyncio.to_thread(self._stop_sync)
+                await self._teardown()
                 raise
             self._started = True
 
@@ -159,9 +171,10 @@ class RayServeClient:
             self._owns_ray = True
         serve.start(proxy_location="Disabled")
         for name in enabled_models(self._config, self._registry):
-            self._handles[name] = self._deploy(serve, name)
+            self._deployed.append(name)
+            self._deploy(serve, name)
 
-    def _deploy(self, serve: Any, name: str) -> Any:
+    def _deploy(self, serve: Any, name: str) -> None:
         spec = self._registry.get(name)
         app = build_application(
             spec,
@@ -170,7 +183,7 @@ class RayServeClient:
             self._config.ray_serve_for(name),
             self._registry.base_dir,
         )
-        handle = serve.run(app, name=f"{APP_PREFIX}{name}", route_prefix=None)
+        serve.run(app, name=_app_names(name)[1], route_prefix=None)
         engine = self._config.engine_for(name)
         _log.info(
             "ray serve deployment ready: model=%s backend=%s device=%s",
@@ -181,21 +194,26 @@ class RayServeClient:
         )
         labels = {"model": name, "backend": engine.kind, "device": engine.device}
         self._sensor.set_gauge("engine_loaded", 1.0, labels)
-        return handle
 
     async def stop(self) -> None:
         """Delete this client's applications (and Ray, if this client started it); idempotent."""
         async with self._lock:
-            if not self._started and not self._handles:
+            if not self._started and not self._deployed:
                 return
-            await asyncio.to_thread(self._stop_sync)
+            await self._teardown()
             self._started = False
+
+    async def _teardown(self) -> None:
+        handles, self._handles = list(self._handles.values()), {}
+        for handles_of_model in handles:
+            await close_handles(handles_of_model)
+        await asyncio.to_thread(self._stop_sync)
 
     def _stop_sync(self) -> None:
         import ray
 
         serve = _import_serve()
-        names, self._handles = list(self._handles), {}
+        names, self._deployed = list(self._deployed), []
         if ray.is_initialized():
             for name in names:
                 serve.delete(f"{APP_PREFIX}{name}")
@@ -208,15 +226,16 @@ class RayServeClient:
         self, model_name: str, item: FloatArray, *, deadline_s: float | None = None
     ) -> FloatArray:
         """Send ``item`` to the model's deployment and await its own outcome."""
-        handle = self._handles.get(model_name)
-        if handle is None:
+        handles = self._handles.get(model_name)
+        if handles is None:
             if not self._started:
                 raise BatcherStoppedError("inference client is not started")
             raise UnknownModelError(f"model {model_name!r} is not enabled on this node")
-        validate_item(self._registry.get(model_name), item)
+        spec = self._registry.get(model_name)
+        validate_item(spec, item)
         budget = self._config.batching_for(model_name).default_deadline_s
         budget = budget if deadline_s is None else deadline_s
-        response = handle.remote(item, time.time() + budget)
+        response = handles.pick(spec, item).remote(item, time.time() + budget)
         try:
             async with asyncio.timeout(budget):
                 outcome = await response
@@ -232,6 +251,11 @@ class RayServeClient:
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome  # type: ignore[no-any-return]
+
+
+def _app_names(model_name: str) -> tuple[str, str]:
+    """(deployment name, application name) of ``model_name``'s Serve application."""
+    return f"{APP_PREFIX}{model_name}", f"{APP_PREFIX}{model_name}"
 
 
 def _map_ray_error(model_name: str, exc: Exception) -> DxaiError:

@@ -8,7 +8,9 @@ reports, as one JSON object (stdout and bench/results/daemon.json):
   C-STORE to the last results event;
 - ``decision_latency_s`` p50/p99: job admission (after the quiet period) to decision;
 - ``e2e_latency_s`` p50/p99: job admission to results;
-- ``loop_lag_s`` p99: how late the event loop woke a 20 ms timer while the jobs ran.
+- ``loop_lag_s`` p99: how late the event loop woke a 20 ms timer while the jobs ran;
+- ``pixels``: pixel PHI totals from the results events (``--pixels auto|always`` runs the OCR
+  redactor on every instance the policy scans, so the latencies above include pixel work).
 
 The corpus is generated once by ``dxai.daemon.synth`` and cached in the temp folder.
 """
@@ -92,13 +94,13 @@ async def lag_probe(samples: list[float], interval_s: float = 0.02) -> None:
         samples.append(max(0.0, time.monotonic() - started - interval_s))
 
 
-def bench_config(data_dir: Path, workers: int, quiet_s: float) -> DxaiConfig:
-    """Embedded mode on free ports, header de-identification only, outputs to a folder."""
+def bench_config(data_dir: Path, workers: int, quiet_s: float, pixels: str) -> DxaiConfig:
+    """Embedded mode on free ports, ``deid.pixels`` = ``pixels``, outputs to a folder."""
     return DxaiConfig.model_validate(
         {
             "mode": "embedded",
             "state": {"data_dir": str(data_dir)},
-            "deid": {"pixels": "never"},
+            "deid": {"pixels": pixels},
             "pipeline": {"cpu_workers": workers},
             "embedded": {
                 "dicom_port": 0,
@@ -134,9 +136,13 @@ async def wait_jobs(handle: DaemonHandle, count: int, timeout_s: float) -> list[
 def summarise(rows: list[Any], started: float, lag: list[float], studies: int) -> dict[str, Any]:
     """The JSON report from the finished jobs."""
     decided, finished, instances = [], [], 0
+    pixels: dict[str, int] = {}
     last = started
     for created, decision_json, results_json in rows:
         decision, results = json.loads(decision_json), json.loads(results_json)
+        for task in (t for t in results["tasks"] if t["task"] == "pixels"):
+            for name, value in task["counts"].items():
+                pixels[name] = pixels.get(name, 0) + int(value)
         decided_at = datetime.fromisoformat(decision["decided_at"]).timestamp()
         finished_at = datetime.fromisoformat(results["finished_at"]).timestamp()
         decided.append(decided_at - created)
@@ -155,6 +161,8 @@ def summarise(rows: list[Any], started: float, lag: list[float], studies: int) -
         "e2e_latency_s": {"p50": pct(finished, 0.5), "p99": pct(finished, 0.99)},
         "loop_lag_s": {"p50": pct(lag, 0.5), "p99": pct(lag, 0.99), "max": pct(lag, 1.0)},
         "loop_lag_samples": len(lag),
+        "pixels": pixels or None,
+        "decisions": sorted(json.loads(d)["decision"] for _c, d, _r in rows),
     }
 
 
@@ -162,7 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start the daemon, send the corpus, wait for every job, stop; the report."""
     files = await asyncio.to_thread(corpus, args.seed, args.patients)
     with tempfile.TemporaryDirectory(prefix="dxai-bench-") as tmp:
-        config = bench_config(Path(tmp), args.workers, args.quiet)
+        config = bench_config(Path(tmp), args.workers, args.quiet, args.pixels)
         stop = asyncio.Event()
         ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
         daemon = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
@@ -181,7 +189,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report |= {
         "mode": "embedded",
         "sink": "folder",
-        "work_per_instance": "header de-identification + verify + re-encode",
+        "work_per_instance": "header de-identification + verify + re-encode"
+        + ("" if args.pixels == "never" else f" + pixel PHI OCR/redaction ({args.pixels})"),
         "cpu_workers": args.workers,
         "quiet_period_s": args.quiet,
         "send_s": round(sent[-1] - started, 2) if sent else None,
@@ -200,6 +209,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="pipeline.cpu_workers")
     parser.add_argument("--quiet", type=float, default=0.5, help="study quiet period (s)")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--pixels", choices=("never", "auto", "always"), default="auto")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     text = json.dumps(report, indent=1)

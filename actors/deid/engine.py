@@ -159,7 +159,7 @@ def _scrub_deferred(ctx: WalkContext, tokens: frozenset[str]) -> None:
     if not ctx.deferred:
         return
     texts = _deferred_texts(ctx)
-    matcher = PhiMatcher(tokens).narrowed("\x00".join(t for t in texts if t))
+    matcher = PhiMatcher.for_text(tokens, "\x00".join(t for t in texts if t))
     for (ds, tag, vr), text in zip(ctx.deferred, texts, strict=True):
         if text is None:
             del ds[tag]
@@ -179,10 +179,9 @@ def _fix_file_meta(ds: Dataset) -> None:
     for tag in _META_DROP:
         if tag in meta:
             del meta[tag]
-    if "SOPInstanceUID" in ds:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if "SOPClassUID" in ds:
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    for meta_tag, tag in ((0x00020003, 0x00080018), (0x00020002, 0x00080016)):
+        if tag in ds:  # Media Storage SOP Instance / Class UID follow the dataset
+            meta[meta_tag] = DataElement(meta_tag, "UI", ds[tag].value)
+    meta[0x00020012] = DataElement(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID)
     if 0x00020013 in meta:
         del meta[0x00020013]

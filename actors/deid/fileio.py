@@ -25,6 +25,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from dxai.actors.deid.encode import encode
 from dxai.actors.deid.engine import Deidentifier, DeidResult
 from dxai.actors.deid.reid import ReidentificationStore
 from dxai.daemon.errors import InvalidDicomError
@@ -120,17 +121,25 @@ def check_complete(ds: Dataset) -> None:
 
 
 def write_atomic(ds: Dataset, dst: Path) -> None:
-    """Write ``ds`` to ``dst`` through a temporary file in the same folder."""
+    """Write ``ds`` to ``dst`` through a temporary file in the same folder.
+
+    The file is encoded in memory first (see :func:`~dxai.actors.deid.encode.encode`; nothing
+    touches the disk if encoding fails), written in one go through the descriptor that created
+    the temporary file, and moved into place with ``os.replace``, which is atomic within one
+    folder; on any failure the temporary file is removed, so ``dst`` is either the complete new
+    file or untouched.
+    """
+    data = encode(ds)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".dxai-", suffix=".part", dir=dst.parent)
-    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        ds.save_as(tmp, enforce_file_format=True)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         tmp.replace(dst)  # atomic within one folder (os.replace)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fill(report: FileReport, result: DeidResult) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -34,9 +35,9 @@ OPTION_CODES: dict[str, tuple[str, str]] = {
 
 def _code(value: str, meaning: str) -> Dataset:
     item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
+    item[0x00080100] = DataElement(0x00080100, "SH", value)  # CodeValue
+    item[0x00080102] = DataElement(0x00080102, "SH", "DCM")  # CodingSchemeDesignator
+    item[0x00080104] = DataElement(0x00080104, "LO", meaning)  # CodeMeaning
     return item
 
 
@@ -50,11 +51,13 @@ def method_codes(options: Iterable[str]) -> list[tuple[str, str]]:
 def mark(ds: Dataset, profile_name: str, options: Iterable[str], date_mode: str) -> None:
     """Write the de-identification marking attributes into ``ds``."""
     opts = list(options)
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = f"{METHOD_PREFIX} {profile_name}"[:64]
-    ds.DeidentificationMethodCodeSequence = Sequence([_code(v, m) for v, m in method_codes(opts)])
-    ds.LongitudinalTemporalInformationModified = {
-        "full": "UNMODIFIED",
-        "shift": "MODIFIED",
-        "remove": "REMOVED",
-    }[date_mode]
+    codes = Sequence([_code(v, m) for v, m in method_codes(opts)])
+    method = f"{METHOD_PREFIX} {profile_name}"[:64]
+    modified = {"full": "UNMODIFIED", "shift": "MODIFIED", "remove": "REMOVED"}[date_mode]
+    for tag, vr, value in (
+        (0x00120062, "CS", "YES"),  # PatientIdentityRemoved
+        (0x00120063, "LO", method),  # DeidentificationMethod
+        (0x00120064, "SQ", codes),  # DeidentificationMethodCodeSequence
+        (0x00280303, "CS", modified),  # LongitudinalTemporalInformationModified
+    ):
+        ds[tag] = DataElement(tag, vr, value)

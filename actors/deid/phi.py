@@ -52,6 +52,7 @@ GENERIC_WORDS = frozenset(
     }
 )
 _SPLIT_NAME = re.compile(r"[\^=\s,]+")
+_ALNUM = re.compile(r"[^\W_]")  # exactly the characters for which str.isalnum() is true
 
 
 def token_hash(token: str) -> str:
@@ -64,7 +65,7 @@ def _acceptable(token: str) -> bool:
         return False
     if token.isdigit() and len(token) < MIN_NUMERIC_TOKEN:
         return False
-    if not any(ch.isalnum() for ch in token):
+    if not token.isalnum() and _ALNUM.search(token) is None:
         return False
     return token.upper() not in GENERIC_WORDS
 
@@ -93,9 +94,9 @@ def tokens_from_value(value: str, vr: str) -> set[str]:
         if vr in ("DA", "DT"):
             out |= date_variants(text[:8])
         if vr in NAME_VRS:
-            joined = " ".join(p for p in _SPLIT_NAME.split(text) if p)
-            out.add(joined)
-            out.update(p.strip(".") for p in _SPLIT_NAME.split(text))
+            parts = _SPLIT_NAME.split(text)
+            out.add(" ".join(p for p in parts if p))
+            out.update(p.strip(".") for p in parts)
         else:
             out.add(text)
     return {t for t in out if _acceptable(t)}
@@ -130,7 +131,7 @@ class PhiCollector:
         generated = "\x00".join(self.generated).casefold()
         candidates = [t for t in self.tokens if t.casefold() not in generated]
         kept = "\x00".join(sorted(self.kept_values))
-        in_vocabulary = set(PhiMatcher(candidates).find(kept)) if kept else set()
+        in_vocabulary = set(PhiMatcher.for_text(candidates, kept).find(kept)) if kept else set()
         folded_vocabulary = {v.casefold() for v in in_vocabulary}
         return frozenset(t for t in candidates if t.casefold() not in folded_vocabulary)
 
@@ -145,6 +146,10 @@ def _pattern(token: str) -> str:
 
 
 _NAME_SEPARATORS = str.maketrans({"^": " ", "=": " ", "\t": " ", "\n": " ", "\r": " "})
+
+
+def _fold(text: str) -> str:
+    return text.lower().translate(_NAME_SEPARATORS)
 
 
 def _is_word(ch: str) -> bool:
@@ -162,24 +167,25 @@ class PhiMatcher:
     def __init__(self, tokens: Iterable[str]) -> None:
         ordered = sorted(set(tokens), key=lambda t: (-len(t), t))
         self.tokens = tuple(ordered)
-        self._folded = tuple((t.lower().translate(_NAME_SEPARATORS), t.isdigit()) for t in ordered)
+        self._folded = tuple((_fold(t), t.isdigit()) for t in ordered)
 
-    def narrowed(self, haystack: str) -> PhiMatcher:
-        """A matcher with only the tokens that may occur somewhere in ``haystack``.
+    @classmethod
+    def for_text(cls, tokens: Iterable[str], haystack: str) -> PhiMatcher:
+        """A matcher for only those ``tokens`` that may occur somewhere in ``haystack``.
 
-        One ``in`` test per token over the whole (folded) haystack is a necessary condition for
-        any match in a part of it, so matching the parts with the narrowed matcher gives the
-        same results.  Text whose lower case changes length is matched by regular expressions
-        (see ``_spans``): then every token is kept.
+        One ``in`` test per token over the whole folded haystack (for example all the values of
+        an instance joined with NUL) is a necessary condition for a match in any part of it, so
+        the parts are then matched with the same results as with every token.  Text whose
+        lower case changes length is matched by regular expressions (see ``_spans``): then
+        every token is kept.
         """
-        folded = haystack.lower().translate(_NAME_SEPARATORS)
+        folded = _fold(haystack)
         if len(folded) != len(haystack):
-            return self
-        present = [t for t, (f, _) in zip(self.tokens, self._folded, strict=True) if f in folded]
-        return self if len(present) == len(self.tokens) else PhiMatcher(present)
+            return cls(tokens)
+        return cls(t for t in set(tokens) if _fold(t) in folded)
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
-        folded = text.lower().translate(_NAME_SEPARATORS)
+        folded = _fold(text)
         if len(folded) != len(text):  # a character whose lower case is longer: regex path
             return [
                 m.span() for t in self.tokens for m in re.finditer(_pattern(t), text, re.IGNORECASE)

@@ -76,7 +76,7 @@ class _Scanner:
     """
 
     def __init__(self, phi_values: Iterable[str], original_uids: Iterable[str]) -> None:
-        self.matcher = PhiMatcher(phi_values)
+        self.phi_values = phi_values
         self.uids = frozenset(u for u in original_uids if u)
         self.entries: list[_Entry] = []
         self.ui_hits: dict[tuple[str, int], list[str]] = {}
@@ -131,7 +131,7 @@ class _Scanner:
     def findings(self) -> list[Finding]:
         """Locate the tokens and UIDs that occur in the gathered text, element by element."""
         haystack = "\x00".join(text for _, _, text in self.entries if text)
-        matcher = self.matcher.narrowed(haystack)
+        matcher = PhiMatcher.for_text(self.phi_values, haystack)
         uids = [uid for uid in self.uids if uid in haystack]
         found: list[Finding] = []
         if not (matcher.tokens or uids or self.ui_hits or self.unscannable):

@@ -9,6 +9,8 @@ of text (``C``) is deferred until the walk has collected every PHI token of the 
 
 from __future__ import annotations
 
+from functools import cache
+
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -137,6 +139,11 @@ def _default_action(tag: int, vr: str, ctx: WalkContext) -> str:
     return action
 
 
+@cache
+def _keyword(tag: int) -> str:
+    return str(keyword_for_tag(tag))
+
+
 def _action(tag: int, vr: str, ctx: WalkContext, depth: int) -> str:
     """The resolved action for a public attribute at ``depth``."""
     group = tag >> 16
@@ -152,7 +159,7 @@ def _action(tag: int, vr: str, ctx: WalkContext, depth: int) -> str:
         return _default_action(tag, vr, ctx)
     if code == "K":
         return code
-    keyword = str(keyword_for_tag(tag)) if code[0] in "XZ" else ""
+    keyword = _keyword(tag) if code[0] in "XZ" else ""
     return resolve_action(code, ctx.family, keyword, depth)
 
 

@@ -16,7 +16,7 @@ class DetParams:
     """Detector settings: input size limits and DB post-processing thresholds."""
 
     max_side: int = 960
-    min_side: int = 512
+    min_side: int = 384
     max_upscale: float = 4.0
     thresh: float = 0.3
     box_thresh: float = 0.5

@@ -15,7 +15,7 @@ from dxai.actors.pixels.types import (
     UInt8Array,
 )
 
-WHOLE_LINE_SHARE = 0.6
+WHOLE_LINE_SHARE = 0.85
 # fragments closer than this many text heights are read as one line
 GROUP_GAP = 1.5
 # recognitions below this mean confidence are unreadable
@@ -81,9 +81,9 @@ class LineGroup:
 
 def _same_line(a: Box, b: Box) -> bool:
     overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
-    low = min(a.height, b.height)
+    low, high = min(a.height, b.height), max(a.height, b.height)
     gap = b.x0 - a.x1
-    return overlap >= 0.5 * low and gap <= GROUP_GAP * low and max(a.height, b.height) <= 2.5 * low
+    return overlap >= 0.5 * low and gap <= GROUP_GAP * high and high <= 2.5 * low
 
 
 def group_lines(lines: Sequence[Line]) -> list[LineGroup]:
@@ -151,16 +151,45 @@ def decide(
             found.extend(PhiBox(box, hit.kind) for box in _extend(group, hit, width))
         out.extend(found)
         out.extend(_unreadable_neighbours(group, found))
-    return out
+    kept = [line.box for line in lines if not any(_inside(b.box, line.box) for b in out)]
+    return [PhiBox(_clear_of(box.box, kept), box.reason) for box in out]
+
+
+def _inside(box: Box, line: Box) -> bool:
+    """True when most of ``box`` lies in ``line`` (the box was found on that line)."""
+    return line.intersection(box) * 2 >= box.area
+
+
+def _clear_of(box: Box, others: Sequence[Box]) -> Box:
+    """``box`` cut back where it overlaps text lines above or below that are not PHI.
+
+    Detector boxes are padded; stacked lines' boxes overlap.  The cut is at the middle of the
+    overlap, so each line keeps its own half.
+    """
+    y0, y1 = box.y0, box.y1
+    for other in others:
+        if min(box.x1, other.x1) <= max(box.x0, other.x0):
+            continue
+        if other.y0 < y1 <= other.y1 and other.y0 > y0:
+            y1 = (other.y0 + y1) // 2
+        if other.y0 <= y0 < other.y1 and other.y1 < y1:
+            y0 = (y0 + other.y1 + 1) // 2
+    return Box(box.x0, y0, box.x1, y1)
 
 
 def _unreadable_neighbours(group: LineGroup, found: Sequence[PhiBox]) -> list[PhiBox]:
-    """Fragments read with low confidence right next to PHI on the same line (fail closed)."""
+    """Fragments read with low confidence right next to PHI on the same line (fail closed).
+
+    The box reaches over the gap to the PHI fragment: a label and its value are one string.
+    """
     out: list[PhiBox] = []
     for i, line in enumerate(group.lines):
         if line.rec.confidence >= UNREADABLE or any(line.box.intersection(f.box) for f in found):
             continue
-        near = group.lines[max(i - 1, 0) : i + 2]
-        if any(n is not line and n.box.intersection(f.box) for n in near for f in found):
-            out.append(PhiBox(line.box, "unreadable"))
+        near = [n for n in group.lines[max(i - 1, 0) : i + 2] if n is not line]
+        for other in near:
+            if any(other.box.intersection(f.box) for f in found):
+                a, b = line.box, other.box
+                x0, x1 = (a.x0, b.x0) if a.x0 < b.x0 else (b.x1, a.x1)
+                out.append(PhiBox(Box(x0, a.y0, x1, a.y1), "unreadable"))
     return out

@@ -1,14 +1,15 @@
 """Direct ONNX Runtime implementations of the detector and recogniser protocols.
 
-The PP-OCRv4 models are the ones shipped inside the ``rapidocr_onnxruntime`` package; nothing
-is downloaded.  These classes are used where no :class:`InferenceClient` is available (tests,
-the CLI) and as the reference for the batched adapter.
+The PP-OCRv4 models are the ones shipped inside the ``rapidocr_onnxruntime`` package, resolved
+and sha256-checked through the model registry (``ppocr_det`` / ``ppocr_rec``); nothing is
+downloaded.  Sessions are cached per process.  These classes are used where no
+:class:`InferenceClient` is available (tests, the CLI); ``inference.py`` holds the batched
+adapters.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +21,38 @@ from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_prep
 from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
 from dxai.daemon.errors import ModelIntegrityError
 
-DET_MODEL = "ch_PP-OCRv4_det_infer.onnx"
-REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
 REC_BATCH = 16
 
 
-def packaged_model(name: str) -> Path:
-    """Path of a model file shipped in the ``rapidocr_onnxruntime`` package."""
-    spec = importlib.util.find_spec("rapidocr_onnxruntime")
-    if spec is None or spec.origin is None:
-        raise ModelIntegrityError("rapidocr_onnxruntime is not installed")
-    path = Path(spec.origin).parent / "models" / name
-    if not path.is_file():
-        raise ModelIntegrityError(f"packaged OCR model missing: {name}")
-    return path
+DET_NAME = "ppocr_det"
+REC_NAME = "ppocr_rec"
 
 
-def _session(path: Path, threads: int) -> Any:
+@lru_cache(maxsize=8)
+def registered_model(name: str) -> Path:
+    """The verified file of registry model ``name`` (sha256 checked once per process)."""
+    from dxai.engines import load_registry, verify_model_file
+
+    return verify_model_file(load_registry().get(name))
+
+
+@lru_cache(maxsize=4)
+def _session(name: str, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    path = registered_model(name)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+@lru_cache(maxsize=1)
+def rec_charset() -> list[str]:
+    """The recogniser's CTC classes, read from the registered model's metadata."""
+    meta = _session(REC_NAME, 1).get_modelmeta().custom_metadata_map
+    if "character" not in meta:
+        raise ModelIntegrityError("ppocr_rec model has no character metadata")
+    return load_charset(str(meta["character"]))
 
 
 class OrtTextDetector:
@@ -49,7 +60,7 @@ class OrtTextDetector:
 
     def __init__(self, params: DetParams | None = None, threads: int = 1) -> None:
         self.params = params or DetParams()
-        self._session = _session(packaged_model(DET_MODEL), threads)
+        self._session = _session(DET_NAME, threads)
         self._input = self._session.get_inputs()[0].name
 
     def run_prob(self, chw: FloatArray) -> FloatArray:
@@ -68,14 +79,9 @@ class OrtTextRecognizer:
     """PP-OCRv4 CRNN/SVTR recogniser run directly on ONNX Runtime (CPU), CTC greedy decode."""
 
     def __init__(self, threads: int = 1) -> None:
-        self._session = _session(packaged_model(REC_MODEL), threads)
+        self._session = _session(REC_NAME, threads)
         self._input = self._session.get_inputs()[0].name
-
-    @cached_property
-    def charset(self) -> list[str]:
-        """CTC classes read from the model metadata."""
-        meta = self._session.get_modelmeta().custom_metadata_map
-        return load_charset(str(meta["character"]))
+        self.charset = rec_charset()
 
     def run_batch(self, batch: FloatArray) -> FloatArray:
         """Softmax maps (N x T x C) for a padded batch."""

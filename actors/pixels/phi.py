@@ -217,7 +217,7 @@ def term_hits(text: str, terms: PhiTerms) -> list[TermHit]:
     for kind, pool in (("id", terms.ids), ("date", terms.dates), ("phrase", terms.phrases)):
         hay = letterise(norm) if kind == "phrase" else norm
         for term in pool:
-            for start, end, left, right in _find_fuzzy(hay, term, kind != "phrase"):
+            for start, end, left, right in _find_fuzzy(hay, term, numeric=kind != "phrase"):
                 hits.append(TermHit(index[start], index[end - 1] + 1, kind, left, right))
     return hits
 
@@ -227,7 +227,11 @@ def _substring_hits(text: str, terms: PhiTerms) -> list[tuple[int, int, str]]:
     return [(h.start, h.end, h.kind) for h in term_hits(text, terms)]
 
 
-def _find_fuzzy(haystack: str, needle: str, fragments: bool) -> list[tuple[int, int, int, int]]:
+def _find_fuzzy(haystack: str, needle: str, numeric: bool) -> list[tuple[int, int, int, int]]:
+    """Exact, fuzzy or fragment matches of ``needle``: (start, end, missing left / right).
+
+    Fragments of ``numeric`` terms (identifiers, dates) must hold digits themselves.
+    """
     if not haystack:
         return []
     pos = haystack.find(needle)
@@ -236,11 +240,13 @@ def _find_fuzzy(haystack: str, needle: str, fragments: bool) -> list[tuple[int, 
     if len(needle) >= 6 and len(needle) <= len(haystack) + 1:
         align = fuzz.partial_ratio_alignment(needle, haystack)
         if align is not None and align.score >= 85 and align.dest_end > align.dest_start:
-            return [(align.dest_start, align.dest_end, 0, 0)]
-    if not fragments or len(needle) < MIN_PARTIAL + 1 or _digits(needle) * 2 < len(needle):
+            left, right = align.src_start, len(needle) - align.src_end
+            return [(align.dest_start, align.dest_end, left, right)]
+    if len(needle) < MIN_PARTIAL + 1 or (numeric and _digits(needle) * 2 < len(needle)):
         return []
     match = SequenceMatcher(None, haystack, needle, autojunk=False).find_longest_match()
-    if match.size < MIN_PARTIAL or _digits(haystack[match.a : match.a + match.size]) < 3:
+    part = haystack[match.a : match.a + match.size]
+    if match.size < MIN_PARTIAL or (numeric and _digits(part) < 3):
         return []
     left, right = match.b, len(needle) - match.b - match.size
     return [(match.a, match.a + match.size, left, right)]
@@ -316,13 +322,13 @@ def _grow_name(text: str, start: int, end: int) -> tuple[int, int]:
 
     def part_of_name(i: int) -> bool:
         ch = text[i]
-        if ch.isspace():
-            return False
-        if not ch.isdigit():
-            return True
         before = text[i - 1] if i > 0 else " "
         after = text[i + 1] if i + 1 < len(text) else " "
-        return before.isalpha() and after.isalpha()  # an O read as 0 inside a word
+        if ch.isalpha():
+            return True
+        if ch.isdigit():
+            return before.isalpha() and after.isalpha()  # an O read as 0 inside a word
+        return not ch.isspace() and before.isalpha() and after.isalpha()  # DOE~JOHN
 
     while start > 0 and part_of_name(start - 1):
         start -= 1

@@ -28,7 +28,7 @@ from dxai.actors.pixels.ocr import Line, PhiBox, decide, read_lines
 from dxai.actors.pixels.phi import PhiTerms, build_terms, compile_allow, phi_spans
 from dxai.actors.pixels.render import DisplayInfo, display_info, to_display
 from dxai.actors.pixels.report import PixelReport, RedactedBox
-from dxai.actors.pixels.types import Box, TextDetector, TextRecognizer
+from dxai.actors.pixels.types import Box, TextDetector, TextRecognizer, UInt8Array
 from dxai.daemon.config.pixels import PixelPolicyConfig
 from dxai.daemon.errors import DxaiError
 
@@ -107,9 +107,8 @@ class PixelRedactor:
         ctx = _Decide(build_terms(phi_values), mode == "redact_all_text", self._allow)
         images = self._images(decoded.frames)
         report.frames, report.frames_ocr = int(decoded.frames.shape[0]), len(images)
-        lines = [
-            read_lines(to_display(img, work.info), self.detector, self.recognizer) for img in images
-        ]
+        displays = [to_display(img, work.info) for img in images]
+        lines = [read_lines(img, self.detector, self.recognizer) for img in displays]
         report.text_regions = sum(len(x) for x in lines)
         shape = decoded.frames.shape
         found = [
@@ -140,23 +139,30 @@ class PixelRedactor:
     def _verify(
         self, work: _Work, lines: list[list[Line]], boxes: list[PhiBox], ctx: _Decide
     ) -> list[str]:
-        """OCR again around the filled boxes; hold on legible PHI or unreadable text."""
+        """Read again every line a fill touched; hold on legible PHI or unreadable text.
+
+        Lines no fill touched were read once already: only their confidence is checked.
+        """
         if not self.policy.verify:
             return []
         threshold = self.policy.verify_min_confidence
         reasons: set[str] = set()
-        for group in lines:
+        touched: list[tuple[int, Box]] = []
+        for index, group in enumerate(lines):
             for line in group:
-                if not any(line.box.intersection(b.box) for b in boxes):
+                if any(line.box.intersection(b.box) for b in boxes):
+                    touched.append((index, line.box))
+                else:
                     reasons |= _verify_line(line, ctx, threshold)
-        if not boxes:
+        if not touched:
             return sorted(reasons)
-        frames = work.decoded.frames
-        region = _around([b.box for b in boxes], 24, frames.shape[2], frames.shape[1])
-        for img in self._images(frames):
-            crop = to_display(img[region.y0 : region.y1, region.x0 : region.x1], work.info)
-            for line in read_lines(crop, self.detector, self.recognizer):
-                reasons |= _verify_line(line, ctx, threshold)
+        images = self._images(work.decoded.frames)
+        crops = [_crop(images[i], box, work.info) for i, box in touched]
+        legible = [(box, c) for (_, box), c in zip(touched, crops, strict=True) if _has_ink(c)]
+        if legible:
+            recs = self.recognizer.recognize([c for _, c in legible])
+            for (box, _), rec in zip(legible, recs, strict=True):
+                reasons |= _verify_line(Line(box, rec), ctx, threshold)
         return sorted(reasons)
 
     def _finish(
@@ -194,15 +200,14 @@ def _verify_line(line: Line, ctx: _Decide, threshold: float) -> set[str]:
     return out
 
 
-def _around(boxes: Sequence[Box], pad: int, width: int, height: int) -> Box:
-    """The bounding box of ``boxes`` grown by ``pad`` (clipped to the image)."""
-    box = Box(
-        min(b.x0 for b in boxes),
-        min(b.y0 for b in boxes),
-        max(b.x1 for b in boxes),
-        max(b.y1 for b in boxes),
-    )
-    return box.expand(pad, width, height)
+def _crop(image: npt.NDArray[np.generic], box: Box, info: DisplayInfo) -> UInt8Array:
+    """The display pixels of ``box`` in a (redacted) frame."""
+    return to_display(image[box.y0 : box.y1, box.x0 : box.x1], info)
+
+
+def _has_ink(crop: UInt8Array) -> bool:
+    """False when a crop is (almost) one flat colour: nothing left to read."""
+    return bool(crop.size) and float(crop.astype(np.float32).std()) > 2.0
 
 
 def _union_boxes(found: Sequence[PhiBox], margin: int, width: int, height: int) -> list[PhiBox]:

@@ -35,6 +35,13 @@ class EmbeddedIntakeConfig(Section):
     http_port: int = Field(default=8080, ge=0, le=65535)
     mllp_port: int = Field(default=2575, ge=0, le=65535)
     bind_host: str = "127.0.0.1"
+    landing_retention_s: float | None = Field(
+        default=3600.0,
+        ge=0,
+        description="Delete a landing batch this long after its job finished released, blocked "
+        "or failed (held batches are kept for review); None keeps every batch.",
+    )
+    landing_sweep_interval_s: float = Field(default=60.0, gt=0)
 
 
 class PipelineConfig(Section):

@@ -27,6 +27,7 @@ from dxai.daemon.gateways import (
 )
 from dxai.daemon.intake.embedded import EmbeddedIntake, EmbeddedPorts
 from dxai.daemon.intake.kafka import KafkaIntake, KafkaPublisher
+from dxai.daemon.intake.kafka_txn import TransactionalPublisher, reconcile_pending
 from dxai.daemon.jobs import JobStore
 from dxai.daemon.metrics_http import monitor_loop_lag, start_metrics_server
 from dxai.daemon.pipeline import FolderPublisher, Pipeline, PipelineParts, Publisher, RetryPolicy
@@ -125,12 +126,7 @@ async def _serve(
     processor = await anyio.to_thread.run_sync(build_processor, config)
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
-        publisher: Publisher
-        if _kafka_mode(config):
-            assert config.kafka is not None
-            publisher = await stack.enter_async_context(KafkaPublisher(config.kafka))
-        else:
-            publisher = FolderPublisher(results_dir(config))
+        publisher, txn = await _publisher(config, store, stack)
         sink = make_sink(config)
         stack.push_async_callback(sink.aclose)
         parts = PipelineParts(
@@ -149,9 +145,9 @@ async def _serve(
             assert config.kafka is not None
             if ready is not None:
                 ready(DaemonHandle(pipeline, store, None, results_dir(config)))
-            await KafkaIntake(config.kafka, pipeline, sensor).run(stop)
+            await KafkaIntake(config.kafka, pipeline, sensor, txn).run(stop)
             return
-        intake = EmbeddedIntake(config, pipeline.submit, sensor)
+        intake = EmbeddedIntake(config, pipeline.submit, sensor, store)
         ports = await intake.start()
         try:
             if ready is not None:
@@ -159,6 +155,20 @@ async def _serve(
             await stop.wait()
         finally:
             await intake.stop()
+
+
+async def _publisher(
+    config: DxaiConfig, store: JobStore, stack: AsyncExitStack
+) -> tuple[Publisher, TransactionalPublisher | None]:
+    """Folder (embedded), Kafka, or transactional Kafka with pending outputs settled."""
+    if not _kafka_mode(config):
+        return FolderPublisher(results_dir(config)), None
+    assert config.kafka is not None
+    if not config.kafka.transactional:
+        return await stack.enter_async_context(KafkaPublisher(config.kafka)), None
+    txn = await stack.enter_async_context(TransactionalPublisher(config.kafka, store))
+    await reconcile_pending(store, config.kafka)
+    return txn, txn
 
 
 def _retry_policy(config: DxaiConfig) -> RetryPolicy:

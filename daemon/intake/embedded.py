@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,9 +18,11 @@ from dxai.daemon.config.root import DxaiConfig
 from dxai.daemon.errors import DxaiError
 from dxai.daemon.intake.dicom_scp import QuietTracker, StoreScp
 from dxai.daemon.intake.landing import LandingZone
+from dxai.daemon.intake.landing_sweep import sweep_forever
 from dxai.daemon.intake.mllp import MllpListener
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.webhook import Webhook
+from dxai.daemon.jobs import JobStore
 from dxai.observability.metrics import Sensor
 
 log = logging.getLogger("dxai.intake.embedded")
@@ -44,8 +47,12 @@ def landing_job_id(study_uid: str) -> str:
 class EmbeddedIntake:
     """Starts the three listeners; ``await run(stop)`` serves until ``stop`` is set."""
 
-    def __init__(self, config: DxaiConfig, submit: Submit, sensor: Sensor) -> None:
+    def __init__(
+        self, config: DxaiConfig, submit: Submit, sensor: Sensor, store: JobStore | None = None
+    ) -> None:
         self.config = config
+        self.store = store
+        self._sweeper: asyncio.Task[None] | None = None
         self.submit = submit
         self.sensor = sensor
         self.zone = LandingZone(Path(config.state.data_dir) / "landing")
@@ -73,11 +80,32 @@ class EmbeddedIntake:
             self.tracker.touch(study_uid)
         for raw in await anyio.to_thread.run_sync(self.zone.sealed_events):
             await self.submit(raw, None, "scp")
+        self._start_sweeper()
         self.ports = EmbeddedPorts(dicom=dicom, http=http, mllp=mllp)
         return self.ports
 
+    def _start_sweeper(self) -> None:
+        """Clean finished landing batches (needs the job store and a retention)."""
+        retention = self.config.embedded.landing_retention_s
+        if self.store is None or retention is None:
+            return
+        self._sweeper = asyncio.create_task(
+            sweep_forever(
+                self.zone,
+                self.store,
+                self.config.pipeline.version,
+                retention,
+                self.config.embedded.landing_sweep_interval_s,
+            )
+        )
+
     async def stop(self) -> None:
         """Close listeners, forget quiet timers, wait for submissions in flight."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._scp is not None:
             await anyio.to_thread.run_sync(self._scp.stop)
             self._scp = None

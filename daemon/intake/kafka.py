@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, RecordMetadata, TopicPartition
 
 from dxai.daemon.config.services import KafkaConfig
 from dxai.daemon.errors import DxaiError, RetriableError, ServiceUnavailableError
@@ -23,13 +25,16 @@ from dxai.daemon.events import (
 from dxai.daemon.pipeline import Pipeline, RetryPolicy, with_retry
 from dxai.observability.metrics import Sensor
 
+if TYPE_CHECKING:
+    from dxai.daemon.intake.kafka_txn import TransactionalPublisher
+
 log = logging.getLogger("dxai.intake.kafka")
 
 
 class KafkaPublisher:
     """Idempotent producer (acks=all) for decisions, results and dead letters."""
 
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(self, config: KafkaConfig, transactional_id: str | None = None) -> None:
         self.config = config
         self._producer = AIOKafkaProducer(
             bootstrap_servers=config.bootstrap_servers,
@@ -37,6 +42,7 @@ class KafkaPublisher:
             enable_idempotence=True,
             acks="all",
             request_timeout_ms=config.request_timeout_ms,
+            transactional_id=transactional_id,
         )
 
     async def __aenter__(self) -> KafkaPublisher:
@@ -56,25 +62,26 @@ class KafkaPublisher:
 
     async def _send(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None:
+    ) -> RecordMetadata:
         try:
-            await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+            return await self._producer.send_and_wait(topic, value, key=key, headers=headers)
         except KafkaError as exc:
             raise ServiceUnavailableError(f"kafka produce: {type(exc).__name__}") from exc
 
+    async def _output(
+        self, kind: str, topic: str, event: DecisionEvent | ResultsEvent, ctx: TraceContext
+    ) -> None:
+        """Produce one job output keyed by job key (the transactional publisher wraps this)."""
+        headers = trace_headers(ctx, [("dxai-job-key", event.job_key)])
+        await self._send(topic, encode_event(event), event.job_key.encode(), headers)
+
     async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
         """Produce to the decisions topic, keyed by job key."""
-        headers = trace_headers(ctx, [("dxai-job-key", event.job_key)])
-        await self._send(
-            self.config.decisions_topic, encode_event(event), event.job_key.encode(), headers
-        )
+        await self._output("decision", self.config.decisions_topic, event, ctx)
 
     async def results(self, event: ResultsEvent, ctx: TraceContext) -> None:
         """Produce to the results topic, keyed by job key."""
-        headers = trace_headers(ctx, [("dxai-job-key", event.job_key)])
-        await self._send(
-            self.config.results_topic, encode_event(event), event.job_key.encode(), headers
-        )
+        await self._output("results", self.config.results_topic, event, ctx)
 
     async def dead_letter(self, original: bytes, reason: str, code: str, origin: str) -> None:
         """Produce the original bytes to the DLQ with the reason in headers."""
@@ -84,10 +91,17 @@ class KafkaPublisher:
 class KafkaIntake:
     """Consumes the input topic; commits each offset once its job is durable in the store."""
 
-    def __init__(self, config: KafkaConfig, pipeline: Pipeline, sensor: Sensor) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        pipeline: Pipeline,
+        sensor: Sensor,
+        txn: TransactionalPublisher | None = None,
+    ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.sensor = sensor
+        self.txn = txn
         self.retry = RetryPolicy(
             config.max_retries, config.retry_backoff_initial_s, config.retry_backoff_max_s
         )
@@ -114,13 +128,26 @@ class KafkaIntake:
                 self._backpressure()
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=50)
                 for tp, messages in batch.items():
-                    for msg in messages:
-                        await self._handle(
-                            msg.value or b"", msg.headers, msg.topic, msg.partition, msg.offset
-                        )
-                    await self._consumer.commit({tp: messages[-1].offset + 1})
+                    await self._batch(tp, messages)
         finally:
             await self._consumer.stop()
+
+    async def _batch(self, tp: TopicPartition, messages: list[ConsumerRecord[Any, Any]]) -> None:
+        """Admit a partition's messages (jobs durable), then commit the next offset.
+
+        Transactional: the batch's dead letters and its offsets commit in one transaction.
+        """
+        if self.txn is None:
+            await self._admit(messages)
+            await self._consumer.commit({tp: messages[-1].offset + 1})
+            return
+        async with self.txn.transaction():
+            await self._admit(messages)
+            await self.txn.send_offsets({tp: messages[-1].offset + 1})
+
+    async def _admit(self, messages: list[ConsumerRecord[Any, Any]]) -> None:
+        for msg in messages:
+            await self._handle(msg.value or b"", msg.headers, msg.topic, msg.partition, msg.offset)
 
     def _backpressure(self) -> None:
         assigned = self._consumer.assignment()

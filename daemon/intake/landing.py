@@ -9,6 +9,7 @@ crash between sealing and the job being durable loses nothing.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -61,6 +62,23 @@ class LandingZone:
             else:
                 path.unlink(missing_ok=True)
         return events
+
+    def sealed(self) -> list[tuple[str, bytes]]:
+        """(job id, event) of every sealed batch whose instances are still on disk."""
+        return [
+            (path.stem, path.read_bytes())
+            for path in sorted(self.batches.glob("*.json"))
+            if (self.batches / path.stem).is_dir()
+        ]
+
+    def remove_batch(self, job_id: str) -> None:
+        """Delete a batch: its instances first, then its event (an orphan event is ignored)."""
+        folder = self.batches / job_id
+        if folder.resolve().parent != self.batches.resolve():
+            raise ValueError("not a landing batch")
+        with self._lock:
+            shutil.rmtree(folder, ignore_errors=True)
+            (self.batches / f"{job_id}.json").unlink(missing_ok=True)
 
     def pending(self) -> list[str]:
         """Study UIDs with instances still in ``incoming`` (to re-arm after a restart)."""

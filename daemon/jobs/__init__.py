@@ -10,7 +10,7 @@ from dxai.daemon.jobs.model import (
     can_move,
     job_key,
 )
-from dxai.daemon.jobs.store import InvalidTransitionError, JobStore
+from dxai.daemon.jobs.store import InvalidTransitionError, JobStore, PendingOutput
 
 __all__ = [
     "ACTIVE_STATES",
@@ -21,6 +21,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobStore",
+    "PendingOutput",
     "can_move",
     "job_key",
 ]

@@ -8,6 +8,7 @@ after the broker acknowledged them; a restarted daemon resumes from :meth:`JobSt
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,12 +37,34 @@ CREATE TABLE IF NOT EXISTS jobs (
   updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS pending_outputs (
+  job_key TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  part INTEGER NOT NULL,
+  pos INTEGER NOT NULL,
+  PRIMARY KEY (job_key, kind)
+);
 """
 _COLUMNS = (
     "job_key, exchange_job_id, study_uid, pipeline_version, state, event_json, traceparent, "
     "decision_json, decision_sent, results_json, results_sent, reason, attempts, "
     "created_at, updated_at"
 )
+
+
+_CLEAR_PENDING = "DELETE FROM pending_outputs WHERE job_key = ? AND kind = ?"
+
+
+@dataclass(frozen=True)
+class PendingOutput:
+    """A decision or results record written inside a transaction not yet known to be committed."""
+
+    job_key: str
+    kind: str
+    topic: str
+    partition: int
+    offset: int
 
 
 class InvalidTransitionError(PermanentError):
@@ -176,6 +199,7 @@ class JobStore:
 
     async def mark_decision_sent(self, key: str) -> JobRecord:
         """The broker (or results folder) acknowledged the decision."""
+        await self.db.execute(_CLEAR_PENDING, (key, "decision"))
         return await self._update(key, "decision_sent = 1", ())
 
     async def record_results(self, key: str, results_json: str) -> JobRecord:
@@ -184,7 +208,27 @@ class JobStore:
 
     async def mark_results_sent(self, key: str) -> JobRecord:
         """The broker (or results folder) acknowledged the results."""
+        await self.db.execute(_CLEAR_PENDING, (key, "results"))
         return await self._update(key, "results_sent = 1", ())
+
+    async def record_pending(self, pending: PendingOutput) -> None:
+        """Where an output was written inside a not yet committed Kafka transaction."""
+        await self.db.execute(
+            "INSERT OR REPLACE INTO pending_outputs VALUES (?, ?, ?, ?, ?)",
+            (pending.job_key, pending.kind, pending.topic, pending.partition, pending.offset),
+        )
+        await self.db.commit()
+
+    async def pending_outputs(self) -> list[PendingOutput]:
+        """Outputs whose transaction may or may not have committed (checked after a restart)."""
+        sql = "SELECT job_key, kind, topic, part, pos FROM pending_outputs"
+        async with self.db.execute(sql) as cur:
+            return [PendingOutput(*row) for row in await cur.fetchall()]
+
+    async def clear_pending(self, key: str, kind: str) -> None:
+        """Forget a pending output (its transaction was aborted: it will be sent again)."""
+        await self.db.execute(_CLEAR_PENDING, (key, kind))
+        await self.db.commit()
 
     async def unfinished(self) -> list[JobRecord]:
         """Jobs a restarted daemon must resume: still active, or with an output unsent."""

@@ -173,6 +173,10 @@ class Pipeline:
                 self.parts.sensor.observe(
                     "instance_s", time.perf_counter() - started, {"component": "deid"}
                 )
+                if out.pixels is not None and out.pixels.scanned:
+                    self.parts.sensor.observe(
+                        "instance_s", out.pixels.seconds, {"component": "pixels"}
+                    )
                 return out
             finally:
                 limit.release()

@@ -16,11 +16,12 @@ from dxai.daemon.events import (
     Reason,
     ResultsEvent,
     StudyEvent,
+    TaskResult,
     new_trace,
     parse_traceparent,
 )
 from dxai.daemon.jobs import JobRecord
-from dxai.daemon.pipeline.outcome import StudyTally, decide, deid_task
+from dxai.daemon.pipeline.outcome import StudyTally, decide, deid_task, pixels_task
 
 if TYPE_CHECKING:
     from dxai.daemon.pipeline.core import PipelineParts
@@ -76,6 +77,9 @@ class JobFinisher:
         """Record decision and results from the tally, then move to the final state."""
         decision, state, reasons = decide(tally)
         info = self.parts.processor.info
+        tasks: tuple[TaskResult, ...] = (deid_task(tally),)
+        if info.pixel_mode != "never":
+            tasks += (pixels_task(tally),)
         certificate = DeidCertificate(
             profile=info.profile,
             options=info.options,
@@ -92,7 +96,7 @@ class JobFinisher:
             state=state,  # type: ignore[arg-type]
             deidentified_study_uid=tally.study_uid_out if tally.released else None,
             certificate=certificate,
-            tasks=(deid_task(tally),),
+            tasks=tasks,
             instances_received=tally.received,
             instances_released=tally.released,
             instances_held=tally.held + tally.failed,

@@ -6,7 +6,31 @@ from dataclasses import dataclass, field
 
 from dxai.daemon.events import Reason, TaskResult
 from dxai.daemon.events.models import TaskStatus
-from dxai.daemon.pipeline.processing import InstanceOutcome
+from dxai.daemon.pipeline.processing import InstanceOutcome, PixelSummary
+
+
+@dataclass
+class PixelTally:
+    """Pixel PHI totals over one job's instances."""
+
+    scanned: int = 0
+    text_regions: int = 0
+    boxes_found: int = 0
+    boxes_redacted: int = 0
+    held: int = 0
+    failed: int = 0
+    milliseconds: float = 0.0
+
+    def add(self, summary: PixelSummary, outcome: InstanceOutcome) -> None:
+        """Count one instance's pixel summary; held/failed when the pixel step said so."""
+        by_pixels = outcome.reason.startswith("pixel_")
+        self.scanned += summary.scanned
+        self.text_regions += summary.text_regions
+        self.boxes_found += summary.boxes_found
+        self.boxes_redacted += summary.boxes_redacted
+        self.held += by_pixels and outcome.status == "held"
+        self.failed += by_pixels and outcome.status == "failed"
+        self.milliseconds += summary.seconds * 1000.0
 
 
 @dataclass
@@ -21,10 +45,13 @@ class StudyTally:
     refused: int = 0
     study_uid_out: str | None = None
     failure_codes: set[str] = field(default_factory=set)
+    pixels: PixelTally = field(default_factory=PixelTally)
 
     def add(self, outcome: InstanceOutcome) -> None:
         """Count one processed instance."""
         self.received += 1
+        if outcome.pixels is not None:
+            self.pixels.add(outcome.pixels, outcome)
         if outcome.status == "passed":
             self.passed += 1
             self.study_uid_out = self.study_uid_out or outcome.study_uid_out
@@ -64,5 +91,30 @@ def deid_task(tally: StudyTally) -> TaskResult:
             "held": tally.held,
             "failed": tally.failed,
             "released": tally.released,
+        },
+    )
+
+
+def pixels_task(tally: StudyTally) -> TaskResult:
+    """The burned-in pixel PHI task summary for the results event (no text, counts only)."""
+    px = tally.pixels
+    status: TaskStatus = "passed"
+    if px.failed:
+        status = "failed"
+    elif px.held:
+        status = "held"
+    elif px.scanned == 0:
+        status = "skipped"
+    return TaskResult(
+        task="pixels",
+        status=status,
+        counts={
+            "scanned": px.scanned,
+            "text_regions": px.text_regions,
+            "boxes_found": px.boxes_found,
+            "boxes_redacted": px.boxes_redacted,
+            "held": px.held,
+            "failed": px.failed,
+            "ms_total": round(px.milliseconds),
         },
     )

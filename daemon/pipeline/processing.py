@@ -9,6 +9,22 @@ InstanceStatus = Literal["passed", "held", "failed"]
 
 
 @dataclass(frozen=True)
+class PixelSummary:
+    """What the pixel PHI actor did to one instance (counts and codes only, never text)."""
+
+    status: str
+    text_regions: int = 0
+    boxes_found: int = 0
+    boxes_redacted: int = 0
+    seconds: float = 0.0
+
+    @property
+    def scanned(self) -> bool:
+        """Whether OCR ran on the instance (anything but ``skipped``)."""
+        return self.status != "skipped"
+
+
+@dataclass(frozen=True)
 class InstanceOutcome:
     """The result of processing one instance: output bytes only when it passed."""
 
@@ -16,6 +32,7 @@ class InstanceOutcome:
     data: bytes | None = None
     study_uid_out: str | None = None
     reason: str = ""
+    pixels: PixelSummary | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from dxai.daemon.intake.app import run_daemon
 from dxai.observability.metrics import Sensor
 
 
-def _config(tmp: Path, bootstrap: str, topic: str, pair: Any) -> DxaiConfig:
+def _config(
+    tmp: Path, bootstrap: str, topic: str, pair: Any, transactional: bool = False
+) -> DxaiConfig:
     return DxaiConfig.model_validate(
         {
             "mode": "production",
@@ -36,6 +38,7 @@ def _config(tmp: Path, bootstrap: str, topic: str, pair: Any) -> DxaiConfig:
                 "dlq_topic": f"{topic}.dlq",
                 "max_retries": 1,
                 "retry_backoff_initial_s": 0.1,
+                "transactional": transactional,
             },
             "source_dicomweb": {"base_url": pair.source.dicomweb_url},
             "destination_dicomweb": {"base_url": pair.dest.dicomweb_url},
@@ -67,7 +70,11 @@ async def _collect(
 ) -> dict[str, list[bytes]]:
     seen: dict[str, list[bytes]] = {t: [] for t in topics}
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:
@@ -85,17 +92,19 @@ async def _collect(
     return seen
 
 
+@pytest.mark.parametrize("transactional", [False, True], ids=["idempotent", "transactional"])
 async def test_event_to_destination_once_and_poison_to_dlq(
     tmp_path: Path,
     kafka_bootstrap: str,
     kafka_topic: str,
     clean_orthanc: Any,
     make_ct: Callable[[], Dataset],
+    transactional: bool,
 ) -> None:
     ds = make_ct()
     study = str(ds.StudyInstanceUID)
     _upload(clean_orthanc, ds)
-    cfg = _config(tmp_path, kafka_bootstrap, kafka_topic, clean_orthanc)
+    cfg = _config(tmp_path, kafka_bootstrap, kafka_topic, clean_orthanc, transactional)
     stop = asyncio.Event()
     daemon = asyncio.create_task(run_daemon(cfg, stop, Sensor()))
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)

@@ -1,4 +1,7 @@
-"""SIGKILL the Kafka daemon mid-study, restart it: nothing lost, nothing duplicated."""
+"""SIGKILL the Kafka daemon mid-study, restart it: nothing lost, nothing duplicated.
+
+Run with and without ``kafka.transactional``; outputs are read by a ``read_committed`` consumer.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ DEADLINE_S = 180.0
 ACTIVE = ("received", "fetching", "processing")
 
 
-def _write_config(tmp: Path, bootstrap: str, topic: str, pair: Any) -> Path:
+def _write_config(tmp: Path, bootstrap: str, topic: str, pair: Any, transactional: bool) -> Path:
     config = {
         "mode": "production",
         "state": {"data_dir": str(tmp / "state")},
@@ -40,6 +43,7 @@ def _write_config(tmp: Path, bootstrap: str, topic: str, pair: Any) -> Path:
             "results_topic": f"{topic}.results",
             "dlq_topic": f"{topic}.dlq",
             "session_timeout_ms": 6000,
+            "transactional": transactional,
         },
         "source_dicomweb": {"base_url": pair.source.dicomweb_url},
         "destination_dicomweb": {"base_url": pair.dest.dicomweb_url},
@@ -109,7 +113,9 @@ async def _kill_mid_study(proc: subprocess.Popen[bytes], db: Path, pair: Any) ->
 async def _read_all(bootstrap: str, topic: str, until: float) -> list[bytes]:
     """Every message of ``topic`` up to its end offsets, waiting until ``until`` for any."""
     parts = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
         consumer.assign(parts)
@@ -154,11 +160,17 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(30)
 
 
+@pytest.mark.parametrize("transactional", [False, True], ids=["idempotent", "transactional"])
 async def test_sigkill_mid_study_then_restart(
-    tmp_path: Path, kafka_bootstrap: str, kafka_topic: str, clean_orthanc: Any, make_ct: Any
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_topic: str,
+    clean_orthanc: Any,
+    make_ct: Any,
+    transactional: bool,
 ) -> None:
     study = await _upload_study(clean_orthanc, make_ct())
-    config = _write_config(tmp_path, kafka_bootstrap, kafka_topic, clean_orthanc)
+    config = _write_config(tmp_path, kafka_bootstrap, kafka_topic, clean_orthanc, transactional)
     db, log = tmp_path / "state" / "dxai.sqlite3", tmp_path / "daemon.log"
     event = {
         "event_type": "study_scheduled_for_exchange",

@@ -1,0 +1,98 @@
+"""Detector and recogniser adapters over an :class:`InferenceClient` (the runtime's batcher).
+
+The pixel pipeline is synchronous CPU work and runs in a worker thread; these adapters submit
+each detection image and each recognition crop as one item to the client on the daemon's event
+loop (``asyncio.run_coroutine_threadsafe``) and wait in the worker thread, so the batcher can
+group crops of this and other instances.  :func:`redact_dataset_async` wires it together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dxai.actors.pixels.det import DetParams, det_postprocess, det_preprocess
+from dxai.actors.pixels.ort_backend import DET_NAME, REC_NAME, rec_charset
+from dxai.actors.pixels.rec import ctc_decode, rec_preprocess
+from dxai.actors.pixels.redactor import PixelRedactor, ScanRequest
+from dxai.actors.pixels.report import PixelReport
+from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
+from dxai.batching.client import InferenceClient
+from dxai.daemon.config.pixels import PixelPolicyConfig
+
+T = TypeVar("T")
+
+
+class _LoopBridge:
+    """Runs client coroutines on ``loop`` from a worker thread and waits for the results."""
+
+    def __init__(self, client: InferenceClient, loop: asyncio.AbstractEventLoop) -> None:
+        self.client, self.loop = client, loop
+
+    def wait(self, coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+        """Submit every coroutine at once (so they can share batches), then wait for all."""
+        futures = [asyncio.run_coroutine_threadsafe(c, self.loop) for c in coros]
+        return [f.result() for f in futures]
+
+
+class InferenceTextDetector(_LoopBridge):
+    """The PP-OCRv4 detector through ``client.infer("ppocr_det", chw)``; call from a thread."""
+
+    def __init__(
+        self,
+        client: InferenceClient,
+        loop: asyncio.AbstractEventLoop,
+        params: DetParams | None = None,
+        model: str = DET_NAME,
+    ) -> None:
+        super().__init__(client, loop)
+        self.params, self.model = params or DetParams(), model
+
+    def detect(self, image: UInt8Array) -> list[Box]:
+        """Text line boxes in ``image`` pixel coordinates."""
+        chw, sy, sx = det_preprocess(image, self.params)
+        [out] = self.wait([self.client.infer(self.model, chw)])
+        prob: FloatArray = np.asarray(out, dtype=np.float32).reshape(out.shape[-2:])
+        return det_postprocess(prob, sy, sx, (image.shape[0], image.shape[1]), self.params)
+
+
+class InferenceTextRecognizer(_LoopBridge):
+    """The PP-OCRv4 recogniser through ``client.infer("ppocr_rec", 3x48xW)``; from a thread."""
+
+    def __init__(
+        self, client: InferenceClient, loop: asyncio.AbstractEventLoop, model: str = REC_NAME
+    ) -> None:
+        super().__init__(client, loop)
+        self.model, self.charset = model, rec_charset()
+
+    def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
+        """Read each crop; all crops go to the batcher together."""
+        items = [rec_preprocess(c) for c in crops]
+        outs = self.wait([self.client.infer(self.model, item) for item in items])
+        return [
+            ctc_decode(np.asarray(out, dtype=np.float32), self.charset, item.shape[2])
+            for out, item in zip(outs, items, strict=True)
+        ]
+
+
+async def redact_dataset_async(
+    ds: Dataset,
+    phi_values: Sequence[str],
+    request: ScanRequest,
+    client: InferenceClient,
+    policy: PixelPolicyConfig | None = None,
+) -> PixelReport:
+    """:meth:`PixelRedactor.redact_dataset` in a worker thread, models run by ``client``."""
+    loop = asyncio.get_running_loop()
+    policy = policy or PixelPolicyConfig()
+    redactor = PixelRedactor(
+        policy,
+        InferenceTextDetector(client, loop, DetParams(max_side=policy.det_max_side)),
+        InferenceTextRecognizer(client, loop),
+    )
+    return await anyio.to_thread.run_sync(redactor.redact_dataset, ds, phi_values, request)

@@ -1,0 +1,100 @@
+"""Deployment handles tuned for single-item latency, and the choice of transport per item.
+
+Measured on a 2-core host (``bench/batching.py``), the default Serve handle spends most of its
+per-item cost outside the model: a router on its own thread (two cross-thread hops per call),
+and arguments and results through Ray's object store (several raylet round trips for a 1 MB
+array).  So each model gets two handles sharing one router on the caller's event loop:
+
+* ``direct``: Serve's replica-to-replica gRPC channel (``_by_reference=False``), pickled in
+  band; used when both the item and its expected output fit well inside the channel's
+  4 MiB message limit;
+* ``by_ref``: the object store, for anything bigger (zero-copy for large arrays).
+
+Both use private, version-checked options of ``DeploymentHandle``; if they are missing the
+plain public handle is used, so a Ray upgrade degrades speed, never correctness.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dxai.batching.buckets import FloatArray
+from dxai.engines.spec import ModelSpec
+from dxai.observability.logging import get_logger
+
+_log = get_logger(__name__)
+
+DIRECT_MAX_BYTES = 3 << 20
+"""Largest item or output sent over the direct channel (its limit is 4 MiB per message)."""
+
+REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+"""Replica environment: run the deployment on the replica's own loop (one hop fewer).
+
+The deployment never blocks that loop: its constructor and batches run in threads."""
+
+
+@dataclass(frozen=True)
+class ModelHandles:
+    """The two handles of one deployment (they may be the same object)."""
+
+    direct: Any
+    by_ref: Any
+
+    def pick(self, spec: ModelSpec, item: FloatArray) -> Any:
+        """The handle for ``item``: direct when the request and reply are small enough."""
+        reply = reply_nbytes(spec, item)
+        small = reply is not None and max(item.nbytes, reply) <= DIRECT_MAX_BYTES
+        return self.direct if small else self.by_ref
+
+
+def reply_nbytes(spec: ModelSpec, item: FloatArray) -> int | None:
+    """Bytes of ``item``'s cropped output, from the output spec; None if it is not known."""
+    height, width = item.shape[1], item.shape[2]
+    post = spec.postprocess
+    dims = spec.output.shape[1:]
+    if post.crop == "spatial" and len(dims) >= 2:
+        dims = (*dims[:-2], math.ceil(height / post.stride), math.ceil(width / post.stride))
+    elif post.crop == "sequence" and dims:
+        dims = (math.ceil(width / post.stride), *dims[1:])
+    if any(d <= 0 for d in dims):
+        return None
+    return math.prod(dims) * np.dtype(spec.output.dtype).itemsize
+
+
+def make_handles(deployment: str, app: str) -> ModelHandles:
+    """Fresh handles for ``deployment`` whose router runs on the running event loop.
+
+    Call it on the loop that will call ``.remote`` (the router is bound to it).
+    """
+    from ray.serve.handle import DeploymentHandle
+
+    handle: Any = DeploymentHandle(deployment, app)
+    try:
+        handle._init(_run_router_in_separate_loop=False)
+        direct = handle.options(
+            _by_reference=False, request_serialization="pickle", response_serialization="pickle"
+        )
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        _log.warning(
+            "ray serve handle tuning unavailable, using the default handle (%s)",
+            type(exc).__name__,
+            extra={"model": deployment},
+        )
+        plain: Any = DeploymentHandle(deployment, app)
+        return ModelHandles(direct=plain, by_ref=plain)
+    return ModelHandles(direct=direct, by_ref=handle)
+
+
+async def close_handles(handles: ModelHandles) -> None:
+    """Stop the handles' router (it runs on this loop); errors are logged, not raised."""
+    shutdown = getattr(handles.by_ref, "shutdown_async", None)
+    if shutdown is None:
+        return
+    try:
+        await shutdown()
+    except Exception as exc:  # noqa: BLE001 - best effort on teardown
+        _log.warning("ray serve handle shutdown failed (%s)", type(exc).__name__)

@@ -1,0 +1,161 @@
+"""Kafka transactions (``kafka.transactional: true``): exactly-once outputs and input offsets.
+
+Everything the daemon produces goes through one transactional producer
+(``transactional_id`` = ``<group_id>.<client_id>``: stable across restarts, unique per daemon
+instance), one transaction at a time:
+
+- intake: per consumed batch, the dead letters of bad events and the batch's input offsets
+  (``send_offsets_to_transaction``) commit together, after every job of the batch is durable in
+  the job store (``Pipeline.submit`` returned);
+- outputs: each decision / results event is its own transaction; before it commits, the record's
+  position is written to the job store (``pending_outputs``).  After a crash the restarted
+  producer fences the old one (its open transaction is aborted), and :func:`reconcile_pending`
+  reads each pending position with a ``read_committed`` consumer: committed → marked sent (not
+  produced again), aborted → produced again.  A ``read_committed`` consumer therefore sees each
+  output exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+
+from dxai.daemon.config.services import KafkaConfig
+from dxai.daemon.errors import ServiceUnavailableError
+from dxai.daemon.events import (
+    DecisionEvent,
+    ResultsEvent,
+    TraceContext,
+    encode_event,
+    trace_headers,
+)
+from dxai.daemon.intake.kafka import KafkaPublisher
+from dxai.daemon.jobs import JobStore, PendingOutput
+
+log = logging.getLogger("dxai.intake.kafka")
+RECONCILE_TIMEOUT_S = 60.0
+
+
+def transactional_id(config: KafkaConfig) -> str:
+    """The producer's transactional id: the same after a restart, distinct per instance."""
+    return f"{config.group_id}.{config.client_id}"
+
+
+async def _step(call: Awaitable[None]) -> None:
+    """Await one transaction call; Kafka errors become ``ServiceUnavailableError``."""
+    try:
+        await call
+    except KafkaError as exc:
+        raise ServiceUnavailableError(f"kafka transaction: {type(exc).__name__}") from exc
+
+
+class TransactionalPublisher(KafkaPublisher):
+    """The Kafka publisher with every send inside a transaction (see the module docstring)."""
+
+    def __init__(self, config: KafkaConfig, store: JobStore) -> None:
+        super().__init__(config, transactional_id(config))
+        self.store = store
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[object] | None = None
+
+    async def __aenter__(self) -> TransactionalPublisher:
+        await super().__aenter__()
+        async with self.transaction():  # fences a previous incarnation (aborts its transaction)
+            pass
+        return self
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """One transaction (re-entrant within the task that opened it); aborted on error."""
+        task = asyncio.current_task()
+        if task is not None and task is self._owner:
+            yield
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                await _step(self._producer.begin_transaction())
+                try:
+                    yield
+                except BaseException:
+                    await _step(self._producer.abort_transaction())
+                    raise
+                await _step(self._producer.commit_transaction())
+            finally:
+                self._owner = None
+
+    async def _send(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> RecordMetadata:
+        async with self.transaction():
+            return await super()._send(topic, value, key, headers)
+
+    async def _output(
+        self, kind: str, topic: str, event: DecisionEvent | ResultsEvent, ctx: TraceContext
+    ) -> None:
+        headers = trace_headers(ctx, [("dxai-job-key", event.job_key)])
+        async with self.transaction():
+            meta = await super()._send(topic, encode_event(event), event.job_key.encode(), headers)
+            await self.store.record_pending(
+                PendingOutput(event.job_key, kind, meta.topic, meta.partition, meta.offset)
+            )
+
+    async def send_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        """Add consumed offsets (next offset to read) to the current transaction."""
+        try:
+            await self._producer.send_offsets_to_transaction(offsets, self.config.group_id)
+        except KafkaError as exc:
+            raise ServiceUnavailableError(f"kafka offsets: {type(exc).__name__}") from exc
+
+
+async def _committed(consumer: AIOKafkaConsumer, item: PendingOutput, deadline: float) -> bool:
+    """Whether the record at ``item``'s position is visible to a read_committed reader."""
+    tp = TopicPartition(item.topic, item.partition)
+    consumer.assign([tp])
+    consumer.seek(tp, item.offset)
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(tp, timeout_ms=500)
+        records = batch.get(tp, [])
+        if records:  # the first committed record at or after the position
+            return bool(records[0].offset == item.offset)
+        if await consumer.position(tp) > item.offset:
+            return False  # skipped: the transaction was aborted
+    raise ServiceUnavailableError("kafka: a pending output's transaction did not settle")
+
+
+async def reconcile_pending(store: JobStore, config: KafkaConfig) -> int:
+    """Settle outputs left pending by a crash (call after the producer fenced the old one)."""
+    pending = await store.pending_outputs()
+    if not pending:
+        return 0
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=config.request_timeout_ms,
+    )
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        raise ServiceUnavailableError(f"kafka consumer: {type(exc).__name__}") from exc
+    try:
+        deadline = time.monotonic() + RECONCILE_TIMEOUT_S
+        for item in pending:
+            if not await _committed(consumer, item, deadline):
+                await store.clear_pending(item.job_key, item.kind)
+            elif item.kind == "decision":
+                await store.mark_decision_sent(item.job_key)
+            else:
+                await store.mark_results_sent(item.job_key)
+        log.info("pending outputs settled", extra={"count": len(pending)})
+        return len(pending)
+    finally:
+        await consumer.stop()
