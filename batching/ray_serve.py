@@ -18,7 +18,14 @@ from typing import Any
 from dxai.batching.buckets import FloatArray, validate_item
 from dxai.batching.client import enabled_models
 from dxai.batching.execute import Outcome, infer_items
-from dxai.batching.ray_handles import REPLICA_ENV, ModelHandles, close_handles, make_handles
+from dxai.batching.ray_handles import (
+    REPLICA_ENV,
+    ModelHandles,
+    Transport,
+    close_handles,
+    keep_large_buffers_mapped,
+    make_handles,
+)
 from dxai.daemon.config.inference import (
     BatchingConfig,
     EngineConfig,
@@ -93,6 +100,7 @@ def build_application(
     )
     class ModelDeployment:
         async def __init__(self, spec_json: str, engine_json: str, base: str) -> None:  # type: ignore[misc]
+            keep_large_buffers_mapped()
             self._replica = await asyncio.to_thread(
                 ModelReplica, spec_json, engine_json, batching.max_batch_size, base
             )
@@ -160,6 +168,7 @@ class RayServeClient:
         import ray
 
         serve = _import_serve()
+        keep_large_buffers_mapped()
         rc = self._ray_config
         if not ray.is_initialized():
             ray.init(
@@ -221,6 +230,13 @@ class RayServeClient:
             serve.shutdown()
             ray.shutdown()
             self._owns_ray = False
+
+    def transport_for(self, model_name: str, item: FloatArray) -> Transport:
+        """How ``item`` would travel to ``model_name``'s replicas (after ``start``)."""
+        handles = self._handles.get(model_name)
+        if handles is None:
+            raise UnknownModelError(f"model {model_name!r} is not deployed by this client")
+        return handles.transport(self._registry.get(model_name), item)
 
     async def infer(
         self, model_name: str, item: FloatArray, *, deadline_s: float | None = None

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 
 from dxai.actors.deid.context import CODE_TAGS, Slot, WalkContext
 from dxai.actors.deid.phi import TEXT_VRS
-from dxai.actors.deid.values import encodings_of, text_of
+from dxai.actors.deid.values import dictionary_vr, encodings_of, text_of
 
 STANDARD_UID_PREFIX = "1.2.840.10008."
 MIN_TRACKED_UID = 8  # junk such as "0" cannot identify anything and is not tracked by verify
@@ -33,14 +33,16 @@ def _collect_items(items: Iterable[Dataset], ctx: WalkContext) -> None:
             elem = item.get_item(tag)
             if elem is None:
                 continue
+            value = int(tag)
             vr = elem.VR
+            if not vr and not value >> 16 & 1:
+                vr = dictionary_vr(value)  # implicit VR: what conversion would choose
             if vr in _MAYBE_SEQUENCE:
                 elem = item[tag]  # converted, as iterall() would, to find nested items
                 vr = elem.VR
                 if vr == "SQ":
                     _collect_items(elem.value or (), ctx)
                     continue
-            value = int(tag)
             if value >> 16 & 1 or vr == "CS" or value in CODE_TAGS:
                 continue
             if vr in TEXT_VRS:

@@ -1,75 +1,171 @@
-"""Part 10 encoding of a de-identified dataset, with a fast path for unchanged elements.
+"""Part 10 encoding of a de-identified dataset, with a fast path for the common elements.
 
 Elements that de-identification left alone are still raw (their bytes as read), and pydicom's
-writer spends most of its time passing each one through several layers of Python.  For the
-common case (little endian, implicit or explicit VR, not deflated, character set and encoding
-unchanged since reading) :func:`encode` writes those raw elements itself: tag, VR, length and
-the original bytes, exactly as ``pydicom.filewriter.write_data_element`` writes a raw element.
-Every other element (new or changed values, sequences, pixel data, undefined lengths, values
-too long for a 16-bit length) goes through pydicom's own ``write_data_element``, and anything
-unusual falls back to ``Dataset.save_as`` for the whole file, so the bytes are always the ones
-``save_as(..., enforce_file_format=True)`` would write.
+writer spends most of its time passing each element through several layers of Python.  For
+the common case (little endian, implicit or explicit VR, not deflated, character set and
+encoding unchanged since reading) :func:`encode` writes itself: raw elements (tag, VR, length
+and the original bytes, as ``pydicom.filewriter.write_data_element`` writes them), new plain
+string values (padded as pydicom's ``write_string``/``write_text`` pad them) and sequences
+whose items qualify the same way.  Every other element (pixel data, numbers, person names,
+text that is not plain ASCII or is in a character set other than ISO_IR 6/100/192, values too
+long for a 16-bit length, buffered values) goes through pydicom's own ``write_data_element``,
+and anything unusual falls back to ``Dataset.save_as`` for the whole file.  The bytes are
+always the ones ``save_as(..., enforce_file_format=True)`` writes (the tests check this, file
+by file).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import struct
 from copy import deepcopy
+from typing import NamedTuple
 
-from pydicom.charset import default_encoding
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.tag import tag_in_exception
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 _PIXEL_DATA = 0x7FE00010
+_GROUP_LENGTH = 0x00020000
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
+# Written by pydicom's write_string (Latin-1): plain values only (no date/time objects).
+_STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
+# Written by pydicom's write_text in the dataset's character set.
+_TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
+_ASCII_CHARSETS = frozenset({"iso8859", "latin_1", "UTF8"})  # ASCII text encodes as ASCII
 _TAG = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+_ITEM = _TAG.pack(0xFFFE, 0xE000)
+_ITEM_END = _TAG.pack(0xFFFE, 0xE00D)
+_SEQUENCE_END = _TAG.pack(0xFFFE, 0xE0DD)
 
 
-def _raw_header(elem: RawDataElement, implicit: bool) -> bytes | None:
-    """Tag, VR and length of an unchanged element; None when pydicom must write it."""
-    value = elem.value
-    if elem.length == _UNDEFINED or not isinstance(value, bytes):
+def _value_text(value: object) -> str | None:
+    """A str or multi-valued str element value joined as pydicom's writers join it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, MultiValue | list | tuple) and all(isinstance(v, str) for v in value):
+        return "\\".join(value)
+    return None
+
+
+def _new_value(elem: DataElement, ascii_text: bool) -> bytes | None:
+    """The encoded value of a new string element, or None when pydicom must encode it.
+
+    Covers the string VRs that pydicom writes with ``write_string`` (Latin-1, padded with a
+    space, or NUL for UI) and, when ``ascii_text`` says the character set encodes ASCII as
+    ASCII, the text VRs whose value is plain ASCII (``write_text`` then gives the same bytes).
+    """
+    vr = elem.VR
+    text = _value_text(elem.value) if vr in _STRING_VRS or vr in _TEXT_VRS else None
+    if text is None or (vr in _TEXT_VRS and not (ascii_text and text.isascii())):
         return None
-    tag = int(elem.tag)
+    if len(text) % 2:
+        text += "\x00" if vr == "UI" else " "
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def _header(tag: int, vr: str | None, length: int, implicit: bool) -> bytes | None:
+    """Tag, VR and length as pydicom writes them; None when pydicom must write the element."""
     head = _TAG.pack(tag >> 16, tag & 0xFFFF)
     if implicit:
-        return head + _U32.pack(len(value))
-    vr = elem.VR
+        return head + _U32.pack(length)
     if not vr or len(vr) != 2:
         return None
     if vr in _LONG_VRS:
-        return head + vr.encode(default_encoding) + b"\x00\x00" + _U32.pack(len(value))
-    if len(value) > 0xFFFF:  # pydicom rewrites the VR as UN (with a warning): leave it to it
+        return head + vr.encode(default_encoding) + b"\x00\x00" + _U32.pack(length)
+    if (
+        length > 0xFFFF or length == _UNDEFINED
+    ):  # pydicom rewrites the VR as UN (with a warning): leave it to it
         return None
-    return head + vr.encode(default_encoding) + _U16.pack(len(value))
+    return head + vr.encode(default_encoding) + _U16.pack(length)
 
 
-def _write_body(fp: DicomBytesIO, ds: Dataset) -> None:
-    """``pydicom.filewriter.write_dataset`` for an unchanged encoding, raw elements inline."""
-    implicit = fp.is_implicit_VR
-    encodings = ds.get("SpecificCharacterSet", default_encoding)
+class _Context(NamedTuple):
+    implicit: bool
+    encodings: list[str]  # Python codec names, as pydicom's writer passes them to items
+    ascii_text: bool  # the character set writes ASCII text as ASCII
+
+
+def _context(implicit: bool, encodings: object) -> _Context:
+    codecs = convert_encodings(encodings or default_encoding)  # type: ignore[arg-type]
+    return _Context(implicit, codecs, len(codecs) == 1 and codecs[0] in _ASCII_CHARSETS)
+
+
+def _items(elem: DataElement, ctx: _Context) -> bytes | None:
+    """A sequence's items as ``write_sequence`` writes them, or None (pydicom must)."""
+    parts = []
+    for item in elem.value:
+        if not isinstance(item, Dataset) or not _unchanged_encoding(item, ctx.implicit):
+            return None  # pydicom re-encodes such an item element by element
+        body = DicomBytesIO()
+        body.is_implicit_VR, body.is_little_endian = ctx.implicit, True
+        _write_elements(body, item, item.get("SpecificCharacterSet", ctx.encodings))
+        data = body.getvalue()
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            parts += [_ITEM, _U32.pack(_UNDEFINED), data, _ITEM_END, _U32.pack(0)]
+        else:
+            parts += [_ITEM, _U32.pack(len(data)), data]
+    return b"".join(parts)
+
+
+def _fast_bytes(elem: DataElement | RawDataElement, ctx: _Context) -> bytes | None:
+    """The whole encoded element when it can be written here, else None."""
+    undefined = False
+    if isinstance(elem, RawDataElement):
+        value = elem.value
+        if elem.length == _UNDEFINED or not isinstance(value, bytes):
+            return None
+    elif elem.is_buffered:
+        return None
+    elif elem.VR == "SQ":
+        undefined = elem.is_undefined_length
+        value = _items(elem, ctx)
+    elif elem.is_undefined_length:
+        return None
+    else:
+        value = _new_value(elem, ctx.ascii_text)
+    if value is None:
+        return None
+    length = _UNDEFINED if undefined else len(value)
+    head = _header(int(elem.tag), elem.VR, length, ctx.implicit)
+    if head is None:
+        return None
+    return head + value + (_SEQUENCE_END + _U32.pack(0) if undefined else b"")
+
+
+def _write_elements(fp: DicomBytesIO, ds: Dataset, encodings: object, skip: int = -1) -> None:
+    """Every element of ``ds`` in tag order (simple ones inline), as ``write_dataset`` does."""
+    ctx = _context(fp.is_implicit_VR, encodings)
     for tag in sorted(ds.keys()):
-        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+        if tag == skip or (tag & 0xFFFF == 0 and tag >> 16 > 6):
             continue  # retired group length: pydicom does not write it either
         elem = ds.get_item(tag)
-        head = None
-        if isinstance(elem, RawDataElement) and tag != _PIXEL_DATA:
-            head = _raw_header(elem, implicit)
-        if head is None:
+        data = None if tag == _PIXEL_DATA else _fast_bytes(elem, ctx)
+        if data is None:
             with tag_in_exception(tag):
                 write_data_element(fp, elem, encodings)  # type: ignore[arg-type]
         else:
-            fp.write(head)
-            fp.write(elem.value)  # type: ignore[union-attr]
+            fp.write(data)
+
+
+def _unchanged_encoding(ds: Dataset, implicit: bool) -> bool:
+    """True when pydicom would write ``ds`` without first converting every element."""
+    return ds.original_encoding == (implicit, True) and (
+        ds.original_character_set == ds._character_set
+    )
 
 
 def _fast_syntax(ds: Dataset) -> UID | None:
@@ -80,10 +176,8 @@ def _fast_syntax(ds: Dataset) -> UID | None:
         return None
     if not tsyntax.is_little_endian or tsyntax == DeflatedExplicitVRLittleEndian:
         return None
-    if ds.original_encoding != (tsyntax.is_implicit_VR, True):
+    if not _unchanged_encoding(ds, tsyntax.is_implicit_VR):
         return None  # pydicom re-encodes every element in this case
-    if ds.original_character_set != ds._character_set:
-        return None
     preamble = getattr(ds, "preamble", None)
     if preamble and len(preamble) != 128:
         return None
@@ -92,9 +186,40 @@ def _fast_syntax(ds: Dataset) -> UID | None:
     return tsyntax
 
 
+def _copy_meta(meta: FileMetaDataset) -> FileMetaDataset:
+    """A copy of ``meta`` that writing may change (far cheaper than ``deepcopy``)."""
+    out = FileMetaDataset()
+    for tag in list(meta.keys()):
+        elem = meta.get_item(tag)
+        out[tag] = copy.copy(elem)
+    out.set_original_encoding(False, True, meta.original_character_set)
+    return out
+
+
+def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
+    """``write_file_meta_info(fp, meta, enforce_standard=True)`` with raw elements inline.
+
+    ``meta`` has been validated (with ``enforce_standard``) by the caller.
+    """
+    length = meta.get_item(_GROUP_LENGTH)
+    if length is not None and length.VR != "UL":
+        write_file_meta_info(fp, meta, enforce_standard=True)
+        return
+    body = DicomBytesIO()  # the File Meta is always Explicit VR Little Endian
+    body.is_implicit_VR, body.is_little_endian = False, True
+    _write_elements(body, meta, default_encoding, skip=_GROUP_LENGTH)
+    head = DicomBytesIO()
+    head.is_implicit_VR, head.is_little_endian = False, True
+    meta[_GROUP_LENGTH] = DataElement(_GROUP_LENGTH, "UL", body.tell())
+    write_data_element(head, meta[_GROUP_LENGTH])
+    fp.write(head.getvalue() + body.getvalue())
+
+
 def _write_header(fp: DicomBytesIO, ds: Dataset) -> None:
     """Preamble, prefix and File Meta as ``dcmwrite(enforce_file_format=True)`` writes them."""
-    meta = deepcopy(ds.file_meta)
+    original: FileMetaDataset = ds.file_meta
+    fast = _unchanged_encoding(original, False)
+    meta = _copy_meta(original) if fast else deepcopy(original)
     for meta_keyword, keyword in (
         ("MediaStorageSOPClassUID", "SOPClassUID"),
         ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
@@ -105,7 +230,10 @@ def _write_header(fp: DicomBytesIO, ds: Dataset) -> None:
     validate_file_meta(meta, enforce_standard=True)
     fp.write(getattr(ds, "preamble", None) or b"\x00" * 128)
     fp.write(b"DICM")
-    write_file_meta_info(fp, meta, enforce_standard=True)
+    if fast:
+        _write_meta(fp, meta)
+    else:
+        write_file_meta_info(fp, meta, enforce_standard=True)
 
 
 def encode(ds: Dataset) -> bytes:
@@ -120,5 +248,5 @@ def encode(ds: Dataset) -> bytes:
     fp = DicomBytesIO()
     fp.is_implicit_VR, fp.is_little_endian = tsyntax.is_implicit_VR, True
     _write_header(fp, ds)
-    _write_body(fp, ds)
+    _write_elements(fp, ds, ds.get("SpecificCharacterSet", default_encoding))
     return fp.getvalue()

@@ -7,6 +7,7 @@ and moved into place with ``os.replace``), and an instance whose verify pass fin
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -31,6 +32,7 @@ from dxai.actors.deid.reid import ReidentificationStore
 from dxai.daemon.errors import InvalidDicomError
 
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
+_IN_MEMORY_MAX = 256 * 1024 * 1024  # larger files are parsed from disk (less peak memory)
 _QUOTED = re.compile(r"(['\"]).*?\1")
 
 
@@ -87,17 +89,30 @@ def _ensure_meta(ds: FileDataset) -> None:
     ds.file_meta = meta
 
 
+def _source(path: Path) -> Path | io.BytesIO:
+    """Small files are read in one call and parsed from memory (faster than many small reads)."""
+    if path.stat().st_size > _IN_MEMORY_MAX:
+        return path
+    return io.BytesIO(path.read_bytes())
+
+
 def read_dicom(path: Path) -> FileDataset:
     """Read a DICOM file tolerantly (missing preamble allowed); raise InvalidDicomError if not."""
     try:
-        ds = dcmread(path)
-    except PydicomInvalidDicomError:
+        source = _source(path)
         try:
-            ds = dcmread(path, force=True)
-        except Exception as exc:  # forced reads of garbage fail in many ways
-            raise InvalidDicomError(f"not a DICOM file ({safe_reason(exc)})") from exc
-        if not _looks_like_dataset(ds):
-            raise InvalidDicomError("not a DICOM file (no preamble and no SOP identity)") from None
+            ds = dcmread(source)
+        except PydicomInvalidDicomError:
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            try:
+                ds = dcmread(source, force=True)
+            except Exception as exc:  # forced reads of garbage fail in many ways
+                raise InvalidDicomError(f"not a DICOM file ({safe_reason(exc)})") from exc
+            if not _looks_like_dataset(ds):
+                raise InvalidDicomError(
+                    "not a DICOM file (no preamble and no SOP identity)"
+                ) from None
     except (OSError, EOFError) as exc:
         raise InvalidDicomError(f"unreadable DICOM file ({safe_reason(exc)})") from exc
     _ensure_meta(ds)
@@ -130,8 +145,11 @@ def write_atomic(ds: Dataset, dst: Path) -> None:
     file or untouched.
     """
     data = encode(ds)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".dxai-", suffix=".part", dir=dst.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=".dxai-", suffix=".part", dir=dst.parent)
+    except FileNotFoundError:  # the folder is created only when it is missing
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".dxai-", suffix=".part", dir=dst.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:

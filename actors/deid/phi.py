@@ -109,10 +109,14 @@ class PhiCollector:
     tokens: set[str] = field(default_factory=set)
     kept_values: set[str] = field(default_factory=set)
     generated: list[str] = field(default_factory=list)
+    _added: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, value: str, vr: str) -> None:
-        """Add the tokens of a removed or replaced value."""
-        self.tokens.update(tokens_from_value(value, vr))
+        """Add the tokens of a removed or replaced value (each distinct value is split once)."""
+        key = (value, vr)
+        if key not in self._added:
+            self._added.add(key)
+            self.tokens.update(tokens_from_value(value, vr))
 
     def keep(self, value: str) -> None:
         """Record a legitimately kept value (its tokens are not PHI)."""

@@ -93,8 +93,9 @@ class _Scanner:
         for index, item in enumerate(items):
             self.dataset(item, f"{path}[{index}]/")
 
-    def _element(self, elem: RawDataElement | DataElement, prefix: str, enc: list[str]) -> None:
-        vr = vr_of(elem)
+    def _element(
+        self, elem: RawDataElement | DataElement, vr: str, prefix: str, enc: list[str]
+    ) -> None:
         tag = int(elem.tag)
         if tag in _BULK_TAGS or vr in NUMERIC_VRS:
             return
@@ -123,10 +124,11 @@ class _Scanner:
             elem = ds.get_item(tag)
             if elem is None:
                 continue
-            if vr_of(elem) == "SQ":
+            vr = vr_of(elem)
+            if vr == "SQ":
                 self._sequence(ds, tag, prefix + tag_text(int(tag)))
             else:
-                self._element(elem, prefix, encodings)
+                self._element(elem, vr, prefix, encodings)
 
     def findings(self) -> list[Finding]:
         """Locate the tokens and UIDs that occur in the gathered text, element by element."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dxai.actors.pixels.inference import (
+    InferenceTextDetector,
+    InferenceTextRecognizer,
+    redact_dataset_async,
+)
 from dxai.actors.pixels.phi import build_terms, phi_values
 from dxai.actors.pixels.redactor import PixelRedactor, mark_clean
 from dxai.actors.pixels.report import PixelReport, RedactedBox
 from dxai.actors.pixels.stage import PixelJob, redact_outputs, summarise
 
 __all__ = [
+    "InferenceTextDetector",
+    "InferenceTextRecognizer",
     "PixelJob",
     "PixelRedactor",
     "PixelReport",
@@ -15,6 +22,7 @@ __all__ = [
     "build_terms",
     "mark_clean",
     "phi_values",
+    "redact_dataset_async",
     "redact_outputs",
     "summarise",
 ]

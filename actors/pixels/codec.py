@@ -40,6 +40,7 @@ class DecodedPixels:
     lossy_source: bool
     compressed_bytes: int
     palette: npt.NDArray[np.uint8] | None
+    source_photometric: str = ""
 
 
 def transfer_syntax(ds: Dataset) -> uid.UID:
@@ -64,6 +65,7 @@ def decode(ds: Dataset) -> DecodedPixels:
         raise InvalidDicomError("dataset has no Pixel Data")
     ts = transfer_syntax(ds)
     size = len(ds.PixelData)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     try:
         if ts.is_compressed:
             ds.decompress(as_rgb=True, generate_instance_uid=False)
@@ -76,7 +78,7 @@ def decode(ds: Dataset) -> DecodedPixels:
     if frames == 1 and arr.ndim == (3 if samples > 1 else 2):
         arr = arr[np.newaxis]
     palette = _palette(ds) if "PALETTE" in str(ds.get("PhotometricInterpretation", "")) else None
-    return DecodedPixels(arr.copy(), ts, _is_lossy(ds, ts), size, palette)
+    return DecodedPixels(arr.copy(), ts, _is_lossy(ds, ts), size, palette, photometric)
 
 
 def _palette(ds: Dataset) -> npt.NDArray[np.uint8]:
@@ -100,6 +102,8 @@ def encode(ds: Dataset, decoded: DecodedPixels) -> uid.UID:
         return transfer_syntax(ds)
     target = decoded.source_syntax
     if target in REENCODE:
+        if target == uid.JPEG2000Lossless and decoded.source_photometric == "YBR_RCT":
+            ds.PhotometricInterpretation = "YBR_RCT"  # RGB pixels, written with the RCT again
         try:
             ds.compress(target, arr, generate_instance_uid=False)
         except Exception as exc:  # encoder plugins raise many types

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -23,6 +24,7 @@ class DetParams:
     unclip_ratio: float = 1.6
     max_candidates: int = 1000
     min_size: int = 3
+    border: int = 8
 
 
 def det_scale(height: int, width: int, params: DetParams) -> float:
@@ -43,6 +45,31 @@ def det_preprocess(image: UInt8Array, params: DetParams) -> tuple[FloatArray, fl
     chw = resized.astype(np.float32).transpose(2, 0, 1) / 255.0
     chw = (chw - 0.5) / 0.5
     return np.ascontiguousarray(chw, dtype=np.float32), nh / h, nw / w
+
+
+def detect_boxes(
+    image: UInt8Array, params: DetParams, run: Callable[[FloatArray], FloatArray]
+) -> list[Box]:
+    """Text line boxes of ``image``; ``run`` maps a CHW input to its probability map (H x W).
+
+    The image gets a replicated border first: text touching the image edge is found more
+    reliably when the detector sees some background around it.
+    """
+    pad = params.border
+    padded: UInt8Array = image
+    if pad:
+        padded = np.asarray(
+            cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE), dtype=np.uint8
+        )
+    chw, sy, sx = det_preprocess(padded, params)
+    prob = run(chw)
+    boxes = det_postprocess(prob, sy, sx, (padded.shape[0], padded.shape[1]), params)
+    height, width = image.shape[:2]
+    out = [
+        Box(max(0, b.x0 - pad), max(0, b.y0 - pad), min(width, b.x1 - pad), min(height, b.y1 - pad))
+        for b in boxes
+    ]
+    return [b for b in out if b.width > 3 and b.height > 3]
 
 
 def _box_score(prob: FloatArray, contour: np.ndarray, rect: tuple[int, int, int, int]) -> float:

@@ -16,7 +16,7 @@ import anyio
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dxai.actors.pixels.det import DetParams, det_postprocess, det_preprocess
+from dxai.actors.pixels.det import DetParams, detect_boxes
 from dxai.actors.pixels.ort_backend import DET_NAME, REC_NAME, rec_charset
 from dxai.actors.pixels.rec import ctc_decode, rec_preprocess
 from dxai.actors.pixels.redactor import PixelRedactor, ScanRequest
@@ -55,10 +55,11 @@ class InferenceTextDetector(_LoopBridge):
 
     def detect(self, image: UInt8Array) -> list[Box]:
         """Text line boxes in ``image`` pixel coordinates."""
-        chw, sy, sx = det_preprocess(image, self.params)
+        return detect_boxes(image, self.params, self._prob)
+
+    def _prob(self, chw: FloatArray) -> FloatArray:
         [out] = self.wait([self.client.infer(self.model, chw)])
-        prob: FloatArray = np.asarray(out, dtype=np.float32).reshape(out.shape[-2:])
-        return det_postprocess(prob, sy, sx, (image.shape[0], image.shape[1]), self.params)
+        return np.asarray(out, dtype=np.float32).reshape(out.shape[-2:])
 
 
 class InferenceTextRecognizer(_LoopBridge):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from dxai.actors.pixels.phi import PhiTerms, TermHit, phi_spans, term_hits
 from dxai.actors.pixels.types import (
@@ -20,6 +21,8 @@ WHOLE_LINE_SHARE = 0.85
 GROUP_GAP = 1.5
 # recognitions below this mean confidence are unreadable
 UNREADABLE = 0.5
+# boxes this similar on two frames of an instance hold the same overlay
+SAME_BOX_IOU = 0.8
 
 
 @dataclass(frozen=True)
@@ -40,22 +43,59 @@ class PhiBox:
 
 def read_lines(image: UInt8Array, det: TextDetector, rec: TextRecognizer) -> list[Line]:
     """Detect and recognise the text lines of one RGB image."""
-    boxes = det.detect(image)
-    if not boxes:
-        return []
-    crops = [image[b.y0 : b.y1, b.x0 : b.x1] for b in boxes]
-    return [Line(b, r) for b, r in zip(boxes, rec.recognize(crops), strict=True)]
+    return read_images([image], det, rec)[0]
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    inter = a.intersection(b)
+    union = a.area + b.area - inter
+    return inter / union if union else 0.0
+
+
+def read_images(
+    images: Sequence[UInt8Array], det: TextDetector, rec: TextRecognizer
+) -> list[list[Line]]:
+    """Detect text on every image (frames of one instance), then recognise in one batch.
+
+    A box found at the same place as one on an earlier image (IoU >= ``SAME_BOX_IOU``) is
+    not read again: a fixed overlay on every frame is read once.  Its fill applies to every
+    frame anyway.
+    """
+    found: list[list[Box]] = []
+    crops: list[UInt8Array] = []
+    for image in images:
+        fresh: list[Box] = []
+        for box in det.detect(image):
+            earlier = (b for boxes in found for b in boxes)
+            if not any(iou(box, b) >= SAME_BOX_IOU for b in earlier):
+                fresh.append(box)
+                crops.append(image[box.y0 : box.y1, box.x0 : box.x1])
+        found.append(fresh)
+    recs = iter(rec.recognize(crops) if crops else [])
+    return [[Line(box, next(recs)) for box in boxes] for boxes in found]
 
 
 def span_box(line: Line, start: int, end: int) -> Box:
-    """Pixel box of characters ``start:end`` of a line, padded by about one character."""
+    """Pixel box of characters ``start:end`` of a line.
+
+    Characters are placed by their CTC time steps; the box reaches half-way to the next
+    character outside the span (at most one character width), or to the line's end.
+    """
     box, spans = line.box, line.rec.char_spans
     if not spans or len(spans) != len(line.rec.text):
         return box
     width = box.width
     char_w = width / max(len(spans), 1)
-    left = box.x0 if start == 0 else box.x0 + spans[start][0] * width - 1.0 * char_w
-    right = box.x1 if end >= len(spans) else box.x0 + spans[end - 1][1] * width + 1.0 * char_w
+    left, right = float(box.x0), float(box.x1)
+    if start > 0:
+        first = box.x0 + spans[start][0] * width
+        before = box.x0 + spans[start - 1][1] * width
+        left = max(first - char_w, (first + before) / 2.0)
+    if end < len(spans):
+        last = box.x0 + spans[end - 1][1] * width
+        after = box.x0 + spans[end][0] * width
+        right = min(last + char_w, (last + after) / 2.0)
     return Box(max(box.x0, int(left)), box.y0, min(box.x1, int(right + 0.999)), box.y1)
 
 
@@ -112,7 +152,7 @@ def _map_span(group: LineGroup, start: int, end: int) -> list[Box]:
             share = (hi - lo) / max(len(line.rec.text.strip()), 1)
             parts.append((i, line.box if share >= WHOLE_LINE_SHARE else span_box(line, lo, hi)))
     boxes = [box for _, box in parts]
-    for (i, left), (j, right) in zip(parts, parts[1:], strict=False):
+    for (i, left), (j, right) in pairwise(parts):
         if j == i + 1 and right.x0 > left.x1:
             boxes.append(Box(left.x1, min(left.y0, right.y0), right.x0, max(left.y1, right.y1)))
     return boxes
@@ -190,6 +230,7 @@ def _unreadable_neighbours(group: LineGroup, found: Sequence[PhiBox]) -> list[Ph
         for other in near:
             if any(other.box.intersection(f.box) for f in found):
                 a, b = line.box, other.box
-                x0, x1 = (a.x0, b.x0) if a.x0 < b.x0 else (b.x1, a.x1)
+                pad = a.height // 2  # the outer edge of unreadable text is uncertain too
+                x0, x1 = (max(0, a.x0 - pad), b.x0) if a.x0 < b.x0 else (b.x1, a.x1 + pad)
                 out.append(PhiBox(Box(x0, a.y0, x1, a.y1), "unreadable"))
     return out

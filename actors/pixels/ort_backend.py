@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from dxai.actors.pixels.det import DetParams, det_postprocess, det_preprocess
+from dxai.actors.pixels.det import DetParams, detect_boxes
 from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_preprocess
 from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
 from dxai.daemon.errors import ModelIntegrityError
@@ -70,9 +70,7 @@ class OrtTextDetector:
 
     def detect(self, image: UInt8Array) -> list[Box]:
         """Text line boxes in ``image`` pixel coordinates."""
-        chw, sy, sx = det_preprocess(image, self.params)
-        prob = self.run_prob(chw)
-        return det_postprocess(prob, sy, sx, (image.shape[0], image.shape[1]), self.params)
+        return detect_boxes(image, self.params, self.run_prob)
 
 
 class OrtTextRecognizer:

@@ -239,10 +239,13 @@ def _find_fuzzy(haystack: str, needle: str, numeric: bool) -> list[tuple[int, in
         return [(pos, pos + len(needle), 0, 0)]
     if len(needle) >= 6 and len(needle) <= len(haystack) + 1:
         align = fuzz.partial_ratio_alignment(needle, haystack)
-        if align is not None and align.score >= 85 and align.dest_end > align.dest_start:
+        span = align.dest_end - align.dest_start if align is not None else 0
+        if align is not None and align.score >= 85 and span >= len(needle) - 2:
             left, right = align.src_start, len(needle) - align.src_end
             return [(align.dest_start, align.dest_end, left, right)]
-    if len(needle) < MIN_PARTIAL + 1 or (numeric and _digits(needle) * 2 < len(needle)):
+    if len(needle) < MIN_PARTIAL + 1 or len(haystack) < MIN_PARTIAL:
+        return []
+    if numeric and (_digits(needle) * 2 < len(needle) or _digits(haystack) < 3):
         return []
     match = SequenceMatcher(None, haystack, needle, autojunk=False).find_longest_match()
     part = haystack[match.a : match.a + match.size]
@@ -358,7 +361,7 @@ _LABELS = frozenset(
 
 
 def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Grow spans over a preceding field label ("DOB:", "ID") and close small punctuation gaps."""
+    """Grow spans over a preceding field label ("DOB:", "ID") and close short gaps between them."""
     grown: list[tuple[int, int, str]] = []
     for start, end, reason in spans:
         head = text[:start].rstrip()
@@ -370,7 +373,7 @@ def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int,
     out: list[tuple[int, int, str]] = []
     for start, end, reason in merge_spans(grown):
         gap = text[out[-1][1] : start] if out else "x"
-        if out and len(gap) <= 3 and not any(ch.isalnum() for ch in gap):
+        if out and len(gap) <= 6 and len(gap.strip()) <= 3:  # "DOE, JOHN [M] 1943"
             out[-1] = (out[-1][0], end, out[-1][2])
         else:
             out.append((start, end, reason))

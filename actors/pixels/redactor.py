@@ -24,9 +24,15 @@ from dxai.actors.pixels.frames import (
     projections,
     sample_frames,
 )
-from dxai.actors.pixels.ocr import Line, PhiBox, decide, read_lines
+from dxai.actors.pixels.ocr import Line, PhiBox, decide, read_images
 from dxai.actors.pixels.phi import PhiTerms, build_terms, compile_allow, phi_spans
-from dxai.actors.pixels.render import DisplayInfo, display_info, to_display
+from dxai.actors.pixels.render import (
+    DisplayInfo,
+    display_info,
+    enhance,
+    to_display,
+    wide_window,
+)
 from dxai.actors.pixels.report import PixelReport, RedactedBox
 from dxai.actors.pixels.types import Box, TextDetector, TextRecognizer, UInt8Array
 from dxai.daemon.config.pixels import PixelPolicyConfig
@@ -105,10 +111,11 @@ class PixelRedactor:
         decoded = codec.decode(ds)
         work = _Work(ds, decoded, display_info(ds, decoded.palette))
         ctx = _Decide(build_terms(phi_values), mode == "redact_all_text", self._allow)
-        images = self._images(decoded.frames)
-        report.frames, report.frames_ocr = int(decoded.frames.shape[0]), len(images)
-        displays = [to_display(img, work.info) for img in images]
-        lines = [read_lines(img, self.detector, self.recognizer) for img in displays]
+        displays = self._displays(decoded.frames, work.info)
+        twice = wide_window(work.info, decoded.frames.dtype)
+        report.frames = int(decoded.frames.shape[0])
+        report.frames_ocr = len(displays) // 2 if twice else len(displays)
+        lines = read_images(displays, self.detector, self.recognizer)
         report.text_regions = sum(len(x) for x in lines)
         shape = decoded.frames.shape
         found = [
@@ -128,13 +135,24 @@ class PixelRedactor:
         self._finish(ds, snapshot, work, report, changed=bool(boxes))
 
     def _images(self, frames: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
-        """Frames to OCR: the distinct ones, or a sample plus max/min projections."""
+        """Frames to OCR: the distinct ones when few, else the first plus max/min projections."""
         distinct = distinct_frames(frames)
         chosen = sample_frames(distinct, self.policy.max_ocr_frames)
-        images = [frames[i] for i in chosen]
-        if len(chosen) < len(distinct):
-            images.extend(projections(frames))
-        return images
+        if len(chosen) < len(distinct):  # the first frame and what any frame shows
+            return [frames[chosen[0]], *projections(frames)]
+        return [frames[i] for i in chosen]
+
+    def _displays(self, frames: npt.NDArray[np.generic], info: DisplayInfo) -> list[UInt8Array]:
+        """The RGB images to OCR; wide-window greyscale ones also contrast-enhanced.
+
+        A window over more than a thousand stored levels squeezes them into 256 grey levels:
+        text burned in close to the level around it (bright text on bright bone in a 12-bit
+        radiograph, say) is found on the local-contrast version.
+        """
+        displays = [to_display(img, info) for img in self._images(frames)]
+        if not wide_window(info, frames.dtype):
+            return displays
+        return displays + [enhance(d) for d in displays]
 
     def _verify(
         self, work: _Work, lines: list[list[Line]], boxes: list[PhiBox], ctx: _Decide
@@ -156,8 +174,8 @@ class PixelRedactor:
                     reasons |= _verify_line(line, ctx, threshold)
         if not touched:
             return sorted(reasons)
-        images = self._images(work.decoded.frames)
-        crops = [_crop(images[i], box, work.info) for i, box in touched]
+        displays = self._displays(work.decoded.frames, work.info)
+        crops = [displays[i][box.y0 : box.y1, box.x0 : box.x1] for i, box in touched]
         legible = [(box, c) for (_, box), c in zip(touched, crops, strict=True) if _has_ink(c)]
         if legible:
             recs = self.recognizer.recognize([c for _, c in legible])
@@ -198,11 +216,6 @@ def _verify_line(line: Line, ctx: _Decide, threshold: float) -> set[str]:
     if phi_spans(line.rec.text, ctx.terms, ctx.redact_all, ctx.allow):
         out.add("phi_legible")
     return out
-
-
-def _crop(image: npt.NDArray[np.generic], box: Box, info: DisplayInfo) -> UInt8Array:
-    """The display pixels of ``box`` in a (redacted) frame."""
-    return to_display(image[box.y0 : box.y1, box.x0 : box.x1], info)
 
 
 def _has_ink(crop: UInt8Array) -> bool:

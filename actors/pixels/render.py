@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
@@ -11,6 +12,9 @@ from pydicom.dataset import Dataset
 from dxai.actors.pixels.types import UInt8Array
 
 SATURATED_LIMIT = 0.97
+CLAHE_CLIP = 3.0
+# a window over more stored levels than this hides faint text in 8-bit display
+WIDE_WINDOW = 1024.0
 
 
 @dataclass(frozen=True)
@@ -96,3 +100,21 @@ def to_display(frame: npt.NDArray[np.generic], info: DisplayInfo) -> UInt8Array:
         return np.ascontiguousarray(frame.astype(np.uint8))
     grey = np.round(mono_to_unit(frame, info) * 255).astype(np.uint8)
     return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+
+
+def enhance(image: UInt8Array) -> UInt8Array:
+    """Local contrast enhancement (CLAHE on the grey levels) of an RGB display image."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(8, 8))
+    out = clahe.apply(np.ascontiguousarray(grey))
+    return np.ascontiguousarray(np.repeat(out[..., None], 3, axis=2))
+
+
+def wide_window(info: DisplayInfo, dtype: np.dtype[np.generic] | type) -> bool:
+    """True for greyscale frames of more than 8 bits shown through a window this wide or none."""
+    if info.colour or info.palette is not None or np.dtype(dtype).itemsize == 1:
+        return False
+    if info.window is None:
+        return True
+    slope = abs(info.rescale[1]) or 1.0
+    return info.window[1] / slope >= WIDE_WINDOW

@@ -1,4 +1,7 @@
-"""Ray Serve backend: a local Ray (2 CPUs) + Serve running the real PP-OCRv4 detector."""
+"""Ray Serve backend: a local Ray (2 CPUs) + Serve running the real PP-OCRv4 detector.
+
+Items travel both ways: small ones over the direct channel, a >3 MiB one via the object store.
+"""
 
 from __future__ import annotations
 
@@ -52,11 +55,14 @@ async def test_ray_serve_runs_real_detector(local_ray: None):
     rng = np.random.default_rng(3)
     items = [rng.uniform(-1, 1, (3, h, w)).astype(np.float32) for h, w in [(200, 300), (64, 500)]]
     items += [rng.uniform(-1, 1, (3, 320, 320)).astype(np.float32) for _ in range(4)]
+    items.append(rng.uniform(-1, 1, (3, 520, 530)).astype(np.float32))
     reference = load_engine(spec, EngineConfig(), 1, sensor=Sensor())
     client = make_inference_client(ray_config(), registry, sensor=Sensor())
     assert isinstance(client, RayServeClient)
     async with client:
         await client.start()
+        assert client.transport_for("ppocr_det", items[0]) == "direct"
+        assert client.transport_for("ppocr_det", items[-1]) == "object_store"
         results = await asyncio.gather(*(client.infer("ppocr_det", x) for x in items))
         bad = await asyncio.gather(
             client.infer("ppocr_det", items[0]),

@@ -16,9 +16,12 @@ from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.evaluate import GroundTruthBox, Score, score_frames
 from dxai.daemon.synth.corpus import generate_corpus
 
-# Issue target is recall >= 0.99; this is what the pipeline reaches today (see the report).
-RECALL_FLOOR = 0.90
+# Issue targets on the synthetic corpus (real-size images): recall >= 0.99, benign kept >= 0.95.
+RECALL_FLOOR = 0.99
 BENIGN_KEPT_FLOOR = 0.95
+# small=True (128-px images, 10-18 px fonts, some barely legible to a person) stays below the
+# target: see the pixel PHI report; this floor guards against regressions there.
+SMALL_RECALL_FLOOR = 0.97
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +36,38 @@ def _roundtrip(ds: pydicom.Dataset) -> pydicom.Dataset:
     return pydicom.dcmread(buf)
 
 
-def test_synthetic_corpus_recall(tmp_path: Path, redactor: PixelRedactor) -> None:
-    manifest = generate_corpus(tmp_path / "c", seed=0, studies=1, small=True)
-    total, statuses = Score(), []
+def _run_corpus(root: Path, small: bool, redactor: PixelRedactor, check: bool) -> Score:
+    manifest = generate_corpus(root, seed=0, studies=1, small=small)
+    total = Score()
     for rec in manifest.files:
-        ds = pydicom.dcmread(tmp_path / "c" / rec.path)
-        before = decode(pydicom.dcmread(tmp_path / "c" / rec.path)).frames
+        src = root / rec.path
+        ds = pydicom.dcmread(src)
+        before = decode(pydicom.dcmread(src)).frames
         report = redactor.redact_dataset(ds, phi_values(ds), "always")
-        statuses.append(report.status)
-        out = _roundtrip(ds)
-        after = decode(out).frames  # every output decodes
+        assert report.status != "failed", (rec.path, report.error_code)
+        after = decode(_roundtrip(ds)).frames  # every output decodes
         truth = [
             GroundTruthBox(tuple(b.frames), (b.box[0], b.box[1], b.box[2], b.box[3]), b.phi)
             for b in rec.burned_in
         ]
         total.add(score_frames(before, after, truth))
-    assert "failed" not in statuses
+        if check and report.boxes:
+            out = root / (rec.path.replace("/", "_") + ".out.dcm")
+            ds.save_as(out, enforce_file_format=True)
+            assert _dciodvfy_errors(out) <= _dciodvfy_errors(src), rec.path
+    return total
+
+
+def test_synthetic_corpus_recall(tmp_path: Path, redactor: PixelRedactor) -> None:
+    assert shutil.which("dciodvfy"), "dciodvfy (dicom3tools) is required"
+    total = _run_corpus(tmp_path / "c", False, redactor, check=True)
     assert total.recall >= RECALL_FLOOR, total
+    assert total.kept >= BENIGN_KEPT_FLOOR, total
+
+
+def test_small_synthetic_corpus_recall(tmp_path: Path, redactor: PixelRedactor) -> None:
+    total = _run_corpus(tmp_path / "c", True, redactor, check=False)
+    assert total.recall >= SMALL_RECALL_FLOOR, total
     assert total.kept >= BENIGN_KEPT_FLOOR, total
 
 

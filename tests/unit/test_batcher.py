@@ -1,4 +1,5 @@
-"""The dynamic batcher with a fake engine: ordering, buckets, failures, cancellation, limits."""
+"""The dynamic batcher with a fake engine (ordering, buckets, failures, cancellation, limits);
+the Ray Serve transport choice (no Ray needed)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import numpy as np
 import pytest
 
 from dxai.batching.batcher import DynamicBatcher
+from dxai.batching.ray_handles import (
+    DIRECT_MAX_BYTES,
+    ModelHandles,
+    keep_large_buffers_mapped,
+    reply_nbytes,
+)
 from dxai.daemon.config.inference import BatchingConfig
 from dxai.daemon.errors import (
     BatcherStoppedError,
@@ -259,3 +266,45 @@ async def test_metrics_are_recorded():
     assert reg.get_sample_value("dxai_batch_execution_seconds_count", exec_labels) >= 1
     assert reg.get_sample_value("dxai_batch_fill_ratio_count", labels) >= 1
     assert reg.get_sample_value("dxai_batch_queue_depth", labels) == 0
+
+
+REC_SPEC = SPEC.model_copy(
+    update={
+        "output": TensorSpec(name="y", shape=(-1, -1, 1000)),
+        "postprocess": SPEC.postprocess.model_copy(update={"crop": "sequence", "stride": 8}),
+    }
+)
+
+
+def test_reply_size_follows_the_output_spec():
+    assert reply_nbytes(SPEC, np.zeros((1, 30, 50), np.float32)) == 30 * 50 * 4
+    assert reply_nbytes(REC_SPEC, np.zeros((1, 48, 65), np.float32)) == 9 * 1000 * 4
+    unknown = SPEC.model_copy(update={"output": TensorSpec(name="y", shape=(-1, -1, -1, -1))})
+    assert reply_nbytes(unknown, np.zeros((1, 8, 8), np.float32)) is None
+
+
+def test_small_items_go_direct_large_ones_by_reference():
+    handles = ModelHandles(direct=object(), by_ref=object())
+    small = np.zeros((1, 100, 100), np.float32)
+    large = np.zeros((1, 1024, 1024), np.float32)
+    assert handles.tuned
+    assert handles.transport(SPEC, small) == "direct"
+    assert handles.pick(SPEC, small) is handles.direct
+    assert handles.transport(SPEC, large) == "object_store"
+    assert handles.pick(SPEC, large) is handles.by_ref
+    big_reply = np.zeros((1, 48, 8000), np.float32)
+    assert big_reply.nbytes < DIRECT_MAX_BYTES < reply_nbytes(REC_SPEC, big_reply)
+    assert handles.transport(REC_SPEC, big_reply) == "object_store"
+
+
+def test_untuned_handles_always_use_the_object_store():
+    plain = object()
+    handles = ModelHandles(direct=plain, by_ref=plain)
+    assert not handles.tuned
+    assert handles.transport(SPEC, np.zeros((1, 10, 10), np.float32)) == "object_store"
+
+
+def test_keep_large_buffers_mapped_is_idempotent():
+    first = keep_large_buffers_mapped()
+    assert keep_large_buffers_mapped() == first
+    assert np.full((3, 512, 512), 1.0, np.float32).sum() == 3 * 512 * 512
