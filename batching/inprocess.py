@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 
 from dxai.batching.batcher import DynamicBatcher
 from dxai.batching.buckets import FloatArray
 from dxai.batching.client import enabled_models
 from dxai.daemon.config.inference import InferenceConfig
 from dxai.daemon.errors import BatcherStoppedError, UnknownModelError
+from dxai.daemon.lifecycle import AsyncLifecycle
 from dxai.engines.base import Engine, EngineInfo
 from dxai.engines.factory import load_engine
 from dxai.engines.registry import ModelRegistry
 from dxai.observability.metrics import Sensor, default_sensor
 
 
-class InProcessClient:
+class InProcessClient(AsyncLifecycle):
     """Engines loaded in this process, fed by asyncio dynamic batchers."""
 
     def __init__(
@@ -29,18 +29,6 @@ class InProcessClient:
         self._batchers: dict[str, DynamicBatcher] = {}
         self._lock = asyncio.Lock()
         self._started = False
-
-    async def __aenter__(self) -> InProcessClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def engine_info(self, model_name: str) -> EngineInfo:
         """What actually runs ``model_name`` (backend, device, precision, providers)."""

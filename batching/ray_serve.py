@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from dxai.batching.buckets import FloatArray, validate_item
@@ -42,6 +41,7 @@ from dxai.daemon.errors import (
     ServiceUnavailableError,
     UnknownModelError,
 )
+from dxai.daemon.lifecycle import AsyncLifecycle
 from dxai.engines.factory import load_engine
 from dxai.engines.registry import ModelRegistry
 from dxai.engines.spec import ModelSpec
@@ -117,7 +117,7 @@ def build_application(
     return deployment.bind(spec.model_dump_json(), engine.model_dump_json(), str(base_dir))
 
 
-class RayServeClient:
+class RayServeClient(AsyncLifecycle):
     """InferenceClient over Ray Serve deployment handles."""
 
     def __init__(
@@ -137,18 +137,6 @@ class RayServeClient:
         self._owns_ray = False
         self._lock = asyncio.Lock()
         self._started = False
-
-    async def __aenter__(self) -> RayServeClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Connect to (or start) Ray, deploy every enabled model; idempotent."""

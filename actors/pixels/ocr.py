@@ -22,7 +22,7 @@ GROUP_GAP = 1.5
 # recognitions below this mean confidence are unreadable
 UNREADABLE = 0.5
 # boxes this similar on two frames of an instance hold the same overlay
-SAME_BOX_IOU = 0.8
+SAME_BOX_IOU = 0.6
 
 
 @dataclass(frozen=True)
