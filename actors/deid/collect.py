@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from dxai.actors.deid.context import CODE_TAGS, Slot, WalkContext
 from dxai.actors.deid.phi import TEXT_VRS
+from dxai.actors.deid.rawseq import sequence_texts
 from dxai.actors.deid.values import dictionary_vr, encodings_of, text_of
 
 STANDARD_UID_PREFIX = "1.2.840.10008."
 MIN_TRACKED_UID = 8  # junk such as "0" cannot identify anything and is not tracked by verify
 _MAYBE_SEQUENCE = frozenset({None, "", "UN", "SQ"})
+_UNDEFINED = 0xFFFFFFFF
 
 
 def tracked_uid(uid: str) -> bool:
@@ -49,10 +52,32 @@ def _collect_items(items: Iterable[Dataset], ctx: WalkContext) -> None:
                 ctx.collector.add(text_of(elem, encodings), str(vr))
 
 
+def _collect_raw(slot: Slot, ctx: WalkContext) -> bool:
+    """Collect a still-raw sequence from its bytes (see ``rawseq``); False when pydicom must."""
+    elem = slot.elem
+    if not (
+        isinstance(elem, RawDataElement)
+        and (elem.VR == "SQ" or (elem.VR is None and elem.is_implicit_VR))
+        and isinstance(elem.value, bytes)
+        and elem.is_little_endian
+        and elem.length != _UNDEFINED
+    ):
+        return False
+    try:
+        texts = sequence_texts(elem.value, elem.is_implicit_VR, slot.encodings)
+    except ValueError:
+        return False
+    for text, vr in texts:
+        ctx.collector.add(text, vr)
+    return True
+
+
 def collect(slot: Slot, ctx: WalkContext) -> None:
     """Record the tokens (or original UIDs) of a value that is about to be removed or replaced."""
     vr = slot.vr
     if vr == "SQ":
+        if _collect_raw(slot, ctx):
+            return
         try:
             _collect_items(slot.ds[slot.tag].value or (), ctx)
         except Exception:  # noqa: BLE001 - an unreadable sequence is removed all the same

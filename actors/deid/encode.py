@@ -20,6 +20,7 @@ import copy
 import io
 import struct
 from copy import deepcopy
+from operator import itemgetter
 from typing import NamedTuple
 
 from pydicom.charset import convert_encodings, default_encoding
@@ -28,9 +29,11 @@ from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
-from pydicom.tag import tag_in_exception
+from pydicom.tag import BaseTag, tag_in_exception
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+from dxai.actors.deid.values import elements_of
 
 _PIXEL_DATA = 0x7FE00010
 _GROUP_LENGTH = 0x00020000
@@ -47,6 +50,7 @@ _U32 = struct.Struct("<I")
 _ITEM = _TAG.pack(0xFFFE, 0xE000)
 _ITEM_END = _TAG.pack(0xFFFE, 0xE00D)
 _SEQUENCE_END = _TAG.pack(0xFFFE, 0xE0DD)
+_FIRST = itemgetter(0)
 
 
 def _value_text(value: object) -> str | None:
@@ -149,13 +153,13 @@ def _fast_bytes(elem: DataElement | RawDataElement, ctx: _Context) -> bytes | No
 def _write_elements(fp: DicomBytesIO, ds: Dataset, encodings: object, skip: int = -1) -> None:
     """Every element of ``ds`` in tag order (simple ones inline), as ``write_dataset`` does."""
     ctx = _context(fp.is_implicit_VR, encodings)
-    for tag in sorted(ds.keys()):
+    # Plain int tags: BaseTag's comparisons are Python methods, far slower in a sort.
+    for tag, elem in sorted([(int(tag), elem) for tag, elem in elements_of(ds)], key=_FIRST):
         if tag == skip or (tag & 0xFFFF == 0 and tag >> 16 > 6):
             continue  # retired group length: pydicom does not write it either
-        elem = ds.get_item(tag)
         data = None if tag == _PIXEL_DATA else _fast_bytes(elem, ctx)
         if data is None:
-            with tag_in_exception(tag):
+            with tag_in_exception(BaseTag(tag)):
                 write_data_element(fp, elem, encodings)  # type: ignore[arg-type]
         else:
             fp.write(data)

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from dxai.daemon.errors import InvalidDicomError
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 _IN_MEMORY_MAX = 256 * 1024 * 1024  # larger files are parsed from disk (less peak memory)
 _QUOTED = re.compile(r"(['\"]).*?\1")
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
 def safe_reason(exc: BaseException) -> str:
@@ -135,6 +137,30 @@ def check_complete(ds: Dataset) -> None:
             )
 
 
+def _create_temp(dst: Path) -> tuple[int, Path]:
+    """A new, empty temporary file next to ``dst`` (created exclusively) and its descriptor.
+
+    The name is predictable (``dst``'s name, the process and the thread), which makes one
+    ``os.open`` with ``O_CREAT | O_EXCL`` enough; should that fail for any other reason than a
+    missing folder (a stale file of that name left by a killed process, a name too long), a
+    random name from ``tempfile.mkstemp`` is used instead.  Mode 0600, as ``mkstemp`` creates.
+    """
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{threading.get_ident()}.dxai-part")
+    try:
+        return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+    except FileNotFoundError:
+        raise
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix=".dxai-", suffix=".part", dir=dst.parent)
+        return fd, Path(name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_atomic(ds: Dataset, dst: Path) -> None:
     """Write ``ds`` to ``dst`` through a temporary file in the same folder.
 
@@ -146,15 +172,16 @@ def write_atomic(ds: Dataset, dst: Path) -> None:
     """
     data = encode(ds)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=".dxai-", suffix=".part", dir=dst.parent)
+        fd, tmp = _create_temp(dst)
     except FileNotFoundError:  # the folder is created only when it is missing
         dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".dxai-", suffix=".part", dir=dst.parent)
-    tmp = Path(tmp_name)
+        fd, tmp = _create_temp(dst)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        tmp.replace(dst)  # atomic within one folder (os.replace)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dst)  # atomic within one folder
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

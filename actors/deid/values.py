@@ -76,6 +76,24 @@ def vr_of(elem: RawDataElement | DataElement) -> str:
     return dictionary_vr(int(elem.tag))
 
 
+def elements_of(ds: Dataset) -> list[tuple[BaseTag, RawDataElement | DataElement]]:
+    """``(tag, ds.get_item(tag))`` for every element of ``ds``, in the order of ``ds.keys()``.
+
+    One pass over the dataset's element dictionary instead of a ``get_item`` call per tag (whose
+    tag normalisation costs more than the lookup); a deferred-read element (raw, with no value)
+    still goes through ``get_item``, which reads it.
+    """
+    out: list[tuple[BaseTag, RawDataElement | DataElement]] = []
+    for tag, elem in list(ds._dict.items()):
+        if isinstance(elem, RawDataElement) and elem.value is None:
+            item = ds.get_item(tag)
+            if not isinstance(item, RawDataElement | DataElement):
+                continue
+            elem = item
+        out.append((tag, elem))
+    return out
+
+
 def element_vr(ds: Dataset, tag: BaseTag) -> str:
     """The VR of ``tag`` in ``ds`` without converting a raw element."""
     elem = ds.get_item(tag)
@@ -100,6 +118,16 @@ def raw_text(elem: RawDataElement | DataElement, encodings: list[str]) -> str:
             return ""
         return decode_bytes(bytes(data), encodings, set()) if encodings else data.decode("latin-1")
     return value_text(elem.value)
+
+
+def bytes_text(data: bytes, encodings: list[str]) -> str:
+    """:func:`text_of` for a value's raw bytes: decoded in ``encodings``, else as Latin-1."""
+    if not data:
+        return ""
+    try:
+        return decode_bytes(data, encodings, set()) if encodings else data.decode("latin-1")
+    except (ValueError, LookupError, TypeError):
+        return data.decode("latin-1", "replace")
 
 
 def text_of(elem: RawDataElement | DataElement, encodings: list[str]) -> str:

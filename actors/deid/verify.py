@@ -17,7 +17,14 @@ from pydicom.tag import BaseTag
 
 from dxai.actors.deid.context import tag_text
 from dxai.actors.deid.phi import PhiMatcher, token_hash
-from dxai.actors.deid.values import BINARY_VRS, NUMERIC_VRS, encodings_of, raw_text, vr_of
+from dxai.actors.deid.values import (
+    BINARY_VRS,
+    NUMERIC_VRS,
+    elements_of,
+    encodings_of,
+    raw_text,
+    vr_of,
+)
 
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
@@ -120,10 +127,7 @@ class _Scanner:
 
     def dataset(self, ds: Dataset, prefix: str = "") -> None:
         encodings = encodings_of(ds)
-        for tag in list(ds.keys()):
-            elem = ds.get_item(tag)
-            if elem is None:
-                continue
+        for tag, elem in elements_of(ds):
             vr = vr_of(elem)
             if vr == "SQ":
                 self._sequence(ds, tag, prefix + tag_text(int(tag)))

@@ -21,7 +21,14 @@ from dxai.actors.deid.collect import STANDARD_UID_PREFIX, collect, tracked_uid
 from dxai.actors.deid.context import CODE_TAGS, Slot, WalkContext, tag_text
 from dxai.actors.deid.iod import resolve_action
 from dxai.actors.deid.private import clean_private
-from dxai.actors.deid.values import dummy_value, element_vr, encodings_of, text_of, vr_of
+from dxai.actors.deid.values import (
+    dummy_value,
+    element_vr,
+    elements_of,
+    encodings_of,
+    text_of,
+    vr_of,
+)
 
 __all__ = ["WalkContext", "apply_action", "walk"]
 
@@ -171,15 +178,12 @@ def walk(ds: Dataset, ctx: WalkContext, depth: int = 0) -> None:
             _sequence(ds, kept, ctx, depth)
     encodings = encodings_of(ds)
     counts = ctx.counts
-    for tag in list(ds.keys()):
+    for tag, elem in elements_of(ds):  # each step changes only its own element
         value = int(tag)
         if value >> 16 & 1:
             continue
         if not value & 0xFFFF:
             del ds[tag]  # group length: retired, and wrong once values change
-            continue
-        elem = ds.get_item(tag)
-        if elem is None:
             continue
         vr = vr_of(elem)
         action = _action(value, vr, ctx, depth)

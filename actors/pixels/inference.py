@@ -9,6 +9,7 @@ group crops of this and other instances.  :func:`redact_dataset_async` wires it 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -24,8 +25,12 @@ from dxai.actors.pixels.report import PixelReport
 from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
 from dxai.batching.client import InferenceClient
 from dxai.daemon.config.pixels import PixelPolicyConfig
+from dxai.daemon.errors import DeadlineExceededError
 
 T = TypeVar("T")
+
+
+WAIT_S = 300.0
 
 
 class _LoopBridge:
@@ -35,9 +40,17 @@ class _LoopBridge:
         self.client, self.loop = client, loop
 
     def wait(self, coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-        """Submit every coroutine at once (so they can share batches), then wait for all."""
+        """Submit every coroutine at once (so they can share batches), then wait for all.
+
+        Never call this on the loop's own thread (it would wait for itself).
+        """
         futures = [asyncio.run_coroutine_threadsafe(c, self.loop) for c in coros]
-        return [f.result() for f in futures]
+        try:
+            return [f.result(timeout=WAIT_S) for f in futures]
+        except concurrent.futures.TimeoutError as exc:
+            for future in futures:
+                future.cancel()
+            raise DeadlineExceededError("OCR inference did not answer in time") from exc
 
 
 class InferenceTextDetector(_LoopBridge):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -93,9 +94,22 @@ class PhiTerms:
         return not (self.words or self.ids or self.dates)
 
 
+def fold(text: str) -> str:
+    """Latin letters without their accents (Müller -> Muller), as an OCR model often reads them.
+
+    Characters are replaced one for one (ß by s), so positions in ``text`` are kept.
+    """
+    out = []
+    for ch in text:
+        base = unicodedata.normalize("NFKD", ch)
+        kept = "".join(c for c in base if not unicodedata.combining(c))
+        out.append(kept if len(kept) == 1 else ("s" if ch == "ß" else ch))
+    return "".join(out)
+
+
 def normalise(text: str) -> str:
-    """Upper-case alphanumerics only."""
-    return re.sub(r"[^0-9A-Z]", "", text.upper())
+    """Upper-case alphanumerics only, accents folded."""
+    return re.sub(r"[^0-9A-Z]", "", fold(text).upper())
 
 
 def phi_values(ds: Dataset) -> list[str]:
@@ -148,7 +162,8 @@ def build_terms(values: Iterable[str]) -> PhiTerms:
     ids: set[str] = set()
     dates: set[str] = set()
     phrases: set[str] = set()
-    for value in values:
+    for raw in values:
+        value = fold(raw)
         dates |= date_spellings(value) if re.fullmatch(r"\s*\d{8}\s*", value) else set()
         for token in re.split(r"[^0-9A-Za-z]+", value):
             norm = normalise(token)
@@ -307,6 +322,7 @@ def phi_spans(
     allow: Sequence[re.Pattern[str]] = (),
 ) -> list[tuple[int, int, str]]:
     """Character spans of ``text`` to redact, each with a short reason word."""
+    text = fold(text)  # one for one: spans index the original text
     spans = [*_substring_hits(text, terms), *pattern_hits(text)]
     for start, end, token in _word_spans(text):
         if _word_hit(token, terms) is not None:
@@ -365,7 +381,7 @@ def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int,
     grown: list[tuple[int, int, str]] = []
     for start, end, reason in spans:
         head = text[:start].rstrip()
-        for label in (re.search(r"(\S+)$", head), re.search(r"([A-Za-z]{2,9}:?)$", head)):
+        for label in (re.search(r"(\S+)$", head), re.search(r"([A-Za-z]{2,9} ?:?)$", head)):
             if label and _is_label(label.group(1)):
                 start = label.start(1)
                 break
@@ -382,7 +398,7 @@ def join_labels(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[int,
 
 def _is_label(token: str) -> bool:
     """A field label such as ``DOB:`` or ``ID`` (also ``DOB:1``: a label with a stray char)."""
-    if len(token) > 10:
+    if len(token) > 10 or len(normalise(token)) < 2:
         return False
     if token.endswith(":") or normalise(token) in _LABELS:
         return True
