@@ -173,7 +173,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         config = bench_config(Path(tmp), args.workers, args.quiet, args.pixels)
         stop = asyncio.Event()
         ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
-        daemon = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
+        sensor = Sensor()
+        daemon = asyncio.create_task(run_daemon(config, stop, sensor, ready=ready.set_result))
         handle = await asyncio.wait_for(ready, 60)
         assert handle.ports is not None
         lag: list[float] = []
@@ -196,8 +197,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "send_s": round(sent[-1] - started, 2) if sent else None,
         "cpus": os.cpu_count(),
         "threads_alive": threading.active_count(),
+        "batches": batch_stats(sensor),
     }
     return report
+
+
+def batch_stats(sensor: Sensor) -> dict[str, dict[str, float]]:
+    """Per model: batches run by the daemon's in-process batcher and their mean size."""
+    out: dict[str, dict[str, float]] = {}
+    for model in ("ppocr_det", "ppocr_rec"):
+        labels = {"model": model}
+        count = sensor.registry.get_sample_value("dxai_batch_size_count", labels) or 0.0
+        total = sensor.registry.get_sample_value("dxai_batch_size_sum", labels) or 0.0
+        out[model] = {"batches": count, "mean_size": round(total / count, 2) if count else 0.0}
+    return out
 
 
 def main() -> int:

@@ -118,3 +118,15 @@ class BatcherStoppedError(RetriableError):
     """The inference client or batcher was stopped before the item could be processed."""
 
     code = "batcher_stopped"
+
+
+class RetrieveIncompleteError(RetriableError):
+    """A C-MOVE/C-GET retrieve ended with failed, cancelled or missing sub-operations."""
+
+    code = "retrieve_incomplete"
+
+
+class RetrieveRefusedError(PermanentError):
+    """The archive refused a retrieve for good (unknown move destination, bad identifier)."""
+
+    code = "retrieve_refused"

@@ -2,7 +2,9 @@
 
 Values are decoded straight from their raw bytes; inside a sequence that is being removed only
 elements that might be sequences (SQ, UN or no VR) are converted, to find nested items, so that
-every depth contributes its tokens without converting every value.
+every depth contributes its tokens without converting every value.  A removed sequence that is
+still raw is first read straight from its bytes (:mod:`dxai.actors.deid.rawseq`), with the same
+result and no pydicom parsing; pydicom parses it only when that reader declines.
 """
 
 from __future__ import annotations

@@ -5,10 +5,13 @@ writer spends most of its time passing each element through several layers of Py
 the common case (little endian, implicit or explicit VR, not deflated, character set and
 encoding unchanged since reading) :func:`encode` writes itself: raw elements (tag, VR, length
 and the original bytes, as ``pydicom.filewriter.write_data_element`` writes them), new plain
-string values (padded as pydicom's ``write_string``/``write_text`` pad them) and sequences
-whose items qualify the same way.  Every other element (pixel data, numbers, person names,
-text that is not plain ASCII or is in a character set other than ISO_IR 6/100/192, values too
-long for a 16-bit length, buffered values) goes through pydicom's own ``write_data_element``,
+string values (padded as pydicom's ``write_string``/``write_text`` pad them), single plain
+ASCII person names, single US/SS/UL/SL integers, OB bytes, and sequences whose items qualify
+the same way (items as read, or items built in memory without ambiguous VRs, such as the
+marking codes).  Every other element (pixel data, other numbers, multi-valued or non-ASCII
+person names, text that is not plain ASCII or is in a character set other than ISO_IR
+6/100/192, values too long for a 16-bit length, buffered values) goes through pydicom's own
+``write_data_element``,
 and anything unusual falls back to ``Dataset.save_as`` for the whole file.  The bytes are
 always the ones ``save_as(..., enforce_file_format=True)`` writes (the tests check this, file
 by file).
@@ -31,7 +34,7 @@ from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, tag_in_exception
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, PersonName
 
 from dxai.actors.deid.values import elements_of
 
@@ -51,6 +54,13 @@ _ITEM = _TAG.pack(0xFFFE, 0xE000)
 _ITEM_END = _TAG.pack(0xFFFE, 0xE00D)
 _SEQUENCE_END = _TAG.pack(0xFFFE, 0xE0DD)
 _FIRST = itemgetter(0)
+_GROUP_LENGTH_HEAD = _TAG.pack(0x0002, 0x0000) + b"UL" + _U16.pack(4)
+_NUMBER_FORMATS = {
+    "US": struct.Struct("<H"),
+    "SS": struct.Struct("<h"),
+    "UL": struct.Struct("<L"),
+    "SL": struct.Struct("<l"),
+}
 
 
 def _value_text(value: object) -> str | None:
@@ -81,6 +91,33 @@ def _new_value(elem: DataElement, ascii_text: bool) -> bytes | None:
         return None
 
 
+def _number(elem: DataElement) -> bytes | None:
+    """A single integer (or empty) value as ``write_numbers`` packs it, else None."""
+    value = elem.value
+    if value is None or value == "":
+        return b""
+    if type(value) is not int:
+        return None
+    try:
+        return _NUMBER_FORMATS[elem.VR].pack(value)
+    except struct.error:
+        return None  # out of range: pydicom reports it
+
+
+def _person_name(value: object, ascii_text: bool) -> bytes | None:
+    """A single plain-ASCII person name as ``write_PN`` encodes it, else None.
+
+    Without ``=`` there is one component group, which ``PersonName.encode`` writes as its text
+    when the character set encodes ASCII as ASCII; padded with a space to an even length.
+    """
+    if not ascii_text or not isinstance(value, PersonName):
+        return None
+    text = str(value)
+    if not text.isascii() or "=" in text:
+        return None
+    return (text + " " if len(text) % 2 else text).encode("ascii")
+
+
 def _header(tag: int, vr: str | None, length: int, implicit: bool) -> bytes | None:
     """Tag, VR and length as pydicom writes them; None when pydicom must write the element."""
     head = _TAG.pack(tag >> 16, tag & 0xFFFF)
@@ -108,11 +145,23 @@ def _context(implicit: bool, encodings: object) -> _Context:
     return _Context(implicit, codecs, len(codecs) == 1 and codecs[0] in _ASCII_CHARSETS)
 
 
+def _new_item(item: Dataset) -> bool:
+    """True for an item built in memory that pydicom writes element by element as it is.
+
+    pydicom only corrects ambiguous VRs (``US or SS`` and the like) in such an item first.
+    """
+    return item.original_encoding == (None, None) and all(
+        isinstance(elem, DataElement) and " or " not in elem.VR for _, elem in elements_of(item)
+    )
+
+
 def _items(elem: DataElement, ctx: _Context) -> bytes | None:
     """A sequence's items as ``write_sequence`` writes them, or None (pydicom must)."""
     parts = []
     for item in elem.value:
-        if not isinstance(item, Dataset) or not _unchanged_encoding(item, ctx.implicit):
+        if not isinstance(item, Dataset) or not (
+            _unchanged_encoding(item, ctx.implicit) or _new_item(item)
+        ):
             return None  # pydicom re-encodes such an item element by element
         body = DicomBytesIO()
         body.is_implicit_VR, body.is_little_endian = ctx.implicit, True
@@ -139,6 +188,12 @@ def _fast_bytes(elem: DataElement | RawDataElement, ctx: _Context) -> bytes | No
         value = _items(elem, ctx)
     elif elem.is_undefined_length:
         return None
+    elif elem.VR in _NUMBER_FORMATS:
+        value = _number(elem)
+    elif elem.VR == "PN":
+        value = _person_name(elem.value, ctx.ascii_text)
+    elif elem.VR == "OB" and type(elem.value) is bytes:  # as write_OBvalue pads it
+        value = elem.value + b"\x00" if len(elem.value) % 2 else elem.value
     else:
         value = _new_value(elem, ctx.ascii_text)
     if value is None:
@@ -193,9 +248,12 @@ def _fast_syntax(ds: Dataset) -> UID | None:
 def _copy_meta(meta: FileMetaDataset) -> FileMetaDataset:
     """A copy of ``meta`` that writing may change (far cheaper than ``deepcopy``)."""
     out = FileMetaDataset()
-    for tag in list(meta.keys()):
-        elem = meta.get_item(tag)
-        out[tag] = copy.copy(elem)
+    # Straight into the element dictionary (the elements were checked when they were added);
+    # raw elements are immutable tuples, converted ones are copied: writing may change them.
+    out._dict = {
+        tag: copy.copy(elem) if isinstance(elem, DataElement) else elem
+        for tag, elem in elements_of(meta)
+    }
     out.set_original_encoding(False, True, meta.original_character_set)
     return out
 
@@ -212,11 +270,8 @@ def _write_meta(fp: DicomBytesIO, meta: FileMetaDataset) -> None:
     body = DicomBytesIO()  # the File Meta is always Explicit VR Little Endian
     body.is_implicit_VR, body.is_little_endian = False, True
     _write_elements(body, meta, default_encoding, skip=_GROUP_LENGTH)
-    head = DicomBytesIO()
-    head.is_implicit_VR, head.is_little_endian = False, True
-    meta[_GROUP_LENGTH] = DataElement(_GROUP_LENGTH, "UL", body.tell())
-    write_data_element(head, meta[_GROUP_LENGTH])
-    fp.write(head.getvalue() + body.getvalue())
+    # (0002,0000) UL, as write_data_element writes it (explicit VR, 16-bit length 4)
+    fp.write(_GROUP_LENGTH_HEAD + _U32.pack(body.tell()) + body.getvalue())
 
 
 def _write_header(fp: DicomBytesIO, ds: Dataset) -> None:

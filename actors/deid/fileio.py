@@ -30,6 +30,7 @@ from pydicom.uid import (
 from dxai.actors.deid.encode import encode
 from dxai.actors.deid.engine import Deidentifier, DeidResult
 from dxai.actors.deid.reid import ReidentificationStore
+from dxai.actors.deid.values import elements_of
 from dxai.daemon.errors import InvalidDicomError
 
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -126,8 +127,7 @@ _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 def check_complete(ds: Dataset) -> None:
     """Raise InvalidDicomError when a top-level value is shorter than its declared length."""
-    for tag in list(ds.keys()):
-        elem = ds.get_item(tag)
+    for tag, elem in elements_of(ds):
         if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED_LENGTH:
             continue
         if isinstance(elem.value, bytes) and len(elem.value) < elem.length:
@@ -181,7 +181,7 @@ def write_atomic(ds: Dataset, dst: Path) -> None:
             _write_all(fd, data)
         finally:
             os.close(fd)
-        os.replace(tmp, dst)  # atomic within one folder
+        tmp.replace(dst)  # atomic within one folder (os.replace)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -35,7 +35,7 @@ _SHORT_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_16)
 Texts = list[tuple[bytes, str]]
 
 
-class _Unsupported(Exception):
+class _UnsupportedError(Exception):
     """The bytes need pydicom (an encoding not covered here, or malformed data)."""
 
 
@@ -50,19 +50,19 @@ class _Reader:
     def _head(self, pos: int, end: int) -> tuple[int, str, int, int]:
         """Tag, VR, value length and value position of the element at ``pos``."""
         if pos + 8 > end:
-            raise _Unsupported
+            raise _UnsupportedError
         group, element, length = _HEAD.unpack_from(self.data, pos)
         tag = group << 16 | element
         if self.implicit or group == 0xFFFE:
             if group & 1 and group != 0xFFFE:
-                raise _Unsupported  # pydicom looks private VRs up by their creator
+                raise _UnsupportedError  # pydicom looks private VRs up by their creator
             return tag, "" if group == 0xFFFE else dictionary_vr(tag), length, pos + 8
         _, _, raw_vr, length = _EXPLICIT.unpack_from(self.data, pos)
         vr = raw_vr.decode("latin-1")
         if vr in _SHORT_VRS:
             return tag, vr, length, pos + 8
         if vr not in _LONG_VRS or pos + 12 > end:
-            raise _Unsupported
+            raise _UnsupportedError
         return tag, vr, _HEAD.unpack_from(self.data, pos + 4)[2], pos + 12
 
     def elements(self, pos: int, end: int, delimited: bool) -> int:
@@ -72,42 +72,42 @@ class _Reader:
             if tag == _ITEM_END and delimited:
                 return pos
             if vr in ("", "UN") or tag == _SPECIFIC_CHARACTER_SET:
-                raise _Unsupported
+                raise _UnsupportedError
             if length == _UNDEFINED:
                 if vr != "SQ":
-                    raise _Unsupported
+                    raise _UnsupportedError
                 pos = self.items(pos, end, delimited=True)
                 continue
             if pos + length > end:
-                raise _Unsupported
+                raise _UnsupportedError
             if vr == "SQ":
                 self.items(pos, pos + length, delimited=False)
             elif not (tag >> 16 & 1 or vr == "CS" or tag in CODE_TAGS) and vr in TEXT_VRS:
                 self.texts.append((self.data[pos : pos + length], vr))
             pos += length
         if delimited or pos != end:
-            raise _Unsupported
+            raise _UnsupportedError
         return pos
 
     def items(self, pos: int, end: int, delimited: bool) -> int:
         """Read a sequence's items from ``pos``; the position after the sequence."""
         while pos < end:
             if pos + 8 > end:
-                raise _Unsupported
+                raise _UnsupportedError
             group, element, length = _HEAD.unpack_from(self.data, pos)
             tag, pos = group << 16 | element, pos + 8
             if tag == _SEQUENCE_END and delimited and length == 0:
                 return pos
             if tag != _ITEM:
-                raise _Unsupported
+                raise _UnsupportedError
             if length == _UNDEFINED:
                 pos = self.elements(pos, end, delimited=True)
             elif pos + length > end:
-                raise _Unsupported
+                raise _UnsupportedError
             else:
                 pos = self.elements(pos, pos + length, delimited=False)
         if delimited or pos != end:
-            raise _Unsupported
+            raise _UnsupportedError
         return pos
 
 
@@ -119,6 +119,6 @@ def sequence_texts(data: bytes, implicit: bool, encodings: list[str]) -> list[tu
     reader = _Reader(data, implicit)
     try:
         reader.items(0, len(data), delimited=False)
-    except (_Unsupported, struct.error, RecursionError) as exc:
+    except (_UnsupportedError, struct.error, RecursionError) as exc:
         raise ValueError("sequence needs pydicom") from exc
     return [(bytes_text(value, encodings), vr) for value, vr in reader.texts]

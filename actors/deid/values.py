@@ -14,6 +14,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 DUMMY_TEXT = "ANONYMIZED"
+_ESC = 0x1B  # starts an ISO 2022 escape sequence (a character set switch)
 _DUMMIES: dict[str, Any] = {
     "AE": "ANONYMIZED",
     "AS": "000D",
@@ -116,6 +117,11 @@ def raw_text(elem: RawDataElement | DataElement, encodings: list[str]) -> str:
         data = elem.value
         if not data:
             return ""
+        if encodings and _ESC not in data:  # decode_bytes's own shortcut, without the call
+            try:
+                return str(data.decode(encodings[0]))
+            except (UnicodeError, LookupError):
+                pass  # decode_bytes warns, falls back or raises as configured
         return decode_bytes(bytes(data), encodings, set()) if encodings else data.decode("latin-1")
     return value_text(elem.value)
 
@@ -124,6 +130,11 @@ def bytes_text(data: bytes, encodings: list[str]) -> str:
     """:func:`text_of` for a value's raw bytes: decoded in ``encodings``, else as Latin-1."""
     if not data:
         return ""
+    if encodings and _ESC not in data:  # decode_bytes's own shortcut, without the call
+        try:
+            return data.decode(encodings[0])
+        except (UnicodeError, LookupError):
+            pass
     try:
         return decode_bytes(data, encodings, set()) if encodings else data.decode("latin-1")
     except (ValueError, LookupError, TypeError):

@@ -42,13 +42,21 @@ class DicomWebSource(EventModel):
 
 
 class DimseSource(EventModel):
-    """Fetch by C-GET (or C-MOVE to our own AE) from a DIMSE peer."""
+    """Fetch by C-GET, or by C-MOVE to our own Storage SCP, from a DIMSE peer.
+
+    For ``c-move`` the peer must know ``move_destination_ae`` at this node's address and
+    ``move_destination_port``; left out, they default to the daemon's ``embedded.ae_title``
+    and ``embedded.dicom_port`` (production mode only: in embedded mode that port is the
+    landing zone's, so the event must name another).
+    """
 
     kind: Literal["dimse"] = "dimse"
     ae_title: str = Field(min_length=1, max_length=16)
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(ge=1, le=65535)
     method: Literal["c-get", "c-move"] = "c-get"
+    move_destination_ae: str | None = Field(default=None, min_length=1, max_length=16)
+    move_destination_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class LocalSource(EventModel):

@@ -1,9 +1,13 @@
-"""DIMSE gateway with pynetdicom, run in worker threads: C-STORE SCU, C-FIND + C-GET source."""
+"""DIMSE gateway with pynetdicom, in worker threads: C-STORE SCU, C-FIND + C-GET/C-MOVE source."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -15,6 +19,7 @@ from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from dxai.daemon.config.services import DimseEndpoint
 from dxai.daemon.errors import PermanentError, ServiceUnavailableError
 from dxai.daemon.gateways.base import StoreReport
+from dxai.daemon.gateways.dimse_move import MoveTarget, c_move_series_blocking
 
 _MAX_CONTEXTS = 120
 StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
@@ -121,11 +126,31 @@ class DimseSink:
 
 
 class DimseSource:
-    """A C-FIND/C-GET study source."""
+    """A C-FIND + C-GET (or C-MOVE to our own Storage SCP) study source.
 
-    def __init__(self, peer: DimseEndpoint, calling_ae: str = "DXAI") -> None:
+    ``method`` ``c-move`` needs ``move_target`` (the AE the archive sends to) and puts the moved
+    files in a fresh folder under ``work_dir`` (default: the system temp folder), removed as
+    they are read and on :meth:`aclose`.  Any other method raises :class:`PermanentError`.
+    """
+
+    def __init__(
+        self,
+        peer: DimseEndpoint,
+        calling_ae: str = "DXAI",
+        method: str = "c-get",
+        move_target: MoveTarget | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
+        if method not in ("c-get", "c-move"):
+            raise PermanentError(f"unsupported DIMSE retrieve method {method!r}")
+        if method == "c-move" and move_target is None:
+            raise PermanentError("C-MOVE needs a move destination (AE title and port)")
         self.peer = peer
         self.calling_ae = calling_ae
+        self.method = method
+        self.move_target = move_target
+        self.work_dir = work_dir
+        self._folders: list[Path] = []
 
     async def list_series(self, study_uid: str) -> list[str]:
         """C-FIND the series of the study."""
@@ -134,12 +159,48 @@ class DimseSource:
         )
 
     async def iter_instances(self, study_uid: str, series_uid: str) -> AsyncIterator[bytes]:
-        """C-GET one series in a worker thread, then yield its instances."""
+        """Retrieve one series in a worker thread (C-GET or C-MOVE), then yield its instances."""
+        if self.method == "c-move":
+            async for raw in self._moved(study_uid, series_uid):
+                yield raw
+            return
         items = await anyio.to_thread.run_sync(
             c_get_series_blocking, self.peer, self.calling_ae, study_uid, series_uid
         )
         for item in items:
             yield item
 
+    async def _moved(self, study_uid: str, series_uid: str) -> AsyncIterator[bytes]:
+        assert self.move_target is not None
+        folder = await anyio.to_thread.run_sync(_new_folder, self.work_dir)
+        self._folders.append(folder)
+        paths = await anyio.to_thread.run_sync(
+            c_move_series_blocking,
+            self.peer,
+            self.calling_ae,
+            self.move_target,
+            (study_uid, series_uid),
+            folder,
+        )
+        for path in paths:
+            yield await anyio.to_thread.run_sync(_take, path)
+
     async def aclose(self) -> None:
-        """Nothing held between calls."""
+        """Remove the folders of moved instances."""
+        folders, self._folders = self._folders, []
+        for folder in folders:
+            await anyio.to_thread.run_sync(partial(shutil.rmtree, folder, ignore_errors=True))
+
+
+def _new_folder(work_dir: Path | None) -> Path:
+    """A fresh private folder for one move's files (blocking)."""
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="dxai-move-", dir=work_dir))
+
+
+def _take(path: Path) -> bytes:
+    """Read a moved file and delete it (blocking)."""
+    data = path.read_bytes()
+    path.unlink(missing_ok=True)
+    return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -16,12 +17,14 @@ import anyio.to_thread
 from dxai.daemon.config.root import DxaiConfig
 from dxai.daemon.errors import ConfigError
 from dxai.daemon.events import StudyEvent
+from dxai.daemon.events.models import DimseSource as DimseSourceSpec
 from dxai.daemon.gateways import (
     DicomWebGateway,
     DimseSink,
     DimseSource,
     FolderSink,
     LocalFolderSource,
+    MoveTarget,
     StudySink,
     StudySource,
 )
@@ -31,7 +34,8 @@ from dxai.daemon.intake.kafka_txn import TransactionalPublisher, reconcile_pendi
 from dxai.daemon.jobs import JobStore
 from dxai.daemon.metrics_http import monitor_loop_lag, start_metrics_server
 from dxai.daemon.pipeline import FolderPublisher, Pipeline, PipelineParts, Publisher, RetryPolicy
-from dxai.daemon.pipeline.deid_processor import build_processor
+from dxai.daemon.pipeline.batched_pixels import build_batched_pixel_actor, open_inference
+from dxai.daemon.pipeline.deid_processor import DeidProcessor, build_processor
 from dxai.observability.metrics import Sensor, default_sensor
 
 log = logging.getLogger("dxai.daemon")
@@ -45,10 +49,7 @@ def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySourc
         if src.kind == "local":
             return LocalFolderSource(src.path)
         if src.kind == "dimse":
-            from dxai.daemon.config.services import DimseEndpoint
-
-            peer = DimseEndpoint(ae_title=src.ae_title, host=src.host, port=src.port)
-            return DimseSource(peer, config.embedded.ae_title)
+            return _dimse_source(config, src)
         endpoint = config.source_dicomweb
         if src.base_url is not None:
             endpoint = endpoint.model_copy(update={"base_url": src.base_url}) if endpoint else None
@@ -61,6 +62,28 @@ def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySourc
         return DicomWebGateway(endpoint)
 
     return source_for
+
+
+def _dimse_source(config: DxaiConfig, src: DimseSourceSpec) -> DimseSource:
+    """C-GET, or C-MOVE to our own SCP (moved files under ``<data_dir>/moves``)."""
+    from dxai.daemon.config.services import DimseEndpoint
+
+    peer = DimseEndpoint(ae_title=src.ae_title, host=src.host, port=src.port)
+    target = None
+    if src.method == "c-move":
+        emb = config.embedded
+        port = src.move_destination_port
+        if port is None and config.mode == "embedded":
+            raise ConfigError("C-MOVE in embedded mode needs the event's move_destination_port")
+        target = MoveTarget(
+            ae_title=src.move_destination_ae or emb.ae_title,
+            port=port or emb.dicom_port,
+            host=emb.bind_host,
+        )
+        if config.mode == "embedded" and target.port == emb.dicom_port:
+            raise ConfigError("C-MOVE destination port is the embedded landing zone's")
+    work = Path(config.state.data_dir) / "moves"
+    return DimseSource(peer, config.embedded.ae_title, src.method, target, work)
 
 
 def results_dir(config: DxaiConfig) -> Path:
@@ -123,8 +146,8 @@ async def _serve(
     ready: Callable[[DaemonHandle], None] | None,
 ) -> None:
     data_dir = Path(config.state.data_dir)
-    processor = await anyio.to_thread.run_sync(build_processor, config)
     async with AsyncExitStack() as stack:
+        processor = await _processor(config, sensor, stack)
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
         publisher, txn = await _publisher(config, store, stack)
         sink = make_sink(config)
@@ -155,6 +178,21 @@ async def _serve(
             await stop.wait()
         finally:
             await intake.stop()
+
+
+async def _processor(config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack) -> DeidProcessor:
+    """The processor whose pixel OCR goes through the daemon's InferenceClient (batcher).
+
+    The client is on ``stack`` before the pipeline, so it stops after the pipeline drained.
+    """
+    client = await open_inference(config, sensor, stack)
+    actor = None
+    if client is not None:
+        loop = asyncio.get_running_loop()
+        policy = config.deid.pixel_policy
+        actor = await anyio.to_thread.run_sync(build_batched_pixel_actor, policy, client, loop)
+    build = functools.partial(build_processor, config, actor, cpu_fallback=False)
+    return await anyio.to_thread.run_sync(build)
 
 
 async def _publisher(

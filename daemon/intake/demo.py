@@ -140,12 +140,18 @@ async def _send(
     return studies
 
 
-async def run_demo(config: DxaiConfig, study: Path, timeout_s: float) -> DemoReport:
-    """Start the daemon, send ``study`` by C-STORE, wait for every job, stop; the report."""
+async def run_demo(
+    config: DxaiConfig, study: Path, timeout_s: float, sensor: Sensor | None = None
+) -> DemoReport:
+    """Start the daemon, send ``study`` by C-STORE, wait for every job, stop; the report.
+
+    ``sensor`` (default: a fresh one) records the daemon's metrics, batcher ones included.
+    """
     report = DemoReport(data_dir=Path(config.state.data_dir))
     stop = asyncio.Event()
     ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
-    daemon = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
+    sensor = sensor or Sensor()
+    daemon = asyncio.create_task(run_daemon(config, stop, sensor, ready=ready.set_result))
     try:
         handle = await _wait_ready(ready, daemon)
         studies = await _send(handle, config, study, report)

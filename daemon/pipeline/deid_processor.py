@@ -9,6 +9,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError as PydicomInvalid
 
 from dxai.actors.deid import Deidentifier, load_or_create_key
+from dxai.actors.deid.encode import encode
 from dxai.daemon.config.root import DxaiConfig
 from dxai.daemon.errors import DxaiError
 from dxai.daemon.pipeline.pixel_step import PixelActor, PixelStep, build_pixel_actor
@@ -50,25 +51,27 @@ class DeidProcessor:
             )
             if not check.passed:
                 return InstanceOutcome(status="held", reason="phi_detected", pixels=summary)
-            buf = BytesIO()
-            result.dataset.save_as(buf, enforce_file_format=True)
+            data = encode(result.dataset)  # the bytes save_as(enforce_file_format=True) writes
         except DxaiError as exc:
             return InstanceOutcome(status="failed", reason=exc.code, pixels=summary)
         except (PydicomInvalid, EOFError, ValueError, TypeError, KeyError, AttributeError):
             return InstanceOutcome(status="failed", reason="invalid_dicom", pixels=summary)
         return InstanceOutcome(
             status="passed",
-            data=buf.getvalue(),
+            data=data,
             study_uid_out=str(result.dataset.get("StudyInstanceUID", "")) or None,
             pixels=summary,
         )
 
 
-def build_processor(config: DxaiConfig, pixel_actor: PixelActor | None = None) -> DeidProcessor:
+def build_processor(
+    config: DxaiConfig, pixel_actor: PixelActor | None = None, *, cpu_fallback: bool = True
+) -> DeidProcessor:
     """The processor for ``config.deid`` with the configured (or generated) key.
 
     With ``deid.pixels`` other than ``never`` one pixel actor serves every worker thread:
-    ``pixel_actor`` when given (e.g. a batched one), else the CPU OCR redactor.
+    ``pixel_actor`` when given (the daemon's batched one), else the CPU OCR redactor when
+    ``cpu_fallback`` (else none: instances with pixel data are held).
     """
     key_file = Path(config.deid.key_file) if config.deid.key_file else None
     key, _path, _created = load_or_create_key(key_file, Path(config.state.data_dir))
@@ -82,5 +85,7 @@ def build_processor(config: DxaiConfig, pixel_actor: PixelActor | None = None) -
     mode = config.deid.pixels
     if mode == "never":
         return DeidProcessor(deidentifier)
-    actor = pixel_actor or build_pixel_actor(config.deid.pixel_policy)
+    actor = pixel_actor
+    if actor is None and cpu_fallback:
+        actor = build_pixel_actor(config.deid.pixel_policy)
     return DeidProcessor(deidentifier, PixelStep(actor, mode))

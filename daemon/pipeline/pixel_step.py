@@ -2,10 +2,10 @@
 
 PHI values are read from the ORIGINAL header (:meth:`PixelStep.prepare`, before header
 de-identification); the pixels are redacted on the de-identified dataset, whose header is then
-verified.  The actor is a parameter (:class:`PixelActor`): today the CPU :class:`PixelRedactor`
-(one per daemon, shared by the worker threads: it keeps no per-call state and ONNX Runtime
-sessions are safe to run from several threads); a batched variant that goes through an
-``InferenceClient`` can take its place without touching the pipeline.
+verified.  The actor is a parameter (:class:`PixelActor`): in the daemon a :class:`PixelRedactor`
+whose OCR models run through the daemon's ``InferenceClient`` (the batcher, see
+:mod:`dxai.daemon.pipeline.batched_pixels`); standalone, the CPU redactor with its own ONNX
+Runtime sessions.  One actor is shared by the worker threads (it keeps no per-call state).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""DIMSE gateways against the real Orthancs: C-STORE sink, C-FIND + C-GET source, and a job."""
+"""DIMSE gateways against the real Orthancs: C-STORE sink, C-FIND + C-GET/C-MOVE, and jobs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from pydicom.uid import generate_uid
 
 from dxai.daemon.config.root import DxaiConfig
 from dxai.daemon.config.services import DimseEndpoint
-from dxai.daemon.gateways import DimseSink, DimseSource
+from dxai.daemon.errors import RetrieveRefusedError
+from dxai.daemon.gateways import DimseSink, DimseSource, MoveTarget
 from dxai.daemon.intake.app import DaemonHandle, run_daemon
 from dxai.observability.metrics import Sensor
 
@@ -84,8 +86,52 @@ async def test_c_find_and_c_get_source(clean_orthanc: Any, make_ct: Callable[[],
     assert await source.list_series(generate_uid()) == []
 
 
-async def test_job_fetches_by_c_get_and_stores_by_c_store(
-    tmp_path: Path, clean_orthanc: Any, make_ct: Callable[[], Dataset]
+@pytest.fixture
+def move_target(clean_orthanc: Any) -> Iterator[MoveTarget]:
+    """A C-MOVE destination on a free local port, registered in the source Orthanc (REST)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    target = MoveTarget(ae_title="DXAIMOVE", port=port, host="127.0.0.1", timeout_s=60)
+    body = {"AET": target.ae_title, "Host": target.host, "Port": port}
+    with clean_orthanc.source.http() as http:
+        http.put("/modalities/dxaimove", json=body).raise_for_status()
+    try:
+        yield target
+    finally:
+        with clean_orthanc.source.http() as http:
+            http.delete("/modalities/dxaimove")
+
+
+async def test_c_find_and_c_move_source(
+    tmp_path: Path, clean_orthanc: Any, make_ct: Callable[[], Dataset], move_target: MoveTarget
+) -> None:
+    instances = _study(make_ct, 2, 3)
+    _upload(clean_orthanc.source, instances)
+    study = str(pydicom.dcmread(BytesIO(instances[0])).StudyInstanceUID)
+    work = tmp_path / "moves"
+    peer = _peer(clean_orthanc.source)
+    source = DimseSource(peer, CALLING_AE, "c-move", move_target, work)
+    series = await source.list_series(study)
+    fetched = [raw for s in series async for raw in source.iter_instances(study, s)]
+    assert len(series) == 2 and len(fetched) == 6 and _uids(fetched) == _uids(instances)
+    assert pydicom.dcmread(BytesIO(fetched[0])).pixel_array.shape == (128, 128)
+    await source.aclose()
+    assert not any(work.iterdir())  # moved files are removed once read
+    unknown = MoveTarget(ae_title="NOSUCHAE", port=move_target.port, timeout_s=30)
+    bad = DimseSource(peer, CALLING_AE, "c-move", unknown, work)
+    with pytest.raises(RetrieveRefusedError):
+        [raw async for raw in bad.iter_instances(study, series[0])]
+    await bad.aclose()
+
+
+@pytest.mark.parametrize("method", ["c-get", "c-move"])
+async def test_job_fetches_by_dimse_and_stores_by_c_store(
+    tmp_path: Path,
+    clean_orthanc: Any,
+    make_ct: Callable[[], Dataset],
+    move_target: MoveTarget,
+    method: str,
 ) -> None:
     instances = _study(make_ct, 2, 2)
     _upload(clean_orthanc.source, instances)
@@ -106,7 +152,15 @@ async def test_job_fetches_by_c_get_and_stores_by_c_store(
         "study_uid": study,
         "destination": "dest",
         "exchange_job_id": "dimse-1",
-        "source": {"kind": "dimse", "ae_title": src.aet, "host": src.host, "port": src.dicom_port},
+        "source": {
+            "kind": "dimse",
+            "ae_title": src.aet,
+            "host": src.host,
+            "port": src.dicom_port,
+            "method": method,
+            "move_destination_ae": move_target.ae_title,
+            "move_destination_port": move_target.port,
+        },
     }
     stop = asyncio.Event()
     ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
@@ -119,6 +173,8 @@ async def test_job_fetches_by_c_get_and_stores_by_c_store(
         stop.set()
         await asyncio.wait_for(daemon, 60)
     assert results["state"] == "released" and results["instances_released"] == 4
+    moves = tmp_path / "moves"  # C-MOVE's per-series folders are gone after the job
+    assert not moves.exists() or not any(moves.iterdir())
     out = dst.dicomweb().retrieve_study(results["deidentified_study_uid"])
     assert len(out) == dst.instance_count() == 4
     assert {str(d.PatientName) for d in out}.isdisjoint({str(make_ct().PatientName)})

@@ -232,7 +232,8 @@ async def test_demo_sends_sample_study_and_reports(tmp_path: Path) -> None:
     from dxai.daemon.intake.demo import demo_config, run_demo
 
     config = demo_config(tmp_path, quiet_s=0.5)
-    report = await run_demo(config, SAMPLE, timeout_s=DEADLINE_S)
+    sensor = Sensor()
+    report = await run_demo(config, SAMPLE, timeout_s=DEADLINE_S, sensor=sensor)
     inputs = _sample_inputs()
     assert not report.timed_out and report.sent == len(inputs) and report.refused == 0
     assert (
@@ -252,6 +253,10 @@ async def test_demo_sends_sample_study_and_reports(tmp_path: Path) -> None:
     originals = [(f, pydicom.dcmread(SAMPLE / f["path"]).pixel_array) for f in truth]
     for path in released:
         _assert_pixel_phi_filled(pydicom.dcmread(path), originals)
+    # the OCR went through the daemon's in-process batcher (both models, real batches)
+    for model in ("ppocr_det", "ppocr_rec"):
+        batches = sensor.registry.get_sample_value("dxai_batch_size_count", {"model": model})
+        assert batches is not None and batches > 0, model
 
 
 def _region(arr: Any, frames: int, item: dict[str, Any]) -> Any:

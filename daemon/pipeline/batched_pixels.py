@@ -1,0 +1,79 @@
+"""The daemon's InferenceClient and the pixel actor that sends its OCR through it (the batcher).
+
+The client (in-process ONNX Runtime batcher or Ray Serve, by ``inference.backend``) lives as
+long as the daemon: started before intake, stopped after the pipeline has drained.  The pixel
+actor is the CPU :class:`PixelRedactor` with detector and recogniser adapters that submit each
+detection image and each recognition crop to the client on the daemon's event loop
+(``run_coroutine_threadsafe``) and wait in the CPU worker thread; the loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+from dxai.daemon.config.root import DxaiConfig
+from dxai.daemon.errors import DxaiError
+from dxai.observability.metrics import Sensor
+
+if TYPE_CHECKING:
+    from dxai.batching.client import InferenceClient
+    from dxai.daemon.config.pixels import PixelPolicyConfig
+    from dxai.daemon.pipeline.pixel_step import PixelActor
+
+log = logging.getLogger("dxai.daemon")
+_LOAD_ERRORS = (DxaiError, ImportError, OSError, RuntimeError)
+
+
+def make_daemon_client(config: DxaiConfig, sensor: Sensor) -> InferenceClient:
+    """The configured InferenceClient (not started); reads the model registry (blocking)."""
+    from dxai.batching import make_inference_client
+    from dxai.engines import load_registry
+
+    registry = load_registry(config.inference.models_file)
+    return make_inference_client(config.inference, registry, ray_config=config.ray, sensor=sensor)
+
+
+async def open_inference(
+    config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack
+) -> InferenceClient | None:
+    """Start the daemon's client and stop it when ``stack`` closes; None if it cannot start.
+
+    None when ``deid.pixels`` is ``never`` (nothing to infer); on a start failure the error is
+    logged (type only) and the pixel step holds every instance with pixel data (fail closed).
+    """
+    if config.deid.pixels == "never":
+        return None
+    try:
+        client = await asyncio.to_thread(make_daemon_client, config, sensor)
+        await client.start()
+    except _LOAD_ERRORS as exc:
+        log.error("inference client unavailable", extra={"error_code": type(exc).__name__})
+        return None
+    stack.push_async_callback(client.stop)
+    log.info("inference client started", extra={"state": config.inference.backend})
+    return client
+
+
+def build_batched_pixel_actor(
+    policy: PixelPolicyConfig, client: InferenceClient, loop: asyncio.AbstractEventLoop
+) -> PixelActor | None:
+    """The redactor whose OCR models run through ``client`` on ``loop`` (call from a thread).
+
+    None (instances with pixel data are held) when the recogniser's charset cannot be read.
+    """
+    try:
+        from dxai.actors.pixels import (
+            InferenceTextDetector,
+            InferenceTextRecognizer,
+            PixelRedactor,
+        )
+        from dxai.actors.pixels.det import DetParams
+
+        detector = InferenceTextDetector(client, loop, DetParams(max_side=policy.det_max_side))
+        return PixelRedactor(policy, detector, InferenceTextRecognizer(client, loop))
+    except _LOAD_ERRORS as exc:
+        log.error("pixel actor unavailable", extra={"error_code": type(exc).__name__})
+        return None
