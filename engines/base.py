@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from dxai.daemon.errors import EngineError
 from dxai.engines.spec import ModelSpec, TensorSpec
 
 FloatArray = NDArray[np.float32]
@@ -69,3 +70,36 @@ def check_batch(batch: FloatArray, max_batch_size: int, channels: int) -> None:
         raise ValueError(f"batch size {batch.shape[0]} outside 1..{max_batch_size}")
     if batch.shape[1] != channels:
         raise ValueError(f"batch has {batch.shape[1]} channels, model expects {channels}")
+
+
+class EngineBase:
+    """Shared state and accessors of the concrete engines (set by their ``__init__``/``load``)."""
+
+    _info: EngineInfo
+    _max_batch: int
+    _model: ModelSpec | None
+
+    @property
+    def info(self) -> EngineInfo:
+        """Backend, device, precision and providers actually in use."""
+        return self._info
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        """The model's input tensor."""
+        return self._loaded().input
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        """The model's output tensor."""
+        return self._loaded().output
+
+    @property
+    def max_batch_size(self) -> int:
+        """The largest batch accepted."""
+        return self._max_batch
+
+    def _loaded(self) -> ModelSpec:
+        if self._model is None:
+            raise EngineError(f"{self._info.backend} engine used before load()")
+        return self._model

@@ -9,8 +9,8 @@ import numpy as np
 
 from dxai.daemon.config.inference import EngineConfig
 from dxai.daemon.errors import BackendUnavailableError, EngineError
-from dxai.engines.base import EngineInfo, FloatArray, check_batch
-from dxai.engines.spec import ModelSpec, TensorSpec
+from dxai.engines.base import EngineBase, EngineInfo, FloatArray, check_batch
+from dxai.engines.spec import ModelSpec
 
 _CUDA_EP = "CUDAExecutionProvider"
 _CPU_EP = "CPUExecutionProvider"
@@ -27,7 +27,7 @@ def _providers(config: EngineConfig, available: list[str]) -> list[Any]:
     return [(_CUDA_EP, {"device_id": config.gpu_id})]
 
 
-class OnnxRuntimeEngine:
+class OnnxRuntimeEngine(EngineBase):
     """An ``onnxruntime.InferenceSession`` behind the Engine protocol."""
 
     def __init__(self, config: EngineConfig, max_batch_size: int) -> None:
@@ -40,31 +40,6 @@ class OnnxRuntimeEngine:
         self._session: Any = None
         self._model: ModelSpec | None = None
         self._info = EngineInfo("onnxruntime", config.device, config.precision)
-
-    @property
-    def info(self) -> EngineInfo:
-        """Backend, device, precision and the session's providers."""
-        return self._info
-
-    @property
-    def input_spec(self) -> TensorSpec:
-        """The model's input tensor."""
-        return self._loaded().input
-
-    @property
-    def output_spec(self) -> TensorSpec:
-        """The model's output tensor."""
-        return self._loaded().output
-
-    @property
-    def max_batch_size(self) -> int:
-        """The largest batch accepted."""
-        return self._max_batch
-
-    def _loaded(self) -> ModelSpec:
-        if self._model is None:
-            raise EngineError("onnxruntime engine used before load()")
-        return self._model
 
     def load(self, model: ModelSpec, model_file: Path) -> None:
         """Create the session with the configured threads and providers."""

@@ -24,8 +24,8 @@ import numpy as np
 
 from dxai.daemon.config.inference import EngineConfig
 from dxai.daemon.errors import BackendUnavailableError, EngineError
-from dxai.engines.base import EngineInfo, FloatArray, check_batch
-from dxai.engines.spec import ModelSpec, TensorSpec
+from dxai.engines.base import EngineBase, EngineInfo, FloatArray, check_batch
+from dxai.engines.spec import ModelSpec
 from dxai.observability.logging import get_logger
 
 _log = get_logger(__name__)
@@ -124,7 +124,7 @@ def _pick_profile(profiles: list[Profile], shape: tuple[int, ...]) -> int:
     raise EngineError(f"tensorrt: batch shape {shape} fits no optimization profile")
 
 
-class TensorRTEngine:
+class TensorRTEngine(EngineBase):
     """A deserialized TensorRT engine with one execution context per optimization profile."""
 
     def __init__(self, config: EngineConfig, max_batch_size: int) -> None:
@@ -150,26 +150,6 @@ class TensorRTEngine:
         """Backend, device, precision; providers names the TensorRT version."""
         version = f"tensorrt-{self._trt.__version__}"
         return EngineInfo("tensorrt", "cuda", self._config.precision, (version,))
-
-    @property
-    def input_spec(self) -> TensorSpec:
-        """The model's input tensor."""
-        return self._loaded().input
-
-    @property
-    def output_spec(self) -> TensorSpec:
-        """The model's output tensor."""
-        return self._loaded().output
-
-    @property
-    def max_batch_size(self) -> int:
-        """The largest batch accepted (the profiles' maximum)."""
-        return self._max_batch
-
-    def _loaded(self) -> ModelSpec:
-        if self._model is None:
-            raise EngineError("tensorrt engine used before load()")
-        return self._model
 
     def load(self, model: ModelSpec, model_file: Path) -> None:
         """Build or fetch the engine, deserialize it, make one context per profile."""

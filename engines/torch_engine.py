@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from dxai.daemon.config.inference import EngineConfig
-from dxai.daemon.errors import BackendUnavailableError, EngineError
-from dxai.engines.base import EngineInfo, FloatArray, check_batch
+from dxai.daemon.errors import BackendUnavailableError
+from dxai.engines.base import EngineBase, EngineInfo, FloatArray, check_batch
 from dxai.engines.onnx_to_torch import convert_onnx
-from dxai.engines.spec import ModelSpec, TensorSpec
+from dxai.engines.spec import ModelSpec
 from dxai.observability.logging import get_logger
 
 _log = get_logger(__name__)
@@ -54,7 +54,7 @@ def _load_module(torch: Any, model: ModelSpec, model_file: Path) -> Any:
     return torch.export.load(str(model_file)).module()
 
 
-class TorchEngine:
+class TorchEngine(EngineBase):
     """A ``torch.nn.Module`` behind the Engine protocol."""
 
     def __init__(self, config: EngineConfig, max_batch_size: int) -> None:
@@ -75,26 +75,6 @@ class TorchEngine:
         """Backend, device and precision in use (providers: the torch device string)."""
         cfg = self._config
         return EngineInfo("torch", cfg.device, cfg.precision, (str(self._device),))
-
-    @property
-    def input_spec(self) -> TensorSpec:
-        """The model's input tensor."""
-        return self._loaded().input
-
-    @property
-    def output_spec(self) -> TensorSpec:
-        """The model's output tensor."""
-        return self._loaded().output
-
-    @property
-    def max_batch_size(self) -> int:
-        """The largest batch accepted."""
-        return self._max_batch
-
-    def _loaded(self) -> ModelSpec:
-        if self._model is None:
-            raise EngineError("torch engine used before load()")
-        return self._model
 
     def load(self, model: ModelSpec, model_file: Path) -> None:
         """Load or convert the module, move it to the device and precision."""
