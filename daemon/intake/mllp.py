@@ -19,6 +19,7 @@ import anyio.to_thread
 from dxai.daemon.errors import DxaiError
 from dxai.daemon.intake.hl7_trigger import Hl7Outcome, build_ack, interpret
 from dxai.daemon.intake.submit import Submit
+from dxai.daemon.intake.tcp import TcpListener
 from dxai.observability.metrics import Sensor
 
 log = logging.getLogger("dxai.intake.mllp")
@@ -32,28 +33,17 @@ def frame(message: str) -> bytes:
     return START + message.encode("utf-8") + END
 
 
-class MllpListener:
+class MllpListener(TcpListener):
     """Answers every framed message; submits a job for each order that names a study."""
+
+    component = "mllp"
+    read_limit_bytes = MAX_MESSAGE_BYTES
 
     def __init__(self, submit: Submit, sensor: Sensor, source: dict[str, Any]) -> None:
         self.submit = submit
         self.sensor = sensor
         self.source = source
-        self._server: asyncio.Server | None = None
-
-    async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: any free port); return the bound port."""
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_MESSAGE_BYTES)
-        bound: int = self._server.sockets[0].getsockname()[1]
-        log.info("mllp listening", extra={"port": bound})
-        return bound
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        super().__init__()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from dxai.daemon.errors import DxaiError
 from dxai.daemon.events.codec import MAX_EVENT_BYTES
 from dxai.daemon.intake.submit import Submit
+from dxai.daemon.intake.tcp import TcpListener
 from dxai.observability.metrics import Sensor
 
 log = logging.getLogger("dxai.intake.webhook")
@@ -95,27 +96,16 @@ def render(status: int, payload: dict[str, object]) -> bytes:
     return head.encode("ascii") + body
 
 
-class Webhook:
+class Webhook(TcpListener):
     """The webhook server; ``await start(host, port)`` returns the bound port."""
+
+    component = "webhook"
+    read_limit_bytes = MAX_HEADER_BYTES
 
     def __init__(self, submit: Submit, sensor: Sensor) -> None:
         self.submit = submit
         self.sensor = sensor
-        self._server: asyncio.Server | None = None
-
-    async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: any free port); return the bound port."""
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEADER_BYTES)
-        bound: int = self._server.sockets[0].getsockname()[1]
-        log.info("webhook listening", extra={"port": bound})
-        return bound
-
-    async def stop(self) -> None:
-        """Stop listening and wait for the server to close."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        super().__init__()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
