@@ -5,7 +5,10 @@ recall of PHI text boxes per modality / transfer syntax, crashes counted per fil
 in its own venv (created on first use under ~/.cache/dxai/presidio-venv) with Tesseract from
 Debian and OMP_THREAD_LIMIT=1.  Prints JSON and writes bench/results/pixel_phi.json.
 
-    python bench/pixel_phi.py [--studies 1] [--small] [--skip-presidio]
+    python bench/pixel_phi.py [--studies 1] [--small] [--skip-presidio] [--threads 1]
+
+``--threads`` sets dxai's ONNX Runtime threads (policy ``ocr_threads``); the default 1 matches
+Presidio's single-threaded Tesseract.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pydicom
 from dxai.actors.pixels import PixelRedactor, phi_values
 from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.evaluate import GroundTruthBox, Score, score_frames
+from dxai.daemon.config.pixels import PixelPolicyConfig
 from dxai.daemon.synth.corpus import generate_corpus
 from dxai.daemon.synth.manifest import CorpusManifest
 
@@ -79,9 +83,11 @@ def _score(src: Path, out: Path, truth: list[GroundTruthBox]) -> Score | None:
         return None
 
 
-def run_ours(root: Path, manifest: CorpusManifest, out_dir: Path) -> dict[str, dict[str, Any]]:
+def run_ours(
+    root: Path, manifest: CorpusManifest, out_dir: Path, threads: int = 1
+) -> dict[str, dict[str, Any]]:
     """Redact every file with dxai; per-file seconds, status and output path."""
-    redactor = PixelRedactor()
+    redactor = PixelRedactor(PixelPolicyConfig(ocr_threads=threads))
     results: dict[str, dict[str, Any]] = {}
     for rec in manifest.files:
         start = time.perf_counter()
@@ -182,13 +188,14 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=1)
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--skip-presidio", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dxai-pixbench-") as tmp:
         root, work = Path(tmp) / "corpus", Path(tmp)
         manifest = generate_corpus(root, seed=0, studies=args.studies, small=args.small)
         runs: dict[str, Any] = {}
         (work / "ours").mkdir()
-        runs["dxai"] = run_ours(root, manifest, work / "ours")
+        runs["dxai"] = run_ours(root, manifest, work / "ours", args.threads)
         if not args.skip_presidio:
             (work / "presidio").mkdir()
             runs["presidio"] = run_presidio(root, manifest, work / "presidio")
@@ -196,6 +203,7 @@ def main() -> int:
             "files": len(manifest.files),
             "studies": args.studies,
             "small": args.small,
+            "dxai_threads": args.threads,
             "engines": tabulate(root, manifest, runs),
         }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,9 @@ class PixelRedactor:
             from dxai.actors.pixels.ort_backend import OrtTextDetector, OrtTextRecognizer
 
             params = DetParams(max_side=self.policy.det_max_side)
-            detector = detector or OrtTextDetector(params)
-            recognizer = recognizer or OrtTextRecognizer()
+            threads = self.policy.ocr_threads
+            detector = detector or OrtTextDetector(params, threads=threads)
+            recognizer = recognizer or OrtTextRecognizer(threads=threads)
         self.detector: TextDetector = detector
         self.recognizer: TextRecognizer = recognizer
         self._allow = compile_allow(self.policy.allow_list)

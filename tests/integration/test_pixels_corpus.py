@@ -14,6 +14,7 @@ import pytest
 from dxai.actors.pixels import PixelRedactor, phi_values
 from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.evaluate import GroundTruthBox, Score, score_frames
+from dxai.daemon.config.pixels import PixelPolicyConfig
 from dxai.daemon.synth.corpus import generate_corpus
 
 # Issue targets on the synthetic corpus (real-size images): recall >= 0.99, benign kept >= 0.95.
@@ -124,3 +125,17 @@ def test_reference_header_phi_no_longer_legible(
 def _dciodvfy_errors(path: Path) -> int:
     proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
     return sum(line.startswith("Error") for line in (proc.stdout + proc.stderr).splitlines())
+
+
+def test_two_ocr_threads_redact_the_same(tmp_path: Path, redactor: PixelRedactor) -> None:
+    """``ocr_threads`` (CLI speed-up) changes only ONNX Runtime threading, not what is found."""
+    threaded = PixelRedactor(PixelPolicyConfig(ocr_threads=2))
+    manifest = generate_corpus(tmp_path / "c", seed=0, studies=1, small=False)
+    for rec in manifest.files[::6]:
+        reports = []
+        for engine in (redactor, threaded):
+            ds = pydicom.dcmread(tmp_path / "c" / rec.path)
+            reports.append(engine.redact_dataset(ds, phi_values(ds), "always"))
+        assert reports[0].boxes, rec.path
+        assert reports[0].boxes == reports[1].boxes, rec.path
+        assert reports[0].status == reports[1].status, rec.path

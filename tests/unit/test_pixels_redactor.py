@@ -126,3 +126,10 @@ def test_policy_resolution() -> None:
     assert policy.text_mode("SC", "") == "redact_all_text"
     with pytest.raises(ValueError, match="upper-case"):
         PixelPolicyConfig(scan_modalities={"us": "always"})
+
+
+def test_ocr_threads_bounds() -> None:
+    assert PixelPolicyConfig().ocr_threads == 1
+    assert PixelPolicyConfig(ocr_threads=2).ocr_threads == 2
+    with pytest.raises(ValueError, match="greater than or equal"):
+        PixelPolicyConfig(ocr_threads=0)
