@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiosqlite
 
 from dxai.daemon.errors import PermanentError, ServiceUnavailableError
 from dxai.daemon.jobs.model import ALL_STATES, Claim, JobRecord, can_move, job_key
+from dxai.daemon.lifecycle import AsyncLifecycle
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -93,27 +93,15 @@ def _record(row: Any) -> JobRecord:
     )
 
 
-class JobStore:
+class JobStore(AsyncLifecycle):
     """Async job store; use ``async with JobStore(path) as store``."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
 
-    async def __aenter__(self) -> JobStore:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def open(self) -> None:
-        """Open (creating folders and schema) the database."""
+    async def start(self) -> None:
+        """Open the database, creating folders and schema."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = await aiosqlite.connect(self.path)
@@ -125,7 +113,7 @@ class JobStore:
             raise ServiceUnavailableError(f"job store {self.path.name}: {exc}") from exc
         self._db = db
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         """Close the database (idempotent)."""
         if self._db is not None:
             await self._db.close()

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal
 
 from dxai.daemon.config.root import PipelineConfig
@@ -21,6 +20,7 @@ from dxai.daemon.errors import DxaiError, InvalidEventError
 from dxai.daemon.events import StudyEvent, new_trace, parse_study_event
 from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import JobRecord, JobStore
+from dxai.daemon.lifecycle import AsyncLifecycle
 from dxai.daemon.pipeline.finish import JobFinisher
 from dxai.daemon.pipeline.outcome import StudyTally
 from dxai.daemon.pipeline.processing import InstanceOutcome, InstanceProcessor
@@ -46,7 +46,7 @@ class PipelineParts:
     retry: RetryPolicy
 
 
-class Pipeline:
+class Pipeline(AsyncLifecycle):
     """Runs jobs concurrently on the event loop, CPU work in a thread pool."""
 
     def __init__(self, parts: PipelineParts, config: PipelineConfig) -> None:
@@ -56,15 +56,11 @@ class Pipeline:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finisher = JobFinisher(parts, config)
 
-    async def __aenter__(self) -> Pipeline:
-        return self
+    async def start(self) -> None:
+        """Nothing to acquire: the thread pool exists from construction."""
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
+        """Drain in-flight jobs, then shut the thread pool down (idempotent)."""
         await self.drain()
         await asyncio.to_thread(self._executor.shutdown, True)
 
