@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka_helpers import kafka_section
 from pydicom.dataset import Dataset
 
 from dxai.daemon.config.root import DxaiConfig
@@ -29,17 +30,13 @@ def _config(
             "state": {"data_dir": str(tmp)},
             "deid": {"pixels": "never"},
             "pipeline": {"decision_deadline_s": 60, "cpu_workers": 2},
-            "kafka": {
-                "bootstrap_servers": bootstrap,
-                "group_id": f"g-{topic}",
-                "input_topic": topic,
-                "decisions_topic": f"{topic}.decisions",
-                "results_topic": f"{topic}.results",
-                "dlq_topic": f"{topic}.dlq",
-                "max_retries": 1,
-                "retry_backoff_initial_s": 0.1,
-                "transactional": transactional,
-            },
+            "kafka": kafka_section(
+                bootstrap,
+                topic,
+                max_retries=1,
+                retry_backoff_initial_s=0.1,
+                transactional=transactional,
+            ),
             "source_dicomweb": {"base_url": pair.source.dicomweb_url},
             "destination_dicomweb": {"base_url": pair.dest.dicomweb_url},
             "metrics": {"enabled": False},

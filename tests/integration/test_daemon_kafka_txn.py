@@ -7,8 +7,7 @@ import contextlib
 import time
 from pathlib import Path
 
-import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka_helpers import kafka_section, read_committed
 
 from dxai.daemon.config.services import KafkaConfig
 from dxai.daemon.errors import ServiceUnavailableError
@@ -20,15 +19,7 @@ STUDY = "1.2.826.0.1.3680043.8.498.1"
 
 
 def _config(bootstrap: str, topic: str) -> KafkaConfig:
-    return KafkaConfig(
-        bootstrap_servers=bootstrap,
-        group_id=f"g-{topic}",
-        input_topic=topic,
-        decisions_topic=f"{topic}.decisions",
-        results_topic=f"{topic}.results",
-        dlq_topic=f"{topic}.dlq",
-        transactional=True,
-    )
+    return KafkaConfig(**kafka_section(bootstrap, topic, transactional=True))
 
 
 async def _job(store: JobStore, name: str) -> JobRecord:
@@ -58,30 +49,8 @@ def _results(job: JobRecord) -> ResultsEvent:
 
 async def _committed_keys(bootstrap: str, topic: str) -> list[bytes]:
     """Keys of every record a read_committed reader sees in partition-ordered ``topic``."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        parts = [TopicPartition(topic, p) for p in await producer.partitions_for(topic)]
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        keys: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            if time.monotonic() > deadline:
-                pytest.fail(f"could not read {topic} to its end")
-            batch = await consumer.getmany(timeout_ms=500)
-            keys.extend(m.key or b"" for msgs in batch.values() for m in msgs)
-        return keys
-    finally:
-        await consumer.stop()
+    records = await read_committed(bootstrap, topic, time.monotonic() + 30)
+    return [m.key or b"" for m in records]
 
 
 async def test_committed_output_is_marked_sent_not_resent(

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
+from kafka_helpers import kafka_section, read_committed
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -35,16 +36,9 @@ def _write_config(tmp: Path, bootstrap: str, topic: str, pair: Any, transactiona
         "state": {"data_dir": str(tmp / "state")},
         "deid": {"pixels": "never"},
         "pipeline": {"decision_deadline_s": 120, "cpu_workers": 1},
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": f"g-{topic}",
-            "input_topic": topic,
-            "decisions_topic": f"{topic}.decisions",
-            "results_topic": f"{topic}.results",
-            "dlq_topic": f"{topic}.dlq",
-            "session_timeout_ms": 6000,
-            "transactional": transactional,
-        },
+        "kafka": kafka_section(
+            bootstrap, topic, session_timeout_ms=6000, transactional=transactional
+        ),
         "source_dicomweb": {"base_url": pair.source.dicomweb_url},
         "destination_dicomweb": {"base_url": pair.dest.dicomweb_url},
         "metrics": {"enabled": False},
@@ -111,25 +105,8 @@ async def _kill_mid_study(proc: subprocess.Popen[bytes], db: Path, pair: Any) ->
 
 
 async def _read_all(bootstrap: str, topic: str, until: float) -> list[bytes]:
-    """Every message of ``topic`` up to its end offsets, waiting until ``until`` for any."""
-    parts = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed"
-    )
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        seen: list[bytes] = []
-        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-            if time.monotonic() > until:
-                pytest.fail(f"could not read {topic} to its end")
-            batch = await consumer.getmany(timeout_ms=500)
-            seen.extend(m.value or b"" for msgs in batch.values() for m in msgs)
-        return seen
-    finally:
-        await consumer.stop()
+    """Every message value of ``topic`` up to its end offsets (read_committed)."""
+    return [m.value or b"" for m in await read_committed(bootstrap, topic, until)]
 
 
 async def _wait_results(bootstrap: str, topic: str, job: str) -> list[dict[str, Any]]:
@@ -142,16 +119,6 @@ async def _wait_results(bootstrap: str, topic: str, job: str) -> list[dict[str, 
         if time.monotonic() > end:
             pytest.fail(f"no results for {job} before the deadline")
         await asyncio.sleep(0.5)
-
-
-async def _partitions(bootstrap: str, topic: str) -> set[int]:
-    """The partitions of ``topic`` (auto-created by the broker when nobody wrote to it yet)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        return set(await producer.partitions_for(topic))
-    finally:
-        await producer.stop()
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
