@@ -1,27 +1,58 @@
 """Scoring redaction against ground-truth text boxes, on output pixels only.
 
-A PHI box counts as found on a frame when its output region is (almost) uniform and differs
-from the input: the text is gone.  A benign box is kept when its pixels are unchanged.
+A PHI box counts as found on a frame when its text is gone.  With a glyph mask (the synthetic
+corpus records one per string) that means at least ``INK_SHARE`` of the glyph pixels were
+covered: changed, or painted the fill colour of the box's changed pixels.  That judges any
+redactor's box shape alike, tight word boxes as well as padded line boxes.  Without a mask
+(boxes drawn by hand on real files) the output region must be (almost) uniform and differ from
+the input.  A benign box is kept when its pixels are unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 UNIFORM_SHARE = 0.95
+INK_SHARE = 0.98
+
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
 class GroundTruthBox:
-    """One burned-in string: frames, box [x0, y0, x1, y1) and whether it is PHI."""
+    """One burned-in string: frames, box [x0, y0, x1, y1), whether it is PHI, glyph mask."""
 
     frames: tuple[int, ...]
     box: tuple[int, int, int, int]
     phi: bool
+    ink: BoolArray | None = None
+
+
+class TruthRecord(Protocol):
+    """What a ground-truth record offers (``dxai.daemon.synth.manifest.BurnedInText``)."""
+
+    @property
+    def frames(self) -> list[int]: ...
+    @property
+    def box(self) -> list[int]: ...
+    @property
+    def phi(self) -> bool: ...
+    def ink_mask(self) -> BoolArray | None: ...
+
+
+def truth_boxes(records: Sequence[TruthRecord]) -> list[GroundTruthBox]:
+    """Ground-truth boxes from manifest records."""
+    return [
+        GroundTruthBox(
+            tuple(r.frames), (r.box[0], r.box[1], r.box[2], r.box[3]), r.phi, r.ink_mask()
+        )
+        for r in records
+    ]
 
 
 @dataclass
@@ -57,12 +88,40 @@ def _region(frames: npt.NDArray[np.generic], f: int, box: Sequence[int]) -> npt.
     return region.reshape(region.shape[0] * region.shape[1], -1)
 
 
-def text_removed(before: npt.NDArray[np.generic], after: npt.NDArray[np.generic]) -> bool:
-    """True when ``after`` (pixels x samples) is almost uniform and differs from ``before``."""
+def text_removed(
+    before: npt.NDArray[np.generic], after: npt.NDArray[np.generic], ink: BoolArray | None = None
+) -> bool:
+    """True when the text in a region (pixels x samples, row-major) is gone from ``after``.
+
+    With ``ink`` (the region's glyph mask, rows x columns): enough glyph pixels are covered.
+    Without it: ``after`` is almost uniform and differs from ``before``.
+    """
     if after.size == 0 or np.array_equal(before, after):
         return False
+    if ink is not None and ink.any():
+        return ink_covered(before, after, ink) >= INK_SHARE
     _, counts = np.unique(after, axis=0, return_counts=True)
     return bool(counts.max() / after.shape[0] >= UNIFORM_SHARE)
+
+
+def ink_covered(
+    before: npt.NDArray[np.generic], after: npt.NDArray[np.generic], ink: BoolArray
+) -> float:
+    """Share of glyph pixels covered by the fill.
+
+    A glyph pixel is covered when it changed, or when it lies inside the rectangle spanned by
+    the changed pixels and already had the fill colour (the commonest changed value): a fill the
+    colour of the text still hides it.  Glyphs outside that rectangle count only if changed.
+    """
+    changed = (before != after).any(axis=1).reshape(ink.shape)
+    if not changed.any():
+        return 0.0
+    values, counts = np.unique(after[changed.ravel()], axis=0, return_counts=True)
+    filled = (after == values[counts.argmax()]).all(axis=1).reshape(ink.shape)
+    rows, cols = np.nonzero(changed)
+    inside = np.zeros_like(changed)
+    inside[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
+    return float((changed | (filled & inside))[ink].mean())
 
 
 def score_frames(
@@ -76,7 +135,7 @@ def score_frames(
         pairs = [(_region(before, f, item.box), _region(after, f, item.box)) for f in item.frames]
         if item.phi:
             score.phi_total += 1
-            score.phi_found += all(text_removed(b, a) for b, a in pairs)
+            score.phi_found += all(text_removed(b, a, item.ink) for b, a in pairs)
         else:
             score.benign_total += 1
             score.benign_kept += all(np.array_equal(b, a) for b, a in pairs)

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 from dxai.daemon.synth.fonts import FontType, font_count, load_font
-from dxai.daemon.synth.manifest import BurnedInText, BurnedKind
+from dxai.daemon.synth.manifest import BurnedInText, BurnedKind, pack_ink
 from dxai.daemon.synth.pixels import Phantom
 
 Box = tuple[int, int, int, int]
@@ -160,7 +160,9 @@ def burn_in(phantom: Phantom, items: list[TextItem], rng: random.Random) -> list
         mask, box = placed
         bar = (box[0], box[3] + 3, box[2], box[3] + 5) if item.scale_bar else None
         _paint(phantom, frames, mask, box, rng.choice(STYLES), bar)
-        out.append(
-            BurnedInText(frames=frames, box=list(box), text=item.text, phi=item.phi, kind=item.kind)
+        ink = pack_ink(mask[box[1] : box[3], box[0] : box[2]] >= 128)
+        record = BurnedInText(
+            frames=frames, box=list(box), text=item.text, phi=item.phi, kind=item.kind, ink=ink
         )
+        out.append(record)
     return out

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 BurnedKind = Literal["name", "mrn", "dob", "accession", "institution", "date", "marker"]
@@ -17,6 +20,8 @@ class BurnedInText(BaseModel):
 
     ``box`` is the tight pixel box of the rendered ink, ``[x0, y0, x1, y1]`` in image coordinates
     with ``x1``/``y1`` exclusive; ``frames`` are the 0-based frame indices that carry it.
+    ``ink`` is the glyph mask inside the box (pixels at least half covered by the text), as
+    base64 of ``numpy.packbits`` over the box's rows: the pixels a redaction must cover.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -26,6 +31,21 @@ class BurnedInText(BaseModel):
     text: str
     phi: bool
     kind: BurnedKind
+    ink: str | None = None
+
+    def ink_mask(self) -> npt.NDArray[np.bool_] | None:
+        """The glyph mask (box height x box width), or None when the record has none."""
+        if self.ink is None:
+            return None
+        x0, y0, x1, y1 = self.box
+        bits = np.frombuffer(base64.b64decode(self.ink), dtype=np.uint8)
+        count = (y1 - y0) * (x1 - x0)
+        return np.unpackbits(bits, count=count).astype(bool).reshape(y1 - y0, x1 - x0)
+
+
+def pack_ink(mask: npt.NDArray[np.bool_]) -> str:
+    """The ``ink`` field for a boolean glyph mask (rows x columns of the box)."""
+    return base64.b64encode(np.packbits(mask.ravel())).decode("ascii")
 
 
 class FileRecord(BaseModel):

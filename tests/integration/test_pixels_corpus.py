@@ -13,7 +13,7 @@ import pytest
 
 from dxai.actors.pixels import PixelRedactor, phi_values
 from dxai.actors.pixels.codec import decode
-from dxai.actors.pixels.evaluate import GroundTruthBox, Score, score_frames
+from dxai.actors.pixels.evaluate import GroundTruthBox, Score, score_frames, truth_boxes
 from dxai.daemon.config.pixels import PixelPolicyConfig
 from dxai.daemon.synth.corpus import generate_corpus
 
@@ -47,10 +47,7 @@ def _run_corpus(root: Path, small: bool, redactor: PixelRedactor, check: bool) -
         report = redactor.redact_dataset(ds, phi_values(ds), "always")
         assert report.status != "failed", (rec.path, report.error_code)
         after = decode(_roundtrip(ds)).frames  # every output decodes
-        truth = [
-            GroundTruthBox(tuple(b.frames), (b.box[0], b.box[1], b.box[2], b.box[3]), b.phi)
-            for b in rec.burned_in
-        ]
+        truth = truth_boxes(rec.burned_in)
         total.add(score_frames(before, after, truth))
         if check and report.boxes:
             out = root / (rec.path.replace("/", "_") + ".out.dcm")

@@ -8,7 +8,7 @@ import pydicom
 
 from dxai.actors.pixels import PixelRedactor, phi_values
 from dxai.actors.pixels.codec import decode
-from dxai.actors.pixels.evaluate import GroundTruthBox, score_frames
+from dxai.actors.pixels.evaluate import score_frames, truth_boxes
 from dxai.actors.pixels.inference import redact_dataset_async
 from dxai.batching import make_inference_client
 from dxai.daemon.config.inference import InferenceConfig
@@ -35,9 +35,6 @@ async def test_async_redaction_through_the_batcher_matches_direct_runtime(
             assert report.boxes, rec.path
             # the batcher pads items to buckets: boxes may move by a pixel, never disappear
             assert abs(len(report.boxes) - len(expected.boxes)) <= 1
-            truth = [
-                GroundTruthBox(tuple(b.frames), (b.box[0], b.box[1], b.box[2], b.box[3]), b.phi)
-                for b in rec.burned_in
-            ]
+            truth = truth_boxes(rec.burned_in)
             score = score_frames(before, decode(ds).frames, truth)
             assert score.phi_found >= score.phi_total - 1, rec.path

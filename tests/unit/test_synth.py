@@ -151,6 +151,8 @@ def test_burned_in_boxes(corpus: tuple[Path, CorpusManifest]) -> None:
             assert 0 <= x0 < x1 <= record.columns and 0 <= y0 < y1 <= record.rows, record.path
             assert text.frames and all(0 <= f < record.frames for f in text.frames)
             assert text.phi == (text.kind != "marker")
+            ink = text.ink_mask()
+            assert ink is not None and ink.shape == (y1 - y0, x1 - x0) and ink.any()
             kinds.add(text.kind)
         assert any(not t.phi for t in record.burned_in), record.path
     assert kinds == {"name", "mrn", "dob", "accession", "institution", "date", "marker"}
