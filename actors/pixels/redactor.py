@@ -40,6 +40,10 @@ from dxai.daemon.errors import DxaiError
 
 ScanRequest = Literal["auto", "always", "sample"]
 CLEAN_PIXEL_CODE = ("113101", "DCM", "Clean Pixel Data Option")
+# annotation lines are at most this tall: the larger of a fixed height and a share of the rows
+LINE_MAX_HEIGHT_PX = 64
+LINE_MAX_HEIGHT_SHARE = 0.12
+MIN_LINE_CHARS = 3
 
 
 @dataclass
@@ -111,7 +115,12 @@ class PixelRedactor:
         snapshot = _snapshot(ds)
         decoded = codec.decode(ds)
         work = _Work(ds, decoded, display_info(ds, decoded.palette))
-        ctx = _Decide(build_terms(phi_values), mode == "redact_all_text", self._allow)
+        ctx = _Decide(
+            build_terms(phi_values),
+            mode == "redact_all_text",
+            self._allow,
+            max(LINE_MAX_HEIGHT_PX, int(LINE_MAX_HEIGHT_SHARE * decoded.frames.shape[1])),
+        )
         displays = self._displays(decoded.frames, work.info)
         twice = wide_window(work.info, decoded.frames.dtype)
         report.frames = int(decoded.frames.shape[0])
@@ -208,15 +217,30 @@ class _Decide:
     terms: PhiTerms
     redact_all: bool
     allow: tuple[re.Pattern[str], ...]
+    line_max_height: int
 
 
 def _verify_line(line: Line, ctx: _Decide, threshold: float) -> set[str]:
     out: set[str] = set()
-    if line.rec.text.strip() and line.rec.confidence < threshold:
+    if line.rec.confidence < threshold and could_hide_text(line, ctx.line_max_height):
         out.add("low_confidence")
     if phi_spans(line.rec.text, ctx.terms, ctx.redact_all, ctx.allow):
         out.add("phi_legible")
     return out
+
+
+def could_hide_text(line: Line, max_height: int) -> bool:
+    """Whether a poorly read region may be a line of text (and so may hide PHI).
+
+    The detector also fires on anatomy and textures, which read as one or two characters
+    with low confidence in a blob-shaped box.  A region counts when something was read and it
+    is shaped like a text line (wider than tall, or read as three characters or more) and is
+    no taller than an annotation line can be on this image.
+    """
+    read = line.rec.text.strip()
+    if not read or line.box.height > max_height:
+        return False
+    return len(read.replace(" ", "")) >= MIN_LINE_CHARS or line.box.width >= 2 * line.box.height
 
 
 def _has_ink(crop: UInt8Array) -> bool:

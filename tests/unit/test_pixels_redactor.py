@@ -8,7 +8,8 @@ from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from dxai.actors.pixels.codec import decode, encode
-from dxai.actors.pixels.redactor import CLEAN_PIXEL_CODE, PixelRedactor
+from dxai.actors.pixels.ocr import Line
+from dxai.actors.pixels.redactor import CLEAN_PIXEL_CODE, PixelRedactor, could_hide_text
 from dxai.actors.pixels.types import Box, Recognition, UInt8Array
 from dxai.daemon.config.pixels import PixelPolicyConfig
 
@@ -83,6 +84,38 @@ def test_low_confidence_text_holds_instance() -> None:
         _dataset(), ["DOE^JOHN"], "always"
     )
     assert report.status == "held" and "low_confidence" in report.held_reasons
+
+
+@pytest.mark.parametrize(
+    ("text", "box", "counts"),
+    [
+        ("x?", Box(10, 10, 60, 20), True),  # line-shaped: may be a badly read name
+        ("DOE", Box(10, 10, 30, 30), True),  # three characters read
+        ("4", Box(20, 60, 226, 357), False),  # a blob on anatomy read as one glyph
+        ("Se", Box(78, 776, 155, 842), False),  # two glyphs in a square box
+        ("OTN", Box(57, 193, 398, 337), False),  # taller than any annotation line here
+        ("", Box(10, 10, 90, 20), False),  # nothing read at all
+    ],
+)
+def test_low_confidence_counts_only_for_text_like_regions(
+    text: str, box: Box, counts: bool
+) -> None:
+    assert could_hide_text(Line(box, Recognition(text, 0.2)), max_height=64) is counts
+
+
+def test_low_confidence_blob_does_not_hold() -> None:
+    class Blob(FakeRecognizer):
+        def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
+            return [Recognition("4", 0.2) for _ in crops]
+
+    ds = _dataset()
+    arr = np.full((64, 96), 100, dtype=np.uint16)
+    arr[5:60, 30:70] = 4000  # a bright square, not a text line
+    ds.PixelData = arr.tobytes()
+    report = PixelRedactor(PixelPolicyConfig(), FakeDetector(), Blob("")).redact_dataset(
+        ds, ["DOE^JOHN"], "always"
+    )
+    assert report.status == "clean" and not report.held_reasons
 
 
 def test_skip_policy_and_multiframe_union() -> None:
