@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from dxai.batching.buckets import bucket_for
 from dxai.daemon.config.inference import BatchingConfig, EngineConfig, InferenceConfig
 from dxai.daemon.errors import EngineError, InvalidInferenceInputError
 from dxai.engines import load_engine, load_registry
+from dxai.engines.registry import sha256_file
+from dxai.engines.spec import ModelSpec
 from dxai.observability.metrics import Sensor
 
 SIZES = [(200, 300), (320, 320), (96, 500), (250, 130), (64, 64), (300, 200)]
@@ -51,10 +54,46 @@ def test_torch_matches_onnxruntime_on_detector():
     assert ort.info.providers == ("CPUExecutionProvider",)
 
 
-def test_torch_engine_refuses_unconvertible_recognizer_clearly():
+def test_torch_matches_onnxruntime_on_recognizer():
     spec = load_registry().get("ppocr_rec")
+    ort = load_engine(spec, EngineConfig(kind="onnxruntime"), 4, sensor=Sensor())
+    torch_engine = load_engine(spec, EngineConfig(kind="torch", intra_op_threads=2), 4)
+    for width in (96, 320):
+        batch = np.random.default_rng(width).uniform(-1, 1, (2, 3, 48, width)).astype(np.float32)
+        a, b = ort.infer(batch), torch_engine.infer(batch)
+        assert a.shape == b.shape == (2, width // 8, a.shape[2])
+        assert float(np.abs(a - b).max()) < 1e-4
+        assert np.array_equal(a.argmax(axis=2), b.argmax(axis=2))  # the same characters read
+
+
+def test_torch_engine_refuses_unconvertible_model_clearly(tmp_path: Path):
+    from onnx import TensorProto, helper, save
+
+    node = helper.make_node("Glow", ["x"], ["y"], domain="org.example")  # no converter for it
+    graph = helper.make_graph(
+        [node],
+        "glow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("org.example", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    save(model, str(tmp_path / "glow.onnx"))
+    spec = ModelSpec.model_validate(
+        {
+            "name": "glow",
+            "version": "1",
+            "format": "onnx",
+            "source": {"path": "glow.onnx"},
+            "sha256": sha256_file(tmp_path / "glow.onnx"),
+            "input": {"name": "x", "shape": [-1, 3, -1, -1]},
+            "output": {"name": "y", "shape": [-1, 3, -1, -1]},
+            "buckets": [[32, 32]],
+        }
+    )
     with pytest.raises(EngineError, match="onnx2torch cannot convert"):
-        load_engine(spec, EngineConfig(kind="torch"), 4, sensor=Sensor())
+        load_engine(spec, EngineConfig(kind="torch"), 4, sensor=Sensor(), base_dir=tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["onnxruntime", "torch"])
