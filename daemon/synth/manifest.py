@@ -45,7 +45,7 @@ class BurnedInText(BaseModel):
 
 def pack_ink(mask: npt.NDArray[np.bool_]) -> str:
     """The ``ink`` field for a boolean glyph mask (rows x columns of the box)."""
-    return base64.b64encode(np.packbits(mask.ravel())).decode("ascii")
+    return base64.b64encode(np.packbits(mask.ravel()).tobytes()).decode("ascii")
 
 
 class FileRecord(BaseModel):
