@@ -1,10 +1,11 @@
 """The asyncio dynamic batcher: one per model, bucketed shapes, bounded, deadline-aware.
 
 Items are grouped by shape bucket; a bucket's batch leaves when it is full or its oldest item
-has waited ``max_queue_delay_ms``.  At most ``max_concurrent_batches`` batches run at once, in
-a thread pool (never on the event loop).  Every submitted item resolves exactly once: with its
-own result, its own error (a failing batch is retried item by item so a bad item fails alone),
-a deadline error, or a stop error.
+has waited ``max_queue_delay_ms``.  A ready batch goes to a ``BatchRunner``: an in-process
+engine in a thread pool (never on the event loop), or one Ray Serve call per batch.  At most
+``max_concurrent_batches`` batches run at once (per runner replica).  Every submitted item
+resolves exactly once: with its own result, its own error (a failing batch is retried item by
+item so a bad item fails alone), a deadline error, or a stop error.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dxai.batching.buckets import Bucket, FloatArray, bucket_for
 from dxai.batching.buckets import validate_item as _validate
-from dxai.batching.execute import run_batch
+from dxai.batching.runners import BatchRunner, EngineRunner
+from dxai.batching.subbatch import Outcome
 from dxai.daemon.config.inference import BatchingConfig
 from dxai.daemon.errors import (
     BatcherStoppedError,
@@ -60,32 +61,35 @@ def as_dxai_error(model: str, exc: BaseException) -> DxaiError:
 
 
 class DynamicBatcher:
-    """Dynamic batching of single items into engine batches for one model."""
+    """Dynamic batching of single items into engine batches for one model.
+
+    ``engine`` is an in-process Engine (run in a thread pool) or any ``BatchRunner``.
+    """
 
     def __init__(
         self,
         model: ModelSpec,
-        engine: Engine,
+        engine: Engine | BatchRunner,
         config: BatchingConfig,
         *,
         sensor: Sensor | None = None,
         stop_timeout_s: float = 30.0,
     ) -> None:
         self._model = model
-        self._engine = engine
+        self._runner = engine if isinstance(engine, BatchRunner) else EngineRunner(model, engine)
         self._config = config
         self._sensor = sensor or default_sensor()
         self._stop_timeout = stop_timeout_s
-        self._max_batch = min(config.max_batch_size, engine.max_batch_size)
+        self._max_batch = min(config.max_batch_size, self._runner.max_batch_size)
         self._delay = config.max_queue_delay_ms / 1000.0
-        self._backend = engine.info.backend
+        self._backend = self._runner.backend
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue()
         self._pending: dict[Bucket, list[_Item]] = {}
         self._open: set[_Item] = set()
         self._depth = 0
         self._space = asyncio.Event()
-        self._sem = asyncio.Semaphore(config.max_concurrent_batches)
-        self._executor: ThreadPoolExecutor | None = None
+        self._concurrency = self._runner.concurrency(config.max_concurrent_batches)
+        self._sem = asyncio.Semaphore(self._concurrency)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -108,10 +112,7 @@ class DynamicBatcher:
         """Start the dispatcher task; idempotent."""
         if self._task is not None:
             return
-        self._executor = ThreadPoolExecutor(
-            max_workers=self._config.max_concurrent_batches,
-            thread_name_prefix=f"dxai-batch-{self._model.name}",
-        )
+        await self._runner.start(self._concurrency, self._model.name)
         self._task = asyncio.create_task(self._run(), name=f"dxai-batcher-{self._model.name}")
         self._task.add_done_callback(self._on_dispatcher_done)
 
@@ -126,8 +127,7 @@ class DynamicBatcher:
             self._task.cancel()
             await asyncio.wait({self._task})
         self._fail_open(BatcherStoppedError(f"model {self._model.name}: batcher stopped"))
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        await self._runner.close()
 
     async def submit(self, item: FloatArray, *, deadline_s: float | None = None) -> FloatArray:
         """Queue one CHW item; return its output cropped to the item's own size.
@@ -261,37 +261,42 @@ class DynamicBatcher:
         return live
 
     async def _execute(self, batch: _Batch) -> None:
-        loop = asyncio.get_running_loop()
         arrays = [entry.array for entry in batch.items]
+        deadlines = [entry.deadline for entry in batch.items]
         try:
             started = time.perf_counter()
-            outputs = await loop.run_in_executor(self._executor, self._infer, arrays, batch.bucket)
+            outcomes = await self._runner.run(arrays, batch.bucket, deadlines)
             self._observe_batch(len(arrays), time.perf_counter() - started)
-            for entry, output in zip(batch.items, outputs, strict=True):
-                if not entry.future.done():
-                    entry.future.set_result(output)
-        except Exception as exc:  # noqa: BLE001 - any engine failure becomes per-item errors
-            if len(batch.items) == 1:
-                self._fail(batch.items[0], exc)
+            self._resolve(batch.items, outcomes)
+        except Exception as exc:  # noqa: BLE001 - any runner failure becomes per-item errors
+            if len(batch.items) == 1 or self._runner.isolates_failures:
+                for entry in batch.items:
+                    self._fail(entry, exc)
             else:
                 await self._one_by_one(batch)
         finally:
             self._sem.release()
 
+    def _resolve(self, items: Sequence[_Item], outcomes: Sequence[Outcome]) -> None:
+        if len(outcomes) != len(items):
+            raise EngineError(
+                f"model {self._model.name}: {len(outcomes)} outcomes for {len(items)} items"
+            )
+        for entry, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self._fail(entry, outcome)
+            elif not entry.future.done():
+                entry.future.set_result(outcome)
+
     async def _one_by_one(self, batch: _Batch) -> None:
-        loop = asyncio.get_running_loop()
         for entry in batch.items:
             if entry.future.done():
                 continue
             try:
-                outputs = await loop.run_in_executor(
-                    self._executor, self._infer, [entry.array], batch.bucket
-                )
+                outcomes = await self._runner.run([entry.array], batch.bucket, [entry.deadline])
+                self._resolve([entry], outcomes)
             except Exception as exc:  # noqa: BLE001 - the item fails alone, others go on
                 self._fail(entry, exc)
-            else:
-                if not entry.future.done():
-                    entry.future.set_result(outputs[0])
 
     def _fail(self, entry: _Item, exc: BaseException) -> None:
         if not entry.future.done():
@@ -299,10 +304,6 @@ class DynamicBatcher:
         self._sensor.count(
             "errors", {"component": "batcher", "error_code": as_dxai_error("", exc).code}
         )
-
-    def _infer(self, arrays: Sequence[FloatArray], bucket: Bucket) -> list[FloatArray]:
-        """Pad, run and crop one batch (in the executor thread)."""
-        return run_batch(self._engine, self._model, arrays, bucket)
 
     def _observe_batch(self, size: int, exec_s: float) -> None:
         labels = {"model": self._model.name}

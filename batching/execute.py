@@ -1,6 +1,6 @@
 """Run a list of single items through an engine: bucket, batch, retry singly, one outcome each.
 
-Used inside Ray Serve replicas (where ``@serve.batch`` hands over mixed shapes); blocking.
+Blocking helpers shared by the in-process runner and the Ray Serve replicas.
 """
 
 from __future__ import annotations
@@ -17,20 +17,29 @@ from dxai.engines.spec import ModelSpec
 Outcome = FloatArray | DxaiError
 
 
-def _as_error(model: str, exc: Exception) -> DxaiError:
+def as_item_error(model: str, exc: BaseException) -> DxaiError:
+    """``exc`` if it is a DxaiError, else an EngineError naming the model and cause type."""
     if isinstance(exc, DxaiError):
         return exc
     return EngineError(f"model {model}: inference failed ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def run_padded(
+    engine: Engine, model: ModelSpec, batch: FloatArray, sizes: Sequence[tuple[int, int]]
+) -> list[FloatArray]:
+    """Run one padded NCHW batch; each output cropped back to its item's (h, w)."""
+    out = engine.infer(batch)
+    if out.shape[0] != batch.shape[0]:
+        raise EngineError(f"model {model.name}: {out.shape[0]} outputs for {batch.shape[0]} inputs")
+    return [crop_output(model, out[i], h, w) for i, (h, w) in enumerate(sizes)]
 
 
 def run_batch(
     engine: Engine, model: ModelSpec, arrays: Sequence[FloatArray], bucket: tuple[int, int]
 ) -> list[FloatArray]:
     """Pad ``arrays`` to ``bucket``, run one batch, crop each output back."""
-    out = engine.infer(pad_stack(arrays, bucket, model.pad_value))
-    if out.shape[0] != len(arrays):
-        raise EngineError(f"model {model.name}: {out.shape[0]} outputs for {len(arrays)} inputs")
-    return [crop_output(model, out[i], a.shape[1], a.shape[2]) for i, a in enumerate(arrays)]
+    sizes = [(a.shape[1], a.shape[2]) for a in arrays]
+    return run_padded(engine, model, pad_stack(arrays, bucket, model.pad_value), sizes)
 
 
 def _run_group(
@@ -40,13 +49,13 @@ def _run_group(
         return list(run_batch(engine, model, arrays, bucket))
     except Exception as exc:  # noqa: BLE001 - retried one by one so a bad item fails alone
         if len(arrays) == 1:
-            return [_as_error(model.name, exc)]
+            return [as_item_error(model.name, exc)]
     outcomes: list[Outcome] = []
     for array in arrays:
         try:
             outcomes.append(run_batch(engine, model, [array], bucket)[0])
         except Exception as exc:  # noqa: BLE001 - this item's own error
-            outcomes.append(_as_error(model.name, exc))
+            outcomes.append(as_item_error(model.name, exc))
     return outcomes
 
 

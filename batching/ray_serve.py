@@ -1,22 +1,27 @@
-"""The Ray Serve InferenceClient: one deployment per model, batched with ``@serve.batch``.
+"""The Ray Serve InferenceClient: one deployment per model, batched on both sides.
 
-Replicas load their engine from the registry spec (sha256 checked in the replica), run the
-batch off their event loop and return one outcome per item: the output or that item's own
-DxaiError, which the client re-raises.  Calls go through handles tuned for latency (router on
-the caller's loop, small items over Serve's direct gRPC channel: see ``ray_handles``).  ``ray``
-is imported lazily (it is an optional extra).
+The client batches like the in-process backend (the same ``DynamicBatcher``, with a
+``ServeRunner`` that sends each batch as one ``SubBatch`` call: see ``ray_runner``), so Serve's
+per-call cost is shared by the batch.  Replicas load their engine from the registry spec
+(sha256 checked in the replica); their ``@serve.batch`` merges sub-batches queued from one or
+more daemons (up to ``max_batch_size`` items, without waiting again: the client already
+did; payloads in same-host shared memory are mapped, not copied: see ``shm``), runs them
+off the event loop in engine-sized chunks and returns one outcome per item: the
+output or that item's own DxaiError, which the client re-raises.  Calls go through handles
+tuned for latency (router on the caller's loop, Serve's direct gRPC channel when the
+sub-batch fits: see ``ray_handles``).  ``ray`` is imported lazily (an optional extra).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dxai.batching.buckets import FloatArray, validate_item
+from dxai.batching.batcher import DynamicBatcher
+from dxai.batching.buckets import FloatArray, bucket_for
 from dxai.batching.client import enabled_models
-from dxai.batching.execute import Outcome, infer_items
 from dxai.batching.ray_handles import (
     REPLICA_ENV,
     ModelHandles,
@@ -25,6 +30,9 @@ from dxai.batching.ray_handles import (
     keep_large_buffers_mapped,
     make_handles,
 )
+from dxai.batching.ray_runner import ServeRunner
+from dxai.batching.shm import Attachments, Reply, run_requests
+from dxai.batching.subbatch import Outcome, run_sub_batches
 from dxai.daemon.config.inference import (
     BatchingConfig,
     EngineConfig,
@@ -32,15 +40,7 @@ from dxai.daemon.config.inference import (
     RayServeModelConfig,
 )
 from dxai.daemon.config.services import RayConfig
-from dxai.daemon.errors import (
-    BackendUnavailableError,
-    BatcherStoppedError,
-    DeadlineExceededError,
-    DxaiError,
-    QueueFullError,
-    ServiceUnavailableError,
-    UnknownModelError,
-)
+from dxai.daemon.errors import BackendUnavailableError, BatcherStoppedError, UnknownModelError
 from dxai.daemon.lifecycle import AsyncLifecycle
 from dxai.engines.factory import load_engine
 from dxai.engines.registry import ModelRegistry
@@ -60,10 +60,19 @@ class ModelReplica:
         config = EngineConfig.model_validate_json(engine_json)
         self.max_batch = max_batch
         self.engine = load_engine(self.model, config, max_batch, base_dir=Path(base_dir))
+        self._attachments = Attachments()
 
-    def run(self, items: list[Any], deadlines: list[float]) -> list[Outcome]:
-        """One outcome per item (blocking)."""
-        return infer_items(self.engine, self.model, items, deadlines, self.max_batch)
+    def run(self, batches: list[Any]) -> list[Reply]:
+        """One reply per request: an outcome per item, or ShmUnavailable (blocking)."""
+        return run_requests(self._attachments, batches, self._run_subs)
+
+    def _run_subs(self, subs: Sequence[object]) -> list[list[Outcome]]:
+        return run_sub_batches(self.engine, self.model, subs, self.max_batch)
+
+
+def _items_in(batches: list[Any]) -> int:
+    """Items in a list of sub-batches (``@serve.batch``'s batch size; malformed ones: 1)."""
+    return sum(max(1, len(getattr(b, "sizes", ()))) for b in batches)
 
 
 def _import_serve() -> Any:
@@ -107,18 +116,23 @@ def build_application(
 
         @serve.batch(  # type: ignore[untyped-decorator]
             max_batch_size=batching.max_batch_size,
-            batch_wait_timeout_s=batching.max_queue_delay_ms / 1000.0,
+            batch_wait_timeout_s=0.0,
             max_concurrent_batches=batching.max_concurrent_batches,
+            batch_size_fn=_items_in,
         )
-        async def __call__(self, items: list[Any], deadlines: list[float]) -> list[Outcome]:
-            return await asyncio.to_thread(self._replica.run, items, deadlines)
+        async def __call__(self, batches: list[Any]) -> list[Reply]:
+            return await asyncio.to_thread(self._replica.run, batches)
 
     deployment: Any = ModelDeployment
     return deployment.bind(spec.model_dump_json(), engine.model_dump_json(), str(base_dir))
 
 
 class RayServeClient(AsyncLifecycle):
-    """InferenceClient over Ray Serve deployment handles."""
+    """InferenceClient over Ray Serve deployment handles, batching on the caller's side too.
+
+    Same-host payloads go through files in ``ray_serve.shared_memory_dir`` (per model); None
+    sends every payload through Ray (direct channel or object store).
+    """
 
     def __init__(
         self,
@@ -133,6 +147,8 @@ class RayServeClient(AsyncLifecycle):
         self._ray_config = ray_config or RayConfig()
         self._sensor = sensor or default_sensor()
         self._handles: dict[str, ModelHandles] = {}
+        self._batchers: dict[str, DynamicBatcher] = {}
+        self._runners: dict[str, ServeRunner] = {}
         self._deployed: list[str] = []
         self._owns_ray = False
         self._lock = asyncio.Lock()
@@ -146,11 +162,30 @@ class RayServeClient(AsyncLifecycle):
             try:
                 await asyncio.to_thread(self._start_sync)
                 for name in self._deployed:
-                    self._handles[name] = make_handles(*_app_names(name))
+                    await self._start_batcher(name)
             except BaseException:
                 await self._teardown()
                 raise
             self._started = True
+
+    async def _start_batcher(self, name: str) -> None:
+        handles = make_handles(*_app_names(name))
+        self._handles[name] = handles
+        batching = self._config.batching_for(name)
+        serve_cfg = self._config.ray_serve_for(name)
+        folder = serve_cfg.shared_memory_dir
+        spec = self._registry.get(name)
+        runner = ServeRunner(
+            spec,
+            handles,
+            batching.max_batch_size,
+            serve_cfg.num_replicas,
+            shared_memory=Path(folder) if folder else None,
+        )
+        self._runners[name] = runner
+        batcher = DynamicBatcher(spec, runner, batching, sensor=self._sensor)
+        await batcher.start()
+        self._batchers[name] = batcher
 
     def _start_sync(self) -> None:
         import ray
@@ -201,6 +236,11 @@ class RayServeClient(AsyncLifecycle):
             self._started = False
 
     async def _teardown(self) -> None:
+        batchers, self._batchers = list(self._batchers.values()), {}
+        self._runners = {}
+        async with asyncio.TaskGroup() as group:
+            for batcher in batchers:
+                group.create_task(batcher.stop())
         handles, self._handles = list(self._handles.values()), {}
         for handles_of_model in handles:
             await close_handles(handles_of_model)
@@ -220,53 +260,33 @@ class RayServeClient(AsyncLifecycle):
             self._owns_ray = False
 
     def transport_for(self, model_name: str, item: FloatArray) -> Transport:
-        """How ``item`` would travel to ``model_name``'s replicas (after ``start``)."""
+        """How a call carrying ``item`` alone travels when not through shared memory."""
         handles = self._handles.get(model_name)
         if handles is None:
             raise UnknownModelError(f"model {model_name!r} is not deployed by this client")
-        return handles.transport(self._registry.get(model_name), item)
+        spec = self._registry.get(model_name)
+        runner = ServeRunner(spec, handles, 1, 1, shared_memory=None)
+        return runner.transport([item], bucket_for(spec, item.shape[1], item.shape[2]))
+
+    def uses_shared_memory(self, model_name: str) -> bool:
+        """True while ``model_name``'s payloads travel through same-host shared memory."""
+        runner = self._runners.get(model_name)
+        if runner is None:
+            raise UnknownModelError(f"model {model_name!r} is not deployed by this client")
+        return runner.shared_memory
 
     async def infer(
         self, model_name: str, item: FloatArray, *, deadline_s: float | None = None
     ) -> FloatArray:
-        """Send ``item`` to the model's deployment and await its own outcome."""
-        handles = self._handles.get(model_name)
-        if handles is None:
+        """Submit ``item`` to the model's client-side batcher and await its own outcome."""
+        batcher = self._batchers.get(model_name)
+        if batcher is None:
             if not self._started:
                 raise BatcherStoppedError("inference client is not started")
             raise UnknownModelError(f"model {model_name!r} is not enabled on this node")
-        spec = self._registry.get(model_name)
-        validate_item(spec, item)
-        budget = self._config.batching_for(model_name).default_deadline_s
-        budget = budget if deadline_s is None else deadline_s
-        response = handles.pick(spec, item).remote(item, time.time() + budget)
-        try:
-            async with asyncio.timeout(budget):
-                outcome = await response
-        except TimeoutError:
-            response.cancel()
-            raise DeadlineExceededError(
-                f"model {model_name}: item deadline of {budget:.3f}s passed"
-            ) from None
-        except DxaiError:
-            raise
-        except Exception as exc:
-            raise _map_ray_error(model_name, exc) from exc
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome  # type: ignore[no-any-return]
+        return await batcher.submit(item, deadline_s=deadline_s)
 
 
 def _app_names(model_name: str) -> tuple[str, str]:
     """(deployment name, application name) of ``model_name``'s Serve application."""
     return f"{APP_PREFIX}{model_name}", f"{APP_PREFIX}{model_name}"
-
-
-def _map_ray_error(model_name: str, exc: Exception) -> DxaiError:
-    from ray.serve.exceptions import BackPressureError
-
-    if isinstance(exc, BackPressureError):
-        return QueueFullError(f"model {model_name}: ray serve queue full")
-    return ServiceUnavailableError(
-        f"model {model_name}: ray serve call failed ({type(exc).__name__})"
-    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dxai.daemon.config.base import Section
 
@@ -57,6 +57,16 @@ class RayServeModelConfig(Section):
     num_gpus: float = Field(default=0.0, ge=0)
     num_cpus: float = Field(default=1.0, ge=0)
     max_ongoing_requests: int = Field(default=64, ge=1)
+    # same-host payloads go through files in this tmpfs folder (only a descriptor goes through
+    # Serve); a replica on another host falls back to Ray by itself.  None: always through Ray.
+    shared_memory_dir: str | None = "/dev/shm"
+
+    @field_validator("shared_memory_dir")
+    @classmethod
+    def _absolute_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be an absolute folder path (or null)")
+        return value
 
 
 class ModelRunConfig(Section):

@@ -1,12 +1,15 @@
 """Ray Serve backend: a local Ray (2 CPUs) + Serve running the real PP-OCRv4 detector.
 
-Items travel both ways: small ones over the direct channel, a >3 MiB one via the object store.
+The client batches on its side and sends one call per sub-batch.  Payloads travel through
+same-host shared memory, or (shared memory off) through Ray: small sub-batches over the
+direct channel, a >3 MiB one via the object store.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,17 +42,23 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
-def ray_config() -> InferenceConfig:
+def ray_config(shared_memory_dir: Path | None = None) -> InferenceConfig:
     return InferenceConfig(
         backend="ray",
         models=("ppocr_det",),
         engine=EngineConfig(kind="onnxruntime", intra_op_threads=1),
         batching=BatchingConfig(max_batch_size=4, max_queue_delay_ms=20.0),
-        ray_serve=RayServeModelConfig(num_replicas=1, num_cpus=1.0, num_gpus=0.0),
+        ray_serve=RayServeModelConfig(
+            num_replicas=1,
+            num_cpus=1.0,
+            num_gpus=0.0,
+            shared_memory_dir=str(shared_memory_dir) if shared_memory_dir else None,
+        ),
     )
 
 
-async def test_ray_serve_runs_real_detector(local_ray: None):
+@pytest.mark.parametrize("shared", [True, False], ids=["shm", "through_ray"])
+async def test_ray_serve_runs_real_detector(local_ray: None, shared: bool, tmp_path: Path):
     registry = load_registry()
     spec = registry.get("ppocr_det")
     rng = np.random.default_rng(3)
@@ -57,10 +66,11 @@ async def test_ray_serve_runs_real_detector(local_ray: None):
     items += [rng.uniform(-1, 1, (3, 320, 320)).astype(np.float32) for _ in range(4)]
     items.append(rng.uniform(-1, 1, (3, 520, 530)).astype(np.float32))
     reference = load_engine(spec, EngineConfig(), 1, sensor=Sensor())
-    client = make_inference_client(ray_config(), registry, sensor=Sensor())
-    assert isinstance(client, RayServeClient)
+    assert isinstance(make_inference_client(ray_config(), registry), RayServeClient)
+    client = RayServeClient(ray_config(tmp_path if shared else None), registry, sensor=Sensor())
     async with client:
         await client.start()
+        assert client.uses_shared_memory("ppocr_det") is shared
         assert client.transport_for("ppocr_det", items[0]) == "direct"
         assert client.transport_for("ppocr_det", items[-1]) == "object_store"
         results = await asyncio.gather(*(client.infer("ppocr_det", x) for x in items))
@@ -71,7 +81,9 @@ async def test_ray_serve_runs_real_detector(local_ray: None):
         )
         with pytest.raises(DeadlineExceededError):
             await client.infer("ppocr_det", items[0], deadline_s=1e-4)
+        assert client.uses_shared_memory("ppocr_det") is shared
     await client.stop()
+    assert list(tmp_path.iterdir()) == []
     for x, got in zip(items, results, strict=True):
         h, w = x.shape[1:]
         padded = np.zeros((1, 3, *bucket_for(spec, h, w)), np.float32)
