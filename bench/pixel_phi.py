@@ -36,6 +36,7 @@ import pydicom
 from dxai.actors.pixels import PixelRedactor, phi_values
 from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.evaluate import (
+    BENIGN_MAX_CHANGED,
     INK_SHARE,
     GroundTruthBox,
     Score,
@@ -183,6 +184,7 @@ def _finish(cells: dict[str, Any]) -> dict[str, Any]:
         out["by_type"][key] = {
             "recall": round(cell["score"].recall, 4),
             "benign_kept": round(cell["score"].kept, 4),
+            "benign_untouched": round(cell["score"].untouched, 4),
             "s_per_instance": round(sum(cell["s"]) / len(cell["s"]), 4),
             "crashes": cell["crashes"],
             "files": cell["files"],
@@ -190,6 +192,7 @@ def _finish(cells: dict[str, Any]) -> dict[str, Any]:
     out.update(
         recall=round(total.recall, 4),
         benign_kept=round(total.kept, 4),
+        benign_untouched=round(total.untouched, 4),
         s_per_instance=round(sum(seconds) / max(len(seconds), 1), 4),
         crashes=crashes,
         phi_boxes=total.phi_total,
@@ -253,6 +256,7 @@ def main() -> int:
             "small": args.small,
             "dxai_threads": args.threads,
             "found_rule": f"glyph pixels covered >= {INK_SHARE}",
+            "kept_rule": f"glyph pixels changed <= {BENIGN_MAX_CHANGED}",
             "engines": engines,
             "comparison": compare(runs, engines),
         }

@@ -5,7 +5,10 @@ corpus records one per string) that means at least ``INK_SHARE`` of the glyph pi
 covered: changed, or painted the fill colour of the box's changed pixels.  That judges any
 redactor's box shape alike, tight word boxes as well as padded line boxes.  Without a mask
 (boxes drawn by hand on real files) the output region must be (almost) uniform and differ from
-the input.  A benign box is kept when its pixels are unchanged.
+the input.  A benign marker is kept when it stays legible: at most ``BENIGN_MAX_CHANGED`` of
+its glyph pixels changed (a fill that grazes the edge of a neighbouring marker leaves it
+readable), or, without a mask, when its box is unchanged.  ``benign_untouched`` counts the
+markers whose box is unchanged pixel for pixel, the strict figure.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy.typing as npt
 
 UNIFORM_SHARE = 0.95
 INK_SHARE = 0.98
+BENIGN_MAX_CHANGED = 0.10
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -63,6 +67,7 @@ class Score:
     phi_found: int = 0
     benign_total: int = 0
     benign_kept: int = 0
+    benign_untouched: int = 0
 
     def add(self, other: Score) -> None:
         """Accumulate another score."""
@@ -70,6 +75,7 @@ class Score:
         self.phi_found += other.phi_found
         self.benign_total += other.benign_total
         self.benign_kept += other.benign_kept
+        self.benign_untouched += other.benign_untouched
 
     @property
     def recall(self) -> float:
@@ -78,8 +84,13 @@ class Score:
 
     @property
     def kept(self) -> float:
-        """Share of benign boxes left unchanged (1.0 when there were none)."""
+        """Share of benign markers still legible (1.0 when there were none)."""
         return self.benign_kept / self.benign_total if self.benign_total else 1.0
+
+    @property
+    def untouched(self) -> float:
+        """Share of benign boxes left unchanged pixel for pixel (1.0 when there were none)."""
+        return self.benign_untouched / self.benign_total if self.benign_total else 1.0
 
 
 def _region(frames: npt.NDArray[np.generic], f: int, box: Sequence[int]) -> npt.NDArray[np.generic]:
@@ -124,6 +135,16 @@ def ink_covered(
     return float((changed | (filled & inside))[ink].mean())
 
 
+def marker_legible(
+    before: npt.NDArray[np.generic], after: npt.NDArray[np.generic], ink: BoolArray | None = None
+) -> bool:
+    """True when a benign marker's region still reads: few glyph pixels changed, or none."""
+    if ink is None or not ink.any():
+        return bool(np.array_equal(before, after))
+    changed = (before != after).any(axis=1).reshape(ink.shape)
+    return float(changed[ink].mean()) <= BENIGN_MAX_CHANGED
+
+
 def score_frames(
     before: npt.NDArray[np.generic],
     after: npt.NDArray[np.generic],
@@ -138,5 +159,6 @@ def score_frames(
             score.phi_found += all(text_removed(b, a, item.ink) for b, a in pairs)
         else:
             score.benign_total += 1
-            score.benign_kept += all(np.array_equal(b, a) for b, a in pairs)
+            score.benign_kept += all(marker_legible(b, a, item.ink) for b, a in pairs)
+            score.benign_untouched += all(np.array_equal(b, a) for b, a in pairs)
     return score

@@ -57,13 +57,26 @@ def test_unchanged_region_is_never_removed() -> None:
     assert not text_removed(region, region.copy(), ink)
 
 
-def test_benign_box_kept_only_when_unchanged() -> None:
+def test_benign_box_without_mask_kept_only_when_unchanged() -> None:
     frames, _ = _frame_with_text()
     truth = [GroundTruthBox((0,), (5, 5, 35, 15), False)]
     assert score_frames(frames, frames.copy(), truth).benign_kept == 1
     after = frames.copy()
     after[0, 6, 6] += 1
-    assert score_frames(frames, after, truth).benign_kept == 0
+    score = score_frames(frames, after, truth)
+    assert score.benign_kept == 0 and score.benign_untouched == 0
+
+
+def test_benign_marker_grazed_by_a_fill_stays_legible() -> None:
+    frames, ink = _frame_with_text()
+    truth = [GroundTruthBox((0,), (5, 5, 35, 15), False, ink)]
+    grazed = frames.copy()
+    grazed[0, 5:8, 5:15] = BACKGROUND  # a neighbour's fill grazes the top of the first word
+    score = score_frames(frames, grazed, truth)
+    assert score.benign_kept == 1 and score.benign_untouched == 0
+    halved = frames.copy()
+    halved[0, 5:15, 5:18] = BACKGROUND  # one word of the marker gone
+    assert score_frames(frames, halved, truth).benign_kept == 0
 
 
 def test_ink_round_trips_through_the_manifest_record() -> None:
