@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from batch_fakes import POISON, SPEC
 
 from dxai.batching.batcher import DynamicBatcher
 from dxai.batching.ray_handles import (
@@ -29,20 +30,6 @@ from dxai.daemon.errors import (
 from dxai.engines.base import EngineInfo
 from dxai.engines.spec import ModelSpec, TensorSpec
 from dxai.observability.metrics import Sensor
-
-POISON = -999.0
-
-SPEC = ModelSpec(
-    name="fake",
-    version="1",
-    format="onnx",
-    source={"path": "unused.onnx"},
-    sha256="0" * 64,
-    input=TensorSpec(name="x", shape=(-1, 1, -1, -1)),
-    output=TensorSpec(name="y", shape=(-1, 1, -1, -1)),
-    buckets=((32, 32), (64, 64)),
-    postprocess={"crop": "spatial", "stride": 1},
-)
 
 
 class FakeEngine:
