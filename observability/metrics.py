@@ -51,6 +51,9 @@ class Sensor:
             "deid_actions": Counter(
                 "dxai_deid_actions", "De-identification actions", ["action"], registry=reg
             ),
+            "ocr_cache": Counter(
+                "dxai_ocr_cache_lookups", "OCR recognition cache lookups", ["result"], registry=reg
+            ),
         }
         self.histograms: dict[str, Histogram] = {
             "decision_latency_s": Histogram(

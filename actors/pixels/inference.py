@@ -83,6 +83,7 @@ class InferenceTextRecognizer(_LoopBridge):
     ) -> None:
         super().__init__(client, loop)
         self.model, self.charset = model, rec_charset()
+        self.cache_identity = f"client:{model}"
 
     def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
         """Read each crop; all crops go to the batcher together."""

@@ -36,6 +36,12 @@ def registered_model(name: str) -> Path:
     return verify_model_file(load_registry().get(name))
 
 
+def _sha256(name: str) -> str:
+    from dxai.engines import load_registry
+
+    return load_registry().get(name).sha256
+
+
 @lru_cache(maxsize=4)
 def _session(name: str, threads: int) -> Any:
     opts = ort.SessionOptions()
@@ -88,6 +94,7 @@ class OrtTextRecognizer:
         self._session = _session(REC_NAME, threads)
         self._input = self._session.get_inputs()[0].name
         self.charset = session_charset(self._session)
+        self.cache_identity = f"onnxruntime:{REC_NAME}:{_sha256(REC_NAME)}"
 
     def run_batch(self, batch: FloatArray) -> FloatArray:
         """Softmax maps (N x T x C) for a padded batch."""

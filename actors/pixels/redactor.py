@@ -26,6 +26,7 @@ from dxai.actors.pixels.frames import (
 )
 from dxai.actors.pixels.ocr import Line, PhiBox, decide, read_images
 from dxai.actors.pixels.phi import PhiTerms, build_terms, compile_allow, phi_spans
+from dxai.actors.pixels.rec_cache import with_cache
 from dxai.actors.pixels.render import (
     DisplayInfo,
     display_info,
@@ -73,7 +74,7 @@ class PixelRedactor:
             detector = detector or OrtTextDetector(params, threads=threads)
             recognizer = recognizer or OrtTextRecognizer(threads=threads)
         self.detector: TextDetector = detector
-        self.recognizer: TextRecognizer = recognizer
+        self.recognizer: TextRecognizer = with_cache(recognizer, self.policy.rec_cache_entries)
         self._allow = compile_allow(self.policy.allow_list)
 
     def should_scan(self, ds: Dataset, request: ScanRequest = "auto") -> bool:

@@ -61,6 +61,9 @@ class PixelPolicyConfig(Section):
     # ONNX Runtime intra-op threads per OCR session when no inference service is used: 1 where
     # many instances run in parallel (daemon), 2 or more for one instance at a time (CLI).
     ocr_threads: int = Field(default=1, ge=1, le=16)
+    # recognitions kept per process, keyed by crop pixels: an overlay repeated on every instance
+    # of a series is read once.  0 turns the cache off.
+    rec_cache_entries: int = Field(default=4096, ge=0, le=1_000_000)
 
     @field_validator("scan_modalities", "mode_modalities")
     @classmethod
