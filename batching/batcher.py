@@ -26,6 +26,7 @@ from dxai.daemon.errors import (
     DxaiError,
     EngineError,
     QueueFullError,
+    UnknownModelError,
 )
 from dxai.engines.base import Engine
 from dxai.engines.spec import ModelSpec
@@ -310,3 +311,24 @@ class DynamicBatcher:
         self._sensor.observe("batch_size", float(size), labels)
         self._sensor.observe("batch_fill_ratio", size / self._max_batch, labels)
         self._sensor.observe("batch_exec_s", exec_s, {**labels, "backend": self._backend})
+
+
+class BatcherRouter:
+    """Routes ``infer`` calls to one batcher per model (the clients' shared front half).
+
+    Subclasses fill ``_batchers`` on start and set ``_started``.
+    """
+
+    _batchers: dict[str, DynamicBatcher]
+    _started: bool
+
+    async def infer(
+        self, model_name: str, item: FloatArray, *, deadline_s: float | None = None
+    ) -> FloatArray:
+        """Submit ``item`` to ``model_name``'s batcher and await its own result."""
+        batcher = self._batchers.get(model_name)
+        if batcher is None:
+            if not self._started:
+                raise BatcherStoppedError("inference client is not started")
+            raise UnknownModelError(f"model {model_name!r} is not enabled on this node")
+        return await batcher.submit(item, deadline_s=deadline_s)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from dxai.batching.batcher import DynamicBatcher
-from dxai.batching.buckets import FloatArray
+from dxai.batching.batcher import BatcherRouter, DynamicBatcher
 from dxai.batching.client import enabled_models
 from dxai.daemon.config.inference import InferenceConfig
-from dxai.daemon.errors import BatcherStoppedError, UnknownModelError
+from dxai.daemon.errors import UnknownModelError
 from dxai.daemon.lifecycle import AsyncLifecycle
 from dxai.engines.base import Engine, EngineInfo
 from dxai.engines.factory import load_engine
@@ -16,7 +15,7 @@ from dxai.engines.registry import ModelRegistry
 from dxai.observability.metrics import Sensor, default_sensor
 
 
-class InProcessClient(AsyncLifecycle):
+class InProcessClient(BatcherRouter, AsyncLifecycle):
     """Engines loaded in this process, fed by asyncio dynamic batchers."""
 
     def __init__(
@@ -86,14 +85,3 @@ class InProcessClient(AsyncLifecycle):
             info = engine.info
             labels = {"model": name, "backend": info.backend, "device": info.device}
             self._sensor.set_gauge("engine_loaded", 0.0, labels)
-
-    async def infer(
-        self, model_name: str, item: FloatArray, *, deadline_s: float | None = None
-    ) -> FloatArray:
-        """Submit ``item`` to ``model_name``'s batcher and await its own result."""
-        batcher = self._batchers.get(model_name)
-        if batcher is None:
-            if not self._started:
-                raise BatcherStoppedError("inference client is not started")
-            raise UnknownModelError(f"model {model_name!r} is not enabled on this node")
-        return await batcher.submit(item, deadline_s=deadline_s)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dxai.batching.batcher import DynamicBatcher
+from dxai.batching.batcher import BatcherRouter, DynamicBatcher
 from dxai.batching.buckets import FloatArray, bucket_for
 from dxai.batching.client import enabled_models
 from dxai.batching.ray_handles import (
@@ -40,7 +40,7 @@ from dxai.daemon.config.inference import (
     RayServeModelConfig,
 )
 from dxai.daemon.config.services import RayConfig
-from dxai.daemon.errors import BackendUnavailableError, BatcherStoppedError, UnknownModelError
+from dxai.daemon.errors import BackendUnavailableError, UnknownModelError
 from dxai.daemon.lifecycle import AsyncLifecycle
 from dxai.engines.factory import load_engine
 from dxai.engines.registry import ModelRegistry
@@ -127,7 +127,7 @@ def build_application(
     return deployment.bind(spec.model_dump_json(), engine.model_dump_json(), str(base_dir))
 
 
-class RayServeClient(AsyncLifecycle):
+class RayServeClient(BatcherRouter, AsyncLifecycle):
     """InferenceClient over Ray Serve deployment handles, batching on the caller's side too.
 
     Same-host payloads go through files in ``ray_serve.shared_memory_dir`` (per model); None
@@ -274,17 +274,6 @@ class RayServeClient(AsyncLifecycle):
         if runner is None:
             raise UnknownModelError(f"model {model_name!r} is not deployed by this client")
         return runner.shared_memory
-
-    async def infer(
-        self, model_name: str, item: FloatArray, *, deadline_s: float | None = None
-    ) -> FloatArray:
-        """Submit ``item`` to the model's client-side batcher and await its own outcome."""
-        batcher = self._batchers.get(model_name)
-        if batcher is None:
-            if not self._started:
-                raise BatcherStoppedError("inference client is not started")
-            raise UnknownModelError(f"model {model_name!r} is not enabled on this node")
-        return await batcher.submit(item, deadline_s=deadline_s)
 
 
 def _app_names(model_name: str) -> tuple[str, str]:

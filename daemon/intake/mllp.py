@@ -9,7 +9,6 @@ one configured for the listener (source archive or landing zone); ADT^A0x is ack
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -19,7 +18,7 @@ import anyio.to_thread
 from dxai.daemon.errors import DxaiError
 from dxai.daemon.intake.hl7_trigger import Hl7Outcome, build_ack, interpret
 from dxai.daemon.intake.submit import Submit
-from dxai.daemon.intake.tcp import TcpListener
+from dxai.daemon.intake.tcp import TcpListener, close_quietly
 from dxai.observability.metrics import Sensor
 
 log = logging.getLogger("dxai.intake.mllp")
@@ -59,9 +58,7 @@ class MllpListener(TcpListener):
         except ConnectionError:
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            await close_quietly(writer)
 
     async def handle(self, payload: bytes) -> str:
         """The ACK/NAK text for one unframed message (submitting its job when it is an order)."""

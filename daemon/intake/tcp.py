@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from dxai.observability.logging import get_logger
 
@@ -36,3 +37,10 @@ class TcpListener:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
+
+
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close a connection; a peer that already went away is not an error."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()

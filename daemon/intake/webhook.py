@@ -10,7 +10,6 @@ frameworks (starlette/uvicorn only come with the ``ray`` extra).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from dxai.daemon.errors import DxaiError
 from dxai.daemon.events.codec import MAX_EVENT_BYTES
 from dxai.daemon.intake.submit import Submit
-from dxai.daemon.intake.tcp import TcpListener
+from dxai.daemon.intake.tcp import TcpListener, close_quietly
 from dxai.observability.metrics import Sensor
 
 log = logging.getLogger("dxai.intake.webhook")
@@ -121,9 +120,7 @@ class Webhook(TcpListener):
         except ConnectionError:
             pass
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            await close_quietly(writer)
 
     async def route(self, request: HttpRequest) -> tuple[int, dict[str, object]]:
         """Dispatch one parsed request to its handler; (status, JSON payload)."""
