@@ -130,3 +130,9 @@ class RetrieveRefusedError(PermanentError):
     """The archive refused a retrieve for good (unknown move destination, bad identifier)."""
 
     code = "retrieve_refused"
+
+
+class NotAcceptableError(PermanentError):
+    """A DICOMweb peer cannot send what the Accept header asked for (HTTP 406)."""
+
+    code = "dicomweb_not_acceptable"

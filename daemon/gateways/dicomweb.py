@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 
 from dxai.daemon.config.services import DicomWebEndpoint
-from dxai.daemon.errors import PermanentError, ServiceUnavailableError
+from dxai.daemon.errors import NotAcceptableError, PermanentError, ServiceUnavailableError
 from dxai.daemon.gateways.base import StoreReport
 from dxai.daemon.gateways.multipart import build_multipart, split_multipart
 
 _WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+# asked for again when a peer refuses "transfer-syntax=*" (HTTP 406): its default syntax
+_WADO_ACCEPT_DEFAULT = 'multipart/related; type="application/dicom"'
 _SERIES_UID = "0020000E"
 _FAILED_SEQ = "00081198"
 _REF_SOP_UID = "00081155"
@@ -40,6 +42,8 @@ def _client(endpoint: DicomWebEndpoint) -> httpx.AsyncClient:
 def _check(resp: httpx.Response, what: str) -> None:
     if resp.status_code >= 500 or resp.status_code in (408, 429):
         raise ServiceUnavailableError(f"{what}: HTTP {resp.status_code}")
+    if resp.status_code == 406:
+        raise NotAcceptableError(f"{what}: HTTP 406")
     if resp.status_code >= 400:
         raise PermanentError(f"{what}: HTTP {resp.status_code}")
 
@@ -72,14 +76,23 @@ class DicomWebGateway:
         return uids
 
     async def iter_instances(self, study_uid: str, series_uid: str) -> AsyncIterator[bytes]:
-        """WADO-RS one series (original transfer syntax), yielding each instance's bytes."""
-        req = self._http.build_request(
-            "GET",
-            f"/studies/{study_uid}/series/{series_uid}",
-            headers={"Accept": _WADO_ACCEPT},
-        )
-        resp = await self._send(req, "wado-rs")
-        for part in split_multipart(resp.content, resp.headers.get("content-type", "")):
+        """WADO-RS one series (original transfer syntax), yielding each instance's bytes.
+
+        A peer that refuses the original syntax (406) is asked again for its default one.
+        A single-part ``application/dicom`` answer is taken as one instance.
+        """
+        path = f"/studies/{study_uid}/series/{series_uid}"
+        req = self._http.build_request("GET", path, headers={"Accept": _WADO_ACCEPT})
+        try:
+            resp = await self._send(req, "wado-rs")
+        except NotAcceptableError:
+            req = self._http.build_request("GET", path, headers={"Accept": _WADO_ACCEPT_DEFAULT})
+            resp = await self._send(req, "wado-rs")
+        content_type = resp.headers.get("content-type", "")
+        if content_type.lower().startswith("application/dicom"):
+            yield resp.content
+            return
+        for part in split_multipart(resp.content, content_type):
             yield part
 
     async def store(self, instances: Sequence[bytes]) -> StoreReport:
