@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dxai.daemon.config.base import Section
 
@@ -44,6 +44,15 @@ class DicomWebEndpoint(Section):
     timeout_s: float = Field(default=30.0, gt=0)
     username: str | None = None
     password_file: str | None = None
+    # OAuth2 bearer token (cloud archives), read again on every request so that a sidecar can
+    # rotate it; exclusive with username/password
+    bearer_token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> DicomWebEndpoint:
+        if self.bearer_token_file is not None and self.username is not None:
+            raise ValueError("use either username/password_file or bearer_token_file, not both")
+        return self
 
 
 class DimseEndpoint(Section):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,24 @@ class StudyNotFoundError(PermanentError):
     code = "study_not_found"
 
 
+class BearerTokenFile(httpx.Auth):
+    """``Authorization: Bearer <token>`` with the token read from a file on every request."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the current token to ``request``."""
+        token = self.path.read_text(encoding="utf-8").strip()
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
 def _client(endpoint: DicomWebEndpoint) -> httpx.AsyncClient:
-    auth = None
-    if endpoint.username is not None:
+    auth: httpx.Auth | None = None
+    if endpoint.bearer_token_file is not None:
+        auth = BearerTokenFile(Path(endpoint.bearer_token_file))
+    elif endpoint.username is not None:
         password = ""
         if endpoint.password_file is not None:
             password = Path(endpoint.password_file).read_text(encoding="utf-8").strip()

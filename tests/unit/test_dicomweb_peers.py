@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -13,9 +15,12 @@ from dxai.daemon.gateways.multipart import build_multipart
 PATH = "/studies/1.2.3/series/1.2.3.4"
 
 
-def _gateway(handler: httpx.MockTransport) -> DicomWebGateway:
-    gateway = DicomWebGateway(DicomWebEndpoint(base_url="http://peer.example/dicom-web"))
-    gateway._http = httpx.AsyncClient(base_url="http://peer.example/dicom-web", transport=handler)
+def _gateway(handler: httpx.MockTransport, **endpoint: str) -> DicomWebGateway:
+    """A gateway configured from ``endpoint`` whose HTTP goes to ``handler``."""
+    base = "http://peer.example/dicom-web"
+    gateway = DicomWebGateway(DicomWebEndpoint(base_url=base, **endpoint))
+    auth = gateway._http.auth
+    gateway._http = httpx.AsyncClient(base_url=base, transport=handler, auth=auth)
     return gateway
 
 
@@ -51,3 +56,26 @@ async def test_other_failures_keep_their_class(status: int, error: type[Exceptio
     gateway = _gateway(httpx.MockTransport(lambda request: httpx.Response(status)))
     with pytest.raises(error):
         await _instances(gateway)
+
+
+async def test_bearer_token_is_read_again_for_every_request(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(200, content=b"DICM", headers={"content-type": "application/dicom"})
+
+    gateway = _gateway(httpx.MockTransport(handle), bearer_token_file=str(token))
+    await _instances(gateway)
+    token.write_text("rotated\n")
+    await _instances(gateway)
+    assert seen == ["Bearer first", "Bearer rotated"]
+
+
+def test_endpoint_refuses_two_kinds_of_credentials() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="either username"):
+        DicomWebEndpoint(base_url="http://x", username="u", bearer_token_file="/t")
