@@ -55,6 +55,23 @@ def detect_boxes(
     The image gets a replicated border first: text touching the image edge is found more
     reliably when the detector sees some background around it.
     """
+    prepared = prepare_detection(image, params)
+    return finish_detection(prepared, run(prepared.chw), params)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A detector input and what is needed to map its probability map back to the image."""
+
+    chw: FloatArray
+    scale_y: float
+    scale_x: float
+    padded_shape: tuple[int, int]
+    shape: tuple[int, int]
+
+
+def prepare_detection(image: UInt8Array, params: DetParams) -> PreparedImage:
+    """Border, resize and normalise ``image`` for the detector."""
     pad = params.border
     padded: UInt8Array = image
     if pad:
@@ -62,9 +79,15 @@ def detect_boxes(
             cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE), dtype=np.uint8
         )
     chw, sy, sx = det_preprocess(padded, params)
-    prob = run(chw)
-    boxes = det_postprocess(prob, sy, sx, (padded.shape[0], padded.shape[1]), params)
-    height, width = image.shape[:2]
+    shape = (image.shape[0], image.shape[1])
+    return PreparedImage(chw, sy, sx, (padded.shape[0], padded.shape[1]), shape)
+
+
+def finish_detection(prepared: PreparedImage, prob: FloatArray, params: DetParams) -> list[Box]:
+    """Boxes in image pixels from the probability map of a prepared image."""
+    pad = params.border
+    boxes = det_postprocess(prob, prepared.scale_y, prepared.scale_x, prepared.padded_shape, params)
+    height, width = prepared.shape
     out = [
         Box(max(0, b.x0 - pad), max(0, b.y0 - pad), min(width, b.x1 - pad), min(height, b.y1 - pad))
         for b in boxes

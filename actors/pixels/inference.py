@@ -17,7 +17,12 @@ import anyio
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dxai.actors.pixels.det import DetParams, detect_boxes
+from dxai.actors.pixels.det import (
+    DetParams,
+    detect_boxes,
+    finish_detection,
+    prepare_detection,
+)
 from dxai.actors.pixels.ort_backend import DET_NAME, REC_NAME, rec_charset
 from dxai.actors.pixels.rec import ctc_decode, rec_preprocess
 from dxai.actors.pixels.redactor import PixelRedactor, ScanRequest
@@ -69,6 +74,17 @@ class InferenceTextDetector(_LoopBridge):
     def detect(self, image: UInt8Array) -> list[Box]:
         """Text line boxes in ``image`` pixel coordinates."""
         return detect_boxes(image, self.params, self._prob)
+
+    def detect_many(self, images: Sequence[UInt8Array]) -> list[list[Box]]:
+        """Boxes of several images (frames, enhanced views) submitted together to be batched."""
+        prepared = [prepare_detection(image, self.params) for image in images]
+        outs = self.wait([self.client.infer(self.model, p.chw) for p in prepared])
+        return [
+            finish_detection(
+                p, np.asarray(out, dtype=np.float32).reshape(out.shape[-2:]), self.params
+            )
+            for p, out in zip(prepared, outs, strict=True)
+        ]
 
     def _prob(self, chw: FloatArray) -> FloatArray:
         [out] = self.wait([self.client.infer(self.model, chw)])

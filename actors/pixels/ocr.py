@@ -64,9 +64,9 @@ def read_images(
     """
     found: list[list[Box]] = []
     crops: list[UInt8Array] = []
-    for image in images:
+    for image, boxes in zip(images, detect_all(images, det), strict=True):
         fresh: list[Box] = []
-        for box in det.detect(image):
+        for box in boxes:
             earlier = (b for boxes in found for b in boxes)
             if not any(iou(box, b) >= SAME_BOX_IOU for b in earlier):
                 fresh.append(box)
@@ -74,6 +74,14 @@ def read_images(
         found.append(fresh)
     recs = iter(rec.recognize(crops) if crops else [])
     return [[Line(box, next(recs)) for box in boxes] for boxes in found]
+
+
+def detect_all(images: Sequence[UInt8Array], det: TextDetector) -> list[list[Box]]:
+    """Boxes of every image; together when the detector can batch (``detect_many``)."""
+    many = getattr(det, "detect_many", None)
+    if many is not None and len(images) > 1:
+        return list(many(images))
+    return [det.detect(image) for image in images]
 
 
 def span_box(line: Line, start: int, end: int) -> Box:

@@ -66,3 +66,35 @@ async def test_unloadable_models_give_no_client_fail_closed(tmp_path: Path) -> N
     config = _config(tmp_path, inference={"models_file": str(bad), "models": ["ppocr_det"]})
     async with AsyncExitStack() as stack:
         assert await open_inference(config, Sensor(), stack) is None
+
+
+class GateClient(ZeroClient):
+    """Answers only once ``expected`` items are waiting: proves they were submitted together."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.waiting = 0
+        self.all_in = asyncio.Event()
+
+    async def infer(self, model_name: str, item: Any, *, deadline_s: float | None = None) -> Any:
+        self.waiting += 1
+        if self.waiting >= self.expected:
+            self.all_in.set()
+        await asyncio.wait_for(self.all_in.wait(), timeout=10)
+        out = np.zeros((1, *item.shape[-2:]), dtype=np.float32)
+        out[0, 40:60, 40:200] = 0.9  # one text line on every image
+        return out
+
+
+async def test_detections_of_one_instance_are_submitted_together() -> None:
+    from dxai.actors.pixels.inference import InferenceTextDetector
+
+    images = [np.full((300, 320, 3), v, dtype=np.uint8) for v in (10, 60, 120)]
+    client = GateClient(expected=len(images))
+    detector = InferenceTextDetector(client, asyncio.get_running_loop())  # type: ignore[arg-type]
+    together = await anyio.to_thread.run_sync(detector.detect_many, images)
+    alone = GateClient(expected=1)
+    single = InferenceTextDetector(alone, asyncio.get_running_loop())  # type: ignore[arg-type]
+    one_by_one = [await anyio.to_thread.run_sync(single.detect, image) for image in images]
+    assert together == one_by_one and all(len(boxes) == 1 for boxes in together)
