@@ -39,6 +39,18 @@ def test_torch_cuda_matches_onnxruntime_cpu(precision: str, tol: float):
     assert float(np.abs(engine.infer(x) - reference(x)).max()) < tol
 
 
+@pytest.mark.parametrize(("precision", "tol"), [("fp32", 1e-3), ("fp16", 5e-2)])
+def test_torch_cuda_recognizer_matches_onnxruntime_cpu(precision: str, tol: float):
+    spec = load_registry().get("ppocr_rec")
+    cfg = EngineConfig(kind="torch", device="cuda", precision=precision)  # type: ignore[arg-type]
+    engine = load_engine(spec, cfg, 4, sensor=Sensor())
+    ref = load_engine(spec, EngineConfig(), 4, sensor=Sensor())
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 3, 48, 320)).astype(np.float32)
+    got, want = engine.infer(x), ref.infer(x)
+    assert got.shape == want.shape == (4, 40, want.shape[2])
+    assert float(np.abs(got - want).max()) < tol
+
+
 async def test_batcher_on_cuda_fp16():
     cfg = InferenceConfig(
         models=("ppocr_det",),
