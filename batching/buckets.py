@@ -53,10 +53,21 @@ def bucket_for(model: ModelSpec, height: int, width: int) -> Bucket:
 def pad_stack(items: Sequence[FloatArray], bucket: Bucket, pad_value: float) -> FloatArray:
     """Stack CHW items into one NCHW batch of the bucket's size, each placed top-left."""
     h, w = bucket
-    batch = np.full((len(items), items[0].shape[0], h, w), pad_value, dtype=np.float32)
-    for i, item in enumerate(items):
-        batch[i, :, : item.shape[1], : item.shape[2]] = item
+    batch = np.empty((len(items), items[0].shape[0], h, w), dtype=np.float32)
+    pad_into(batch, items, pad_value)
     return batch
+
+
+def pad_into(out: FloatArray, items: Sequence[FloatArray], pad_value: float) -> None:
+    """Write ``items`` top-left into ``out`` (N, C, H, W) and pad the rest of each row."""
+    height, width = out.shape[2], out.shape[3]
+    for i, item in enumerate(items):
+        h, w = item.shape[1], item.shape[2]
+        out[i, :, :h, :w] = item
+        if h < height:
+            out[i, :, h:, :] = pad_value
+        if w < width:
+            out[i, :, :h, w:] = pad_value
 
 
 def crop_output(model: ModelSpec, output: FloatArray, height: int, width: int) -> FloatArray:

@@ -85,18 +85,10 @@ class ModelHandles:
         """True when the direct channel is in use (False: Ray lacked the options)."""
         return self.direct is not self.by_ref
 
-    def transport(self, spec: ModelSpec, item: FloatArray) -> Transport:
-        """How a call carrying ``item`` alone travels."""
-        return self.transport_for_bytes(item.nbytes, reply_nbytes(spec, item))
-
     def transport_for_bytes(self, request: int, reply: int | None) -> Transport:
         """``direct`` when the handles are tuned and request and reply fit the channel."""
         fits = reply is not None and request <= self.max_request and reply <= self.max_reply
         return "direct" if fits and self.tuned else "object_store"
-
-    def pick(self, spec: ModelSpec, item: FloatArray) -> Any:
-        """The handle that carries ``item`` alone."""
-        return self.direct if self.transport(spec, item) == "direct" else self.by_ref
 
     def pick_for_bytes(self, request: int, reply: int | None) -> Any:
         """The handle for a call of ``request`` bytes expecting ``reply`` bytes back."""

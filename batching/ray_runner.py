@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from dxai.batching.buckets import Bucket, FloatArray
+from dxai.batching.buckets import Bucket, FloatArray, pad_into
 from dxai.batching.ray_handles import ModelHandles, Transport, reply_nbytes
 from dxai.batching.runners import BatchRunner
 from dxai.batching.shm import (
@@ -32,7 +32,6 @@ from dxai.batching.shm import (
     SlotPool,
     aligned,
     layout,
-    pad_into,
 )
 from dxai.batching.subbatch import Outcome, SubBatch, pack
 from dxai.daemon.errors import (

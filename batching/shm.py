@@ -3,7 +3,7 @@
 Measured on 2 cores, most of Ray's per-item cost for a 1.2 MB item is copying the payload
 (pickle, protobuf and gRPC buffers on both ends, or the object store's per-call cost).  When
 the replica runs on the caller's host, the client pads the batch straight into a file in
-``/dev/shm`` (the copy ``pad_stack`` makes anyway), the replica maps it, runs the engine on
+``/dev/shm`` (the copy ``pad_into`` makes anyway), the replica maps it, runs the engine on
 that memory and writes each cropped output into the file's reply region; only a small
 ``ShmRequest`` travels through Serve.  Files are private (mode 0600), carry a random token
 the replica checks (so a same-named file on another host is never mistaken for ours), are
@@ -71,18 +71,6 @@ class ShmUnavailable:
     """The replica could not use the file (another host, or no /dev/shm)."""
 
     reason: str
-
-
-def pad_into(out: FloatArray, items: Sequence[FloatArray], pad_value: float) -> None:
-    """Write ``items`` top-left into ``out`` (N, C, H, W), padding the rest: as ``pad_stack``."""
-    height, width = out.shape[2], out.shape[3]
-    for i, item in enumerate(items):
-        h, w = item.shape[1], item.shape[2]
-        out[i, :, :h, :w] = item
-        if h < height:
-            out[i, :, h:, :] = pad_value
-        if w < width:
-            out[i, :, :h, w:] = pad_value
 
 
 class Slot:

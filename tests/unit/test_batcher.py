@@ -270,25 +270,29 @@ def test_reply_size_follows_the_output_spec():
     assert reply_nbytes(unknown, np.zeros((1, 8, 8), np.float32)) is None
 
 
+def _route(handles: ModelHandles, spec: ModelSpec, item: np.ndarray) -> tuple[str, object]:
+    """(transport, handle) of a call carrying ``item`` alone."""
+    request, reply = item.nbytes, reply_nbytes(spec, item)
+    return handles.transport_for_bytes(request, reply), handles.pick_for_bytes(request, reply)
+
+
 def test_small_items_go_direct_large_ones_by_reference():
     handles = ModelHandles(direct=object(), by_ref=object())
     small = np.zeros((1, 100, 100), np.float32)
     large = np.zeros((1, 1024, 1024), np.float32)
     assert handles.tuned
-    assert handles.transport(SPEC, small) == "direct"
-    assert handles.pick(SPEC, small) is handles.direct
-    assert handles.transport(SPEC, large) == "object_store"
-    assert handles.pick(SPEC, large) is handles.by_ref
+    assert _route(handles, SPEC, small) == ("direct", handles.direct)
+    assert _route(handles, SPEC, large) == ("object_store", handles.by_ref)
     big_reply = np.zeros((1, 48, 8000), np.float32)
     assert big_reply.nbytes < DIRECT_MAX_BYTES < reply_nbytes(REC_SPEC, big_reply)
-    assert handles.transport(REC_SPEC, big_reply) == "object_store"
+    assert _route(handles, REC_SPEC, big_reply)[0] == "object_store"
 
 
 def test_untuned_handles_always_use_the_object_store():
     plain = object()
     handles = ModelHandles(direct=plain, by_ref=plain)
     assert not handles.tuned
-    assert handles.transport(SPEC, np.zeros((1, 10, 10), np.float32)) == "object_store"
+    assert _route(handles, SPEC, np.zeros((1, 10, 10), np.float32))[0] == "object_store"
 
 
 def test_keep_large_buffers_mapped_is_idempotent():

@@ -11,8 +11,8 @@ import pytest
 
 from dxai.batching.buckets import bucket_for, crop_output, pad_stack
 from dxai.batching.client import make_inference_client
-from dxai.batching.execute import infer_items
 from dxai.batching.inprocess import InProcessClient
+from dxai.batching.subbatch import pack, run_sub_batches
 from dxai.daemon.config.inference import EngineConfig, InferenceConfig, ModelRunConfig
 from dxai.daemon.errors import (
     BackendUnavailableError,
@@ -102,15 +102,20 @@ def test_buckets_pad_and_crop():
     assert crop_output(rec, np.zeros((40, 6625), np.float32), 48, 100).shape == (13, 6625)
 
 
-def test_infer_items_gives_one_outcome_per_item():
+def test_sub_batches_give_one_outcome_per_item():
     det = load_registry().get("ppocr_det")
 
     class Doubler:
         def infer(self, batch: np.ndarray) -> np.ndarray:
             return batch[:, :1] * 2
 
-    items = [np.ones((3, 20, 20), np.float32), "junk", np.ones((3, 40, 30), np.float32)]
-    outcomes = infer_items(Doubler(), det, items, [1e12, 1e12, 0.0], 4)  # type: ignore[arg-type]
+    item = np.ones((3, 20, 20), np.float32)
+    subs = [
+        pack([item], (320, 320), 0.0, [1e12]),
+        "junk",
+        pack([np.ones((3, 40, 30), np.float32)], (320, 320), 0.0, [0.0]),
+    ]
+    outcomes = [o for per_sub in run_sub_batches(Doubler(), det, subs, 4) for o in per_sub]  # type: ignore[arg-type]
     assert isinstance(outcomes[0], np.ndarray) and outcomes[0].shape == (1, 20, 20)
     assert isinstance(outcomes[1], InvalidInferenceInputError)
     assert isinstance(outcomes[2], DeadlineExceededError)

@@ -17,7 +17,7 @@ import pytest
 from batch_fakes import POISON, SPEC
 
 from dxai.batching.batcher import DynamicBatcher
-from dxai.batching.buckets import pad_stack
+from dxai.batching.buckets import pad_into, pad_stack
 from dxai.batching.ray_handles import ModelHandles
 from dxai.batching.ray_runner import ServeRunner
 from dxai.batching.shm import (
@@ -27,7 +27,6 @@ from dxai.batching.shm import (
     ShmUnavailable,
     SlotPool,
     layout,
-    pad_into,
     run_requests,
     sweep_stale,
 )
