@@ -115,6 +115,14 @@ def text_removed(
     return bool(counts.max() / after.shape[0] >= UNIFORM_SHARE)
 
 
+def _changed(
+    before: npt.NDArray[np.generic], after: npt.NDArray[np.generic], shape: tuple[int, ...]
+) -> BoolArray:
+    """Which pixels of a region (pixels x samples) changed, as a rows x columns mask."""
+    changed: BoolArray = np.asarray(before != after).any(axis=1).reshape(shape)
+    return changed
+
+
 def ink_covered(
     before: npt.NDArray[np.generic], after: npt.NDArray[np.generic], ink: BoolArray
 ) -> float:
@@ -124,7 +132,7 @@ def ink_covered(
     the changed pixels and already had the fill colour (the commonest changed value): a fill the
     colour of the text still hides it.  Glyphs outside that rectangle count only if changed.
     """
-    changed = (before != after).any(axis=1).reshape(ink.shape)
+    changed = _changed(before, after, ink.shape)
     if not changed.any():
         return 0.0
     values, counts = np.unique(after[changed.ravel()], axis=0, return_counts=True)
@@ -141,8 +149,7 @@ def marker_legible(
     """True when a benign marker's region still reads: few glyph pixels changed, or none."""
     if ink is None or not ink.any():
         return bool(np.array_equal(before, after))
-    changed = (before != after).any(axis=1).reshape(ink.shape)
-    return float(changed[ink].mean()) <= BENIGN_MAX_CHANGED
+    return float(_changed(before, after, ink.shape)[ink].mean()) <= BENIGN_MAX_CHANGED
 
 
 def score_frames(

@@ -17,17 +17,12 @@ import anyio
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dxai.actors.pixels.det import (
-    DetParams,
-    detect_boxes,
-    finish_detection,
-    prepare_detection,
-)
+from dxai.actors.pixels.det import DetParams, finish_detection, prepare_detection
 from dxai.actors.pixels.ort_backend import DET_NAME, REC_NAME, rec_charset
 from dxai.actors.pixels.rec import ctc_decode, rec_preprocess
 from dxai.actors.pixels.redactor import PixelRedactor, ScanRequest
 from dxai.actors.pixels.report import PixelReport
-from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
+from dxai.actors.pixels.types import Box, Recognition, UInt8Array
 from dxai.batching.client import InferenceClient
 from dxai.daemon.config.pixels import PixelPolicyConfig
 from dxai.daemon.errors import DeadlineExceededError
@@ -73,7 +68,7 @@ class InferenceTextDetector(_LoopBridge):
 
     def detect(self, image: UInt8Array) -> list[Box]:
         """Text line boxes in ``image`` pixel coordinates."""
-        return detect_boxes(image, self.params, self._prob)
+        return self.detect_many([image])[0]
 
     def detect_many(self, images: Sequence[UInt8Array]) -> list[list[Box]]:
         """Boxes of several images (frames, enhanced views) submitted together to be batched."""
@@ -85,10 +80,6 @@ class InferenceTextDetector(_LoopBridge):
             )
             for p, out in zip(prepared, outs, strict=True)
         ]
-
-    def _prob(self, chw: FloatArray) -> FloatArray:
-        [out] = self.wait([self.client.infer(self.model, chw)])
-        return np.asarray(out, dtype=np.float32).reshape(out.shape[-2:])
 
 
 class InferenceTextRecognizer(_LoopBridge):

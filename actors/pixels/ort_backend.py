@@ -20,6 +20,7 @@ from dxai.actors.pixels.det import DetParams, detect_boxes
 from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_preprocess
 from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
 from dxai.daemon.errors import ModelIntegrityError
+from dxai.engines.spec import ModelSpec
 
 REC_BATCH = 16
 
@@ -29,17 +30,19 @@ REC_NAME = "ppocr_rec"
 
 
 @lru_cache(maxsize=8)
-def registered_model(name: str) -> Path:
-    """The verified file of registry model ``name`` (sha256 checked once per process)."""
-    from dxai.engines import load_registry, verify_model_file
-
-    return verify_model_file(load_registry().get(name))
-
-
-def _sha256(name: str) -> str:
+def registered_spec(name: str) -> ModelSpec:
+    """Registry entry ``name`` (the registry is read once per model per process)."""
     from dxai.engines import load_registry
 
-    return load_registry().get(name).sha256
+    return load_registry().get(name)
+
+
+@lru_cache(maxsize=8)
+def registered_model(name: str) -> Path:
+    """The verified file of registry model ``name`` (sha256 checked once per process)."""
+    from dxai.engines import verify_model_file
+
+    return verify_model_file(registered_spec(name))
 
 
 @lru_cache(maxsize=4)
@@ -94,7 +97,7 @@ class OrtTextRecognizer:
         self._session = _session(REC_NAME, threads)
         self._input = self._session.get_inputs()[0].name
         self.charset = session_charset(self._session)
-        self.cache_identity = f"onnxruntime:{REC_NAME}:{_sha256(REC_NAME)}"
+        self.cache_identity = f"onnxruntime:{REC_NAME}:{registered_spec(REC_NAME).sha256}"
 
     def run_batch(self, batch: FloatArray) -> FloatArray:
         """Softmax maps (N x T x C) for a padded batch."""
