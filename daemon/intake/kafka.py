@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -22,6 +21,7 @@ from dxai.daemon.events import (
     header_value,
     trace_headers,
 )
+from dxai.daemon.lifecycle import AsyncLifecycle
 from dxai.daemon.pipeline import Pipeline, RetryPolicy, with_retry
 from dxai.observability.metrics import Sensor
 
@@ -31,11 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("dxai.intake.kafka")
 
 
-class KafkaPublisher:
+class KafkaPublisher(AsyncLifecycle):
     """Idempotent producer (acks=all) for decisions, results and dead letters."""
 
     def __init__(self, config: KafkaConfig, transactional_id: str | None = None) -> None:
         self.config = config
+        self._started = False
         self._producer = AIOKafkaProducer(
             bootstrap_servers=config.bootstrap_servers,
             client_id=config.client_id,
@@ -45,20 +46,21 @@ class KafkaPublisher:
             transactional_id=transactional_id,
         )
 
-    async def __aenter__(self) -> KafkaPublisher:
+    async def start(self) -> None:
+        """Connect the producer; idempotent."""
+        if self._started:
+            return
         try:
             await self._producer.start()
         except KafkaError as exc:
             raise ServiceUnavailableError(f"kafka producer: {type(exc).__name__}") from exc
-        return self
+        self._started = True
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._producer.stop()
+    async def stop(self) -> None:
+        """Flush and close the producer; idempotent."""
+        if self._started:
+            self._started = False
+            await self._producer.stop()
 
     async def _send(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]

@@ -65,11 +65,13 @@ class TransactionalPublisher(KafkaPublisher):
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[object] | None = None
 
-    async def __aenter__(self) -> TransactionalPublisher:
-        await super().__aenter__()
-        async with self.transaction():  # fences a previous incarnation (aborts its transaction)
+    async def start(self) -> None:
+        """Connect and fence a previous incarnation (aborts its open transaction); idempotent."""
+        if self._started:
+            return
+        await super().start()
+        async with self.transaction():
             pass
-        return self
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
