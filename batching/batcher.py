@@ -19,8 +19,7 @@ from dxai.batching.buckets import Bucket, FloatArray, bucket_for
 from dxai.batching.buckets import validate_item as _validate
 from dxai.batching.runners import BatchRunner, EngineRunner
 from dxai.batching.subbatch import Outcome
-from dxai.daemon.config.inference import BatchingConfig
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     BatcherStoppedError,
     DeadlineExceededError,
     DxaiError,
@@ -28,6 +27,7 @@ from dxai.daemon.errors import (
     QueueFullError,
     UnknownModelError,
 )
+from dxai.configs.schema.inference import BatchingConfig
 from dxai.engines.base import Engine
 from dxai.engines.spec import ModelSpec
 from dxai.observability.logging import get_logger

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from dxai.daemon.errors import InvalidInferenceInputError
+from dxai.configs.errors import InvalidInferenceInputError
 from dxai.engines.spec import ModelSpec
 
 FloatArray = NDArray[np.float32]

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dxai.batching.buckets import FloatArray
-from dxai.daemon.config.inference import InferenceConfig
+from dxai.configs.schema.inference import InferenceConfig
 from dxai.engines.registry import ModelRegistry
 from dxai.observability.metrics import Sensor
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from dxai.daemon.config.services import RayConfig
+    from dxai.configs.schema.services import RayConfig
 
 
 @runtime_checkable

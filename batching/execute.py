@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dxai.batching.buckets import FloatArray, crop_output, pad_stack
-from dxai.daemon.errors import DxaiError, EngineError
+from dxai.configs.errors import DxaiError, EngineError
 from dxai.engines.base import Engine
 from dxai.engines.spec import ModelSpec
 

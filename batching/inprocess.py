@@ -6,9 +6,9 @@ import asyncio
 
 from dxai.batching.batcher import BatcherRouter, DynamicBatcher
 from dxai.batching.client import enabled_models
-from dxai.daemon.config.inference import InferenceConfig
-from dxai.daemon.errors import UnknownModelError
-from dxai.daemon.lifecycle import AsyncLifecycle
+from dxai.configs.errors import UnknownModelError
+from dxai.configs.lifecycle import AsyncLifecycle
+from dxai.configs.schema.inference import InferenceConfig
 from dxai.engines.base import Engine, EngineInfo
 from dxai.engines.factory import load_engine
 from dxai.engines.registry import ModelRegistry

@@ -34,7 +34,7 @@ from dxai.batching.shm import (
     layout,
 )
 from dxai.batching.subbatch import Outcome, SubBatch, pack
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     DeadlineExceededError,
     DxaiError,
     EngineError,

@@ -33,15 +33,15 @@ from dxai.batching.ray_handles import (
 from dxai.batching.ray_runner import ServeRunner
 from dxai.batching.shm import Attachments, Reply, run_requests
 from dxai.batching.subbatch import Outcome, run_sub_batches
-from dxai.daemon.config.inference import (
+from dxai.configs.errors import BackendUnavailableError, UnknownModelError
+from dxai.configs.lifecycle import AsyncLifecycle
+from dxai.configs.schema.inference import (
     BatchingConfig,
     EngineConfig,
     InferenceConfig,
     RayServeModelConfig,
 )
-from dxai.daemon.config.services import RayConfig
-from dxai.daemon.errors import BackendUnavailableError, UnknownModelError
-from dxai.daemon.lifecycle import AsyncLifecycle
+from dxai.configs.schema.services import RayConfig
 from dxai.engines.factory import load_engine
 from dxai.engines.registry import ModelRegistry
 from dxai.engines.spec import ModelSpec

@@ -19,7 +19,7 @@ import numpy as np
 
 from dxai.batching.buckets import Bucket, FloatArray, pad_stack
 from dxai.batching.execute import Outcome, as_item_error, run_padded
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     DeadlineExceededError,
     EngineError,
     InvalidInferenceInputError,

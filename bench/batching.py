@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 
 from dxai.batching import make_inference_client
-from dxai.daemon.config.inference import (
+from dxai.configs.schema.inference import (
     BatchingConfig,
     EngineConfig,
     InferenceConfig,
     RayServeModelConfig,
 )
-from dxai.daemon.config.services import RayConfig
+from dxai.configs.schema.services import RayConfig
 from dxai.engines import load_registry
 from dxai.engines.registry import ModelRegistry, sha256_file
 from dxai.engines.spec import ModelSpec

@@ -12,7 +12,7 @@ reports, as one JSON object (stdout and bench/results/daemon.json):
 - ``pixels``: pixel PHI totals from the results events (``--pixels auto|always`` runs the OCR
   redactor on every instance the policy scans, so the latencies above include pixel work).
 
-The corpus is generated once by ``dxai.daemon.synth`` and cached in the temp folder.
+The corpus is generated once by ``dxai.synth`` and cached in the temp folder.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import pydicom
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.intake.app import DaemonHandle, run_daemon
+from dxai.configs.schema.root import DxaiConfig
+from dxai.daemon.app import DaemonHandle, run_daemon
 from dxai.observability.metrics import Sensor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "daemon.json"
@@ -45,7 +45,7 @@ def corpus(seed: int, patients: int) -> list[Path]:
     """The cached synthetic corpus (generated on first use)."""
     root = Path(tempfile.gettempdir()) / f"dxai-bench-corpus-{seed}-{patients}"
     if not (root / "ground_truth.json").exists():
-        from dxai.daemon.synth import generate_corpus
+        from dxai.synth import generate_corpus
 
         generate_corpus(root, seed=seed, studies=patients, small=True)
     return sorted(root.rglob("*.dcm"))

@@ -29,7 +29,7 @@ from pydicom import dcmread
 
 from dxai.actors.deid import Deidentifier, deidentify_file
 from dxai.actors.deid.fileio import is_probably_dicom
-from dxai.daemon.config.deid import DeidConfig
+from dxai.configs.schema.deid import DeidConfig
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "dicom"
@@ -43,7 +43,7 @@ def _files(tmp: Path) -> list[Path]:
         for p in sorted(folder.glob("*.dcm"))
     ]
     try:
-        from dxai.daemon.synth import generate_corpus
+        from dxai.synth import generate_corpus
 
         generate_corpus(tmp / "synth", seed=1, studies=1, small=True)
         files += sorted((tmp / "synth").rglob("*.dcm"))

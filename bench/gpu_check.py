@@ -55,7 +55,7 @@ def _compare(ref: Any, engine: Any, size: int) -> dict[str, float]:
 
 async def _batcher(size: int, max_batch: int, images: int) -> dict[str, float]:
     from dxai.batching import make_inference_client
-    from dxai.daemon.config.inference import BatchingConfig, EngineConfig, InferenceConfig
+    from dxai.configs.schema.inference import BatchingConfig, EngineConfig, InferenceConfig
     from dxai.engines import load_registry
     from dxai.observability.metrics import Sensor
 
@@ -79,7 +79,7 @@ async def _batcher(size: int, max_batch: int, images: int) -> dict[str, float]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from dxai.daemon.config.inference import EngineConfig
+    from dxai.configs.schema.inference import EngineConfig
     from dxai.engines import load_engine, load_registry
     from dxai.observability.metrics import Sensor
 
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _recognizer_check() -> dict[str, Any]:
     """The recogniser on torch CUDA fp16 against ONNX Runtime CPU: same characters read?"""
-    from dxai.daemon.config.inference import EngineConfig
+    from dxai.configs.schema.inference import EngineConfig
     from dxai.engines import load_engine, load_registry
     from dxai.observability.metrics import Sensor
 

@@ -43,9 +43,9 @@ from dxai.actors.pixels.evaluate import (
     score_frames,
     truth_boxes,
 )
-from dxai.daemon.config.pixels import PixelPolicyConfig
-from dxai.daemon.synth.corpus import generate_corpus
-from dxai.daemon.synth.manifest import CorpusManifest
+from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.synth.corpus import generate_corpus
+from dxai.synth.manifest import CorpusManifest
 
 VENV = Path.home() / ".cache" / "dxai" / "presidio-venv"
 PRESIDIO_RUNS = {"presidio": "", "presidio_psm11": "--psm 11"}

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from dxai.daemon.errors import EngineError
+from dxai.configs.errors import EngineError
 from dxai.engines.spec import ModelSpec, TensorSpec
 
 FloatArray = NDArray[np.float32]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dxai.daemon.config.inference import EngineConfig
+from dxai.configs.schema.inference import EngineConfig
 from dxai.engines.base import Engine
 from dxai.engines.registry import verify_model_file
 from dxai.engines.spec import ModelSpec

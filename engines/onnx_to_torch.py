@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dxai.daemon.errors import EngineError
+from dxai.configs.errors import EngineError
 
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from dxai.daemon.config.inference import EngineConfig
-from dxai.daemon.errors import BackendUnavailableError, EngineError
+from dxai.configs.errors import BackendUnavailableError, EngineError
+from dxai.configs.schema.inference import EngineConfig
 from dxai.engines.base import EngineBase, EngineInfo, FloatArray, check_batch
 from dxai.engines.spec import ModelSpec
 

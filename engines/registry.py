@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from dxai.daemon.errors import ConfigError, ModelIntegrityError, UnknownModelError
+from dxai.configs.errors import ConfigError, ModelIntegrityError, UnknownModelError
 from dxai.engines.spec import ModelSpec
 
 _CHUNK = 1 << 20

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from dxai.daemon.config.inference import EngineConfig
-from dxai.daemon.errors import BackendUnavailableError
+from dxai.configs.errors import BackendUnavailableError
+from dxai.configs.schema.inference import EngineConfig
 from dxai.engines.base import EngineBase, EngineInfo, FloatArray, check_batch
 from dxai.engines.onnx_to_torch import convert_onnx
 from dxai.engines.spec import ModelSpec

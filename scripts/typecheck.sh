@@ -9,6 +9,7 @@ rm -rf .typecheck && mkdir -p .typecheck/dxai
 for d in daemon actors batching engines observability configs; do
   ln -sfn "../../$d" ".typecheck/dxai/$d"
 done
+ln -sfn "../../tests/synth" ".typecheck/dxai/synth"  # installed as dxai.synth (setup.py)
 args=()
-for d in daemon actors batching engines observability configs; do args+=(-p "dxai.$d"); done
+for d in daemon actors batching engines observability configs synth; do args+=(-p "dxai.$d"); done
 MYPYPATH=.typecheck "$PY" -m mypy "${args[@]}" "$@"

@@ -25,8 +25,8 @@ from dxai.actors.deid.table import compile_table
 from dxai.actors.deid.values import dummy_value, encodings_of, raw_text
 from dxai.actors.deid.verify import VerifyResult, verify
 from dxai.actors.deid.walker import WalkContext, walk
-from dxai.daemon.config.deid import DeidProfile
-from dxai.daemon.errors import DeidentificationError
+from dxai.configs.errors import DeidentificationError
+from dxai.configs.schema.deid import DeidProfile
 
 # File Meta elements that may identify the sender; removed from every output.
 _META_DROP = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)

@@ -31,7 +31,7 @@ from dxai.actors.deid.encode import encode
 from dxai.actors.deid.engine import Deidentifier, DeidResult
 from dxai.actors.deid.reid import ReidentificationStore
 from dxai.actors.deid.values import elements_of
-from dxai.daemon.errors import InvalidDicomError
+from dxai.configs.errors import InvalidDicomError
 
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 _IN_MEMORY_MAX = 256 * 1024 * 1024  # larger files are parsed from disk (less peak memory)

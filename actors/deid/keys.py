@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from dxai.daemon.errors import ConfigError
+from dxai.configs.errors import ConfigError
 
 KEY_BYTES = 32
 _MIN_KEY_BYTES = 16

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-#: Option name (as used in :class:`~dxai.daemon.config.deid.DeidProfile`) -> table column.
+#: Option name (as used in :class:`~dxai.configs.schema.deid.DeidProfile`) -> table column.
 OPTION_COLUMNS: dict[str, str] = {
     "retain_safe_private": "rtnSafePrivOpt",
     "retain_uids": "rtnUIDsOpt",

@@ -16,7 +16,7 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut
 
-from dxai.daemon.errors import InvalidDicomError
+from dxai.configs.errors import InvalidDicomError
 
 REENCODE = frozenset({uid.RLELossless, uid.JPEGLSLossless, uid.JPEG2000Lossless})
 LOSSLESS = REENCODE | frozenset(

@@ -38,7 +38,7 @@ class GroundTruthBox:
 
 
 class TruthRecord(Protocol):
-    """What a ground-truth record offers (``dxai.daemon.synth.manifest.BurnedInText``)."""
+    """What a ground-truth record offers (``dxai.synth.manifest.BurnedInText``)."""
 
     @property
     def frames(self) -> list[int]: ...

@@ -24,8 +24,8 @@ from dxai.actors.pixels.redactor import PixelRedactor, ScanRequest
 from dxai.actors.pixels.report import PixelReport
 from dxai.actors.pixels.types import Box, Recognition, UInt8Array
 from dxai.batching.client import InferenceClient
-from dxai.daemon.config.pixels import PixelPolicyConfig
-from dxai.daemon.errors import DeadlineExceededError
+from dxai.configs.errors import DeadlineExceededError
+from dxai.configs.schema.pixels import PixelPolicyConfig
 
 T = TypeVar("T")
 

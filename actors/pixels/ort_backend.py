@@ -19,7 +19,7 @@ import onnxruntime as ort
 from dxai.actors.pixels.det import DetParams, detect_boxes
 from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_preprocess
 from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
-from dxai.daemon.errors import ModelIntegrityError
+from dxai.configs.errors import ModelIntegrityError
 from dxai.engines.spec import ModelSpec
 
 REC_BATCH = 16

@@ -12,7 +12,7 @@ from difflib import SequenceMatcher
 from pydicom.dataset import Dataset
 from rapidfuzz import fuzz
 
-from dxai.daemon.config.pixels import DEFAULT_ALLOW
+from dxai.configs.schema.pixels import DEFAULT_ALLOW
 
 PHI_KEYWORDS = (
     "PatientName",

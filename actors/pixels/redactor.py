@@ -36,8 +36,8 @@ from dxai.actors.pixels.render import (
 )
 from dxai.actors.pixels.report import PixelReport, RedactedBox
 from dxai.actors.pixels.types import Box, TextDetector, TextRecognizer, UInt8Array
-from dxai.daemon.config.pixels import PixelPolicyConfig
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
+from dxai.configs.schema.pixels import PixelPolicyConfig
 
 ScanRequest = Literal["auto", "always", "sample"]
 CLEAN_PIXEL_CODE = ("113101", "DCM", "Clean Pixel Data Option")

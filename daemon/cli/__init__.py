@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from dxai.configs.errors import DxaiError
 from dxai.daemon.cli import (
     audit_cmd,
     bench_cmd,
@@ -16,7 +17,6 @@ from dxai.daemon.cli import (
     run_cmd,
     synth_cmd,
 )
-from dxai.daemon.errors import DxaiError
 
 _COMMANDS = (config_cmd, deid_cmd, demo_cmd, run_cmd, synth_cmd, audit_cmd, review_cmd, bench_cmd)
 

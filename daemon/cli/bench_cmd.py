@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dxai.daemon.errors import ConfigError
+from dxai.configs.errors import ConfigError
 
 
 def register(sub: Any) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from dxai.daemon.config import load_config
-from dxai.daemon.errors import ConfigError
+from dxai.configs.errors import ConfigError
+from dxai.configs.schema import load_config
 
 
 def register(sub: Any) -> None:

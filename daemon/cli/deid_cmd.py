@@ -18,8 +18,8 @@ from dxai.actors.deid import (
     load_or_create_key,
 )
 from dxai.actors.deid.fileio import is_probably_dicom
-from dxai.daemon.config import DxaiConfig, load_config
-from dxai.daemon.errors import ConfigError
+from dxai.configs.errors import ConfigError
+from dxai.configs.schema import DxaiConfig, load_config
 
 
 def register(sub: Any) -> None:

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dxai.daemon.intake.demo import DemoReport, demo_config, run_demo, sample_study
+from dxai.daemon.cli.demo import DemoReport, demo_config, run_demo, sample_study
 from dxai.observability.logging import configure_logging
 
 

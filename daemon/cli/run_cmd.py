@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from typing import Any
 
-from dxai.daemon.config import load_config
-from dxai.daemon.intake.app import run_daemon
+from dxai.configs.schema import load_config
+from dxai.daemon.app import run_daemon
 from dxai.observability.logging import configure_logging
 
 

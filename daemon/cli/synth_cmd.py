@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dxai.daemon.synth import (
+from dxai.synth import (
     DEFAULT_MODALITIES,
     GROUND_TRUTH_NAME,
     TRANSFER_SYNTAXES,

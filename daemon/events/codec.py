@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ValidationError
 
-from dxai.daemon.errors import InvalidEventError
+from dxai.configs.errors import InvalidEventError
 from dxai.daemon.events.models import StudyEvent
 from dxai.daemon.events.trace import TraceContext
 

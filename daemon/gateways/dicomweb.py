@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from dxai.daemon.config.services import DicomWebEndpoint
-from dxai.daemon.errors import NotAcceptableError, PermanentError, ServiceUnavailableError
+from dxai.configs.errors import NotAcceptableError, PermanentError, ServiceUnavailableError
+from dxai.configs.schema.services import DicomWebEndpoint
 from dxai.daemon.gateways.base import StoreReport
 from dxai.daemon.gateways.multipart import build_multipart, split_multipart
 

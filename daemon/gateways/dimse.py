@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 
-from dxai.daemon.config.services import DimseEndpoint
-from dxai.daemon.errors import PermanentError, ServiceUnavailableError
+from dxai.configs.errors import PermanentError, ServiceUnavailableError
+from dxai.configs.schema.services import DimseEndpoint
 from dxai.daemon.gateways.base import StoreReport
 from dxai.daemon.gateways.dimse_move import MoveTarget, c_move_series_blocking
 

@@ -23,12 +23,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, evt
 
-from dxai.daemon.config.services import DimseEndpoint
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     RetrieveIncompleteError,
     RetrieveRefusedError,
     ServiceUnavailableError,
 )
+from dxai.configs.schema.services import DimseEndpoint
 
 StudyRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.2.2")
 _OK, _PENDING = 0x0000, (0xFF00, 0xFF01)

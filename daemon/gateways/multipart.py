@@ -6,7 +6,7 @@ import re
 import secrets
 from collections.abc import Sequence
 
-from dxai.daemon.errors import PermanentError
+from dxai.configs.errors import PermanentError
 
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio.to_thread
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
+from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.intake.dicom_scp import QuietTracker, StoreScp
 from dxai.daemon.intake.landing import LandingZone
 from dxai.daemon.intake.landing_sweep import sweep_forever

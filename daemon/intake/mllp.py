@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
 from dxai.daemon.intake.hl7_trigger import Hl7Outcome, build_ack, interpret
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.tcp import TcpListener, close_quietly

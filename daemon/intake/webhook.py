@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
 from dxai.daemon.events.codec import MAX_EVENT_BYTES
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.tcp import TcpListener, close_quietly

@@ -14,9 +14,9 @@ from typing import Any
 
 import aiosqlite
 
-from dxai.daemon.errors import PermanentError, ServiceUnavailableError
+from dxai.configs.errors import PermanentError, ServiceUnavailableError
+from dxai.configs.lifecycle import AsyncLifecycle
 from dxai.daemon.jobs.model import ALL_STATES, Claim, JobRecord, can_move, job_key
-from dxai.daemon.lifecycle import AsyncLifecycle
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -8,18 +8,15 @@ from dxai.daemon.pipeline.processing import (
     ProcessorInfo,
     UnavailableProcessor,
 )
-from dxai.daemon.pipeline.publish import FolderPublisher, Publisher
 from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
 
 __all__ = [
     "Admission",
-    "FolderPublisher",
     "InstanceOutcome",
     "InstanceProcessor",
     "Pipeline",
     "PipelineParts",
     "ProcessorInfo",
-    "Publisher",
     "RetryPolicy",
     "SourceFactory",
     "StudyTally",

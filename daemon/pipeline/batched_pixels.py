@@ -14,13 +14,13 @@ import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
+from dxai.configs.schema.root import DxaiConfig
 from dxai.observability.metrics import Sensor
 
 if TYPE_CHECKING:
     from dxai.batching.client import InferenceClient
-    from dxai.daemon.config.pixels import PixelPolicyConfig
+    from dxai.configs.schema.pixels import PixelPolicyConfig
     from dxai.daemon.pipeline.pixel_step import PixelActor
 
 log = logging.getLogger("dxai.daemon")

@@ -15,16 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from dxai.daemon.config.root import PipelineConfig
-from dxai.daemon.errors import DxaiError, InvalidEventError
+from dxai.configs.errors import DxaiError, InvalidEventError
+from dxai.configs.lifecycle import AsyncLifecycle
+from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent, new_trace, parse_study_event
 from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import JobRecord, JobStore
-from dxai.daemon.lifecycle import AsyncLifecycle
+from dxai.daemon.outputs.base import Publisher
 from dxai.daemon.pipeline.finish import JobFinisher
 from dxai.daemon.pipeline.outcome import StudyTally
 from dxai.daemon.pipeline.processing import InstanceOutcome, InstanceProcessor
-from dxai.daemon.pipeline.publish import Publisher
 from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
 from dxai.observability.metrics import Sensor
 

@@ -10,8 +10,8 @@ from pydicom.errors import InvalidDicomError as PydicomInvalid
 
 from dxai.actors.deid import Deidentifier, load_or_create_key
 from dxai.actors.deid.encode import encode
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
+from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.pipeline.pixel_step import PixelActor, PixelStep, build_pixel_actor
 from dxai.daemon.pipeline.processing import InstanceOutcome, PixelSummary, ProcessorInfo
 

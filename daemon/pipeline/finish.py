@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from dxai.daemon.config.root import PipelineConfig
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
+from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import (
     DecisionEvent,
     DeidCertificate,

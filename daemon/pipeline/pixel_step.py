@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydicom.dataset import Dataset
 
-from dxai.daemon.errors import DxaiError
+from dxai.configs.errors import DxaiError
 from dxai.daemon.pipeline.processing import InstanceStatus, PixelSummary
 
 if TYPE_CHECKING:
     from dxai.actors.pixels import PixelReport
-    from dxai.daemon.config.pixels import PixelPolicyConfig
+    from dxai.configs.schema.pixels import PixelPolicyConfig
 
 log = logging.getLogger("dxai.pipeline")
 PixelRequest = Literal["auto", "always"]

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dxai.daemon.errors import RetriableError
+from dxai.configs.errors import RetriableError
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dxai.daemon.errors import ValidatorUnavailableError
+from dxai.configs.errors import ValidatorUnavailableError
 
 DCIODVFY = "dciodvfy"
 _ERROR = re.compile(r"(?:^|\s)Error - ")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dxai.batching import make_inference_client
-from dxai.daemon.config.inference import BatchingConfig, EngineConfig, InferenceConfig
+from dxai.configs.schema.inference import BatchingConfig, EngineConfig, InferenceConfig
 from dxai.engines import load_engine, load_registry
 from dxai.observability.metrics import Sensor
 

@@ -17,11 +17,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.config.services import DimseEndpoint
-from dxai.daemon.errors import RetrieveRefusedError
+from dxai.configs.errors import RetrieveRefusedError
+from dxai.configs.schema.root import DxaiConfig
+from dxai.configs.schema.services import DimseEndpoint
+from dxai.daemon.app import DaemonHandle, run_daemon
 from dxai.daemon.gateways import DimseSink, DimseSource, MoveTarget
-from dxai.daemon.intake.app import DaemonHandle, run_daemon
 from dxai.observability.metrics import Sensor
 
 CALLING_AE = "DXAI"  # registered in both Orthancs by scripts/services/orthanc.sh

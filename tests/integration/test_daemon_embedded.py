@@ -17,8 +17,8 @@ import pytest
 from deid_checks import header_text, input_phi, leaked
 from pydicom.dataset import Dataset
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.intake.app import DaemonHandle, run_daemon
+from dxai.configs.schema.root import DxaiConfig
+from dxai.daemon.app import DaemonHandle, run_daemon
 from dxai.daemon.intake.mllp import END, frame
 from dxai.observability.metrics import Sensor
 
@@ -229,7 +229,7 @@ async def test_webhook_event_to_job(tmp_path: Path, make_ct: Callable[[], Datase
 
 
 async def test_demo_sends_sample_study_and_reports(tmp_path: Path) -> None:
-    from dxai.daemon.intake.demo import demo_config, run_demo
+    from dxai.daemon.cli.demo import demo_config, run_demo
 
     config = demo_config(tmp_path, quiet_s=0.5)
     sensor = Sensor()

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka_helpers import kafka_section
 from pydicom.dataset import Dataset
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.intake.app import run_daemon
+from dxai.configs.schema.root import DxaiConfig
+from dxai.daemon.app import run_daemon
 from dxai.observability.metrics import Sensor
 
 

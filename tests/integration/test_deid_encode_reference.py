@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 
 from dxai.actors.deid import Deidentifier, read_dicom
 from dxai.actors.deid.encode import encode
-from dxai.daemon.config.deid import DeidConfig
+from dxai.configs.schema.deid import DeidConfig
 
 KEY = b"integration-test-key-0123456789ab"
 

@@ -9,7 +9,7 @@ from deid_checks import all_uids, header_text, input_phi, instance_uids, leaked,
 from pydicom import dcmread
 
 from dxai.actors.deid import Deidentifier, FileReport, deidentify_file
-from dxai.daemon.config.deid import DeidConfig
+from dxai.configs.schema.deid import DeidConfig
 from dxai.daemon.validation.dciodvfy import run_dciodvfy
 
 KEY = b"integration-test-key-0123456789ab"

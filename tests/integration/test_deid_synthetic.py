@@ -10,9 +10,9 @@ from deid_checks import all_uids, header_text, leaked, normalised_errors
 from pydicom import dcmread
 
 from dxai.actors.deid import Deidentifier, deidentify_file
-from dxai.daemon.config.deid import DeidConfig
-from dxai.daemon.synth import GROUND_TRUTH_NAME, generate_corpus
+from dxai.configs.schema.deid import DeidConfig
 from dxai.daemon.validation.dciodvfy import run_dciodvfy
+from dxai.synth import GROUND_TRUTH_NAME, generate_corpus
 
 KEY = b"synthetic-test-key-0123456789abcd"
 

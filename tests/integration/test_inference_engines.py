@@ -10,8 +10,8 @@ import pytest
 
 from dxai.batching import make_inference_client
 from dxai.batching.buckets import bucket_for
-from dxai.daemon.config.inference import BatchingConfig, EngineConfig, InferenceConfig
-from dxai.daemon.errors import EngineError, InvalidInferenceInputError
+from dxai.configs.errors import EngineError, InvalidInferenceInputError
+from dxai.configs.schema.inference import BatchingConfig, EngineConfig, InferenceConfig
 from dxai.engines import load_engine, load_registry
 from dxai.engines.registry import sha256_file
 from dxai.engines.spec import ModelSpec

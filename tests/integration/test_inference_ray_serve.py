@@ -17,13 +17,13 @@ import pytest
 from dxai.batching import make_inference_client
 from dxai.batching.buckets import bucket_for
 from dxai.batching.ray_serve import RayServeClient
-from dxai.daemon.config.inference import (
+from dxai.configs.errors import DeadlineExceededError, InvalidInferenceInputError
+from dxai.configs.schema.inference import (
     BatchingConfig,
     EngineConfig,
     InferenceConfig,
     RayServeModelConfig,
 )
-from dxai.daemon.errors import DeadlineExceededError, InvalidInferenceInputError
 from dxai.engines import load_engine, load_registry
 from dxai.observability.metrics import Sensor
 

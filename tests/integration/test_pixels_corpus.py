@@ -14,8 +14,8 @@ import pytest
 from dxai.actors.pixels import PixelRedactor, phi_values
 from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.evaluate import GroundTruthBox, Score, score_frames, truth_boxes
-from dxai.daemon.config.pixels import PixelPolicyConfig
-from dxai.daemon.synth.corpus import generate_corpus
+from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.synth.corpus import generate_corpus
 
 # Issue targets on the synthetic corpus (real-size images): recall >= 0.99, benign kept >= 0.95.
 RECALL_FLOOR = 0.99

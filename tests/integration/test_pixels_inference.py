@@ -11,9 +11,9 @@ from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.evaluate import score_frames, truth_boxes
 from dxai.actors.pixels.inference import redact_dataset_async
 from dxai.batching import make_inference_client
-from dxai.daemon.config.inference import InferenceConfig
-from dxai.daemon.synth.corpus import generate_corpus
+from dxai.configs.schema.inference import InferenceConfig
 from dxai.engines import load_registry
+from dxai.synth.corpus import generate_corpus
 
 
 async def test_async_redaction_through_the_batcher_matches_direct_runtime(

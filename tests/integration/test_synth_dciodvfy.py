@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dxai.daemon.synth import generate_corpus
 from dxai.daemon.validation.dciodvfy import run_dciodvfy
+from dxai.synth import generate_corpus
 
 
 def test_synthetic_corpus_is_valid(tmp_path: Path) -> None:

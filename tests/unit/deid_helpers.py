@@ -9,7 +9,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from dxai.actors.deid import Deidentifier
-from dxai.daemon.config.deid import DeidConfig, DeidProfile
+from dxai.configs.schema.deid import DeidConfig, DeidProfile
 
 KEY = bytes(range(32))
 STUDY_UID = "1.2.826.0.1.3680043.99.1"

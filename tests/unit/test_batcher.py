@@ -19,14 +19,14 @@ from dxai.batching.ray_handles import (
     keep_large_buffers_mapped,
     reply_nbytes,
 )
-from dxai.daemon.config.inference import BatchingConfig
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     BatcherStoppedError,
     DeadlineExceededError,
     EngineError,
     InvalidInferenceInputError,
     QueueFullError,
 )
+from dxai.configs.schema.inference import BatchingConfig
 from dxai.engines.base import EngineInfo
 from dxai.engines.spec import ModelSpec, TensorSpec
 from dxai.observability.metrics import Sensor

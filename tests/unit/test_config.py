@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from dxai.configs.errors import ConfigError
+from dxai.configs.schema import load_config
 from dxai.daemon.cli import main
-from dxai.daemon.config import load_config
-from dxai.daemon.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

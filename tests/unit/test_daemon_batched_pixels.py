@@ -13,8 +13,8 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 
-from dxai.daemon.config.pixels import PixelPolicyConfig
-from dxai.daemon.config.root import DxaiConfig
+from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.pipeline.batched_pixels import build_batched_pixel_actor, open_inference
 from dxai.observability.metrics import Sensor
 

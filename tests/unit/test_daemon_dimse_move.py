@@ -7,19 +7,19 @@ from typing import Any
 
 import pytest
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.config.services import DimseEndpoint
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     ConfigError,
     PermanentError,
     RetrieveIncompleteError,
     RetrieveRefusedError,
     ServiceUnavailableError,
 )
+from dxai.configs.schema.root import DxaiConfig
+from dxai.configs.schema.services import DimseEndpoint
+from dxai.daemon.app import make_source_factory
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways import DimseSource, MoveTarget
 from dxai.daemon.gateways.dimse_move import MoveCounts, _check
-from dxai.daemon.intake.app import make_source_factory
 
 PEER = DimseEndpoint(ae_title="SOURCE", host="127.0.0.1", port=4242)
 

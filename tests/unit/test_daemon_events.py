@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dxai.daemon.errors import InvalidEventError
+from dxai.configs.errors import InvalidEventError
 from dxai.daemon.events import (
     DecisionEvent,
     LocalSource,

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from dxai.daemon.config.root import DxaiConfig, PipelineConfig
+from dxai.configs.schema.root import DxaiConfig, PipelineConfig
 from dxai.daemon.events import DecisionEvent, ResultsEvent, StudyEvent, TraceContext
 from dxai.daemon.gateways import StoreReport, StudyNotFoundError
 from dxai.daemon.jobs import JobStore

@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
 from dxai.actors.pixels import PixelReport, RedactedBox
-from dxai.daemon.config.root import DxaiConfig
+from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.pipeline import Pipeline
 from dxai.daemon.pipeline.deid_processor import DeidProcessor, build_processor
 from dxai.daemon.pipeline.pixel_step import PixelStep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dxai.daemon.errors import ValidatorUnavailableError
+from dxai.configs.errors import ValidatorUnavailableError
 from dxai.daemon.validation import parse_dciodvfy_output, run_dciodvfy
 
 SAMPLE = """\

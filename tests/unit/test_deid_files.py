@@ -13,8 +13,8 @@ from pydicom.filewriter import dcmwrite
 
 from dxai.actors.deid import ReidentificationStore, deidentify_file, load_or_create_key
 from dxai.actors.deid.fileio import is_probably_dicom
+from dxai.configs.errors import ConfigError
 from dxai.daemon.cli import main
-from dxai.daemon.errors import ConfigError
 
 
 def _only_outputs(folder: Path) -> list[Path]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dxai.daemon.config.services import DicomWebEndpoint
-from dxai.daemon.errors import PermanentError, ServiceUnavailableError
+from dxai.configs.errors import PermanentError, ServiceUnavailableError
+from dxai.configs.schema.services import DicomWebEndpoint
 from dxai.daemon.gateways.dicomweb import DicomWebGateway
 from dxai.daemon.gateways.multipart import build_multipart
 

@@ -13,8 +13,7 @@ from dxai.batching.buckets import bucket_for, crop_output, pad_stack
 from dxai.batching.client import make_inference_client
 from dxai.batching.inprocess import InProcessClient
 from dxai.batching.subbatch import pack, run_sub_batches
-from dxai.daemon.config.inference import EngineConfig, InferenceConfig, ModelRunConfig
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     BackendUnavailableError,
     ConfigError,
     DeadlineExceededError,
@@ -22,6 +21,7 @@ from dxai.daemon.errors import (
     ModelIntegrityError,
     UnknownModelError,
 )
+from dxai.configs.schema.inference import EngineConfig, InferenceConfig, ModelRunConfig
 from dxai.engines.factory import create_engine, load_engine
 from dxai.engines.registry import load_registry, verify_model_file
 from dxai.engines.tensorrt_engine import bucket_profiles, engine_cache_key

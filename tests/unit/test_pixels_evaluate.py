@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dxai.actors.pixels.evaluate import GroundTruthBox, score_frames, text_removed
-from dxai.daemon.synth.manifest import BurnedInText, pack_ink
+from dxai.synth.manifest import BurnedInText, pack_ink
 
 TEXT, BACKGROUND = 200, 10
 

@@ -7,7 +7,7 @@ import numpy as np
 from dxai.actors.pixels.rec_cache import CachingRecognizer, RecognitionCache, with_cache
 from dxai.actors.pixels.redactor import PixelRedactor
 from dxai.actors.pixels.types import Box, Recognition, UInt8Array
-from dxai.daemon.config.pixels import PixelPolicyConfig
+from dxai.configs.schema.pixels import PixelPolicyConfig
 from dxai.observability.metrics import Sensor
 
 

@@ -11,7 +11,7 @@ from dxai.actors.pixels.codec import decode, encode
 from dxai.actors.pixels.ocr import Line
 from dxai.actors.pixels.redactor import CLEAN_PIXEL_CODE, PixelRedactor, could_hide_text
 from dxai.actors.pixels.types import Box, Recognition, UInt8Array
-from dxai.daemon.config.pixels import PixelPolicyConfig
+from dxai.configs.schema.pixels import PixelPolicyConfig
 
 
 def _dataset(ts: str = uid.ExplicitVRLittleEndian, frames: int = 1) -> Dataset:

@@ -31,13 +31,13 @@ from dxai.batching.shm import (
     sweep_stale,
 )
 from dxai.batching.subbatch import Outcome, SubBatch, check_sub_batch, pack, run_sub_batches
-from dxai.daemon.config.inference import BatchingConfig
-from dxai.daemon.errors import (
+from dxai.configs.errors import (
     DeadlineExceededError,
     EngineError,
     InvalidInferenceInputError,
     ServiceUnavailableError,
 )
+from dxai.configs.schema.inference import BatchingConfig
 from dxai.observability.metrics import Sensor
 
 FAR = time.time() + 3600.0

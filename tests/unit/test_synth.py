@@ -12,7 +12,7 @@ import pytest
 from pydicom.charset import convert_encodings
 
 from dxai.daemon.cli import synth_cmd
-from dxai.daemon.synth import (
+from dxai.synth import (
     GROUND_TRUTH_NAME,
     MODALITIES,
     TRANSFER_SYNTAXES,
@@ -21,7 +21,7 @@ from dxai.daemon.synth import (
     SynthError,
     generate_corpus,
 )
-from dxai.daemon.synth.identities import make_identity
+from dxai.synth.identities import make_identity
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import random
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
-from dxai.daemon.synth.identities import FakeIdentity
-from dxai.daemon.synth.plan import InstancePlan, SeriesPlan, StudyPlan
+from dxai.synth.identities import FakeIdentity
+from dxai.synth.plan import InstancePlan, SeriesPlan, StudyPlan
 
 # Detached Study Management SOP Class (retired), which ReferencedStudySequence items still use.
 DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"

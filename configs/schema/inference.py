@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dxai.daemon.config.base import Section
+from dxai.configs.schema.base import Section
 
 EngineKind = Literal["onnxruntime", "torch", "tensorrt"]
 DeviceKind = Literal["cpu", "cuda"]

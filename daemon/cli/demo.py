@@ -15,11 +15,11 @@ import pydicom
 import yaml
 from pydicom.errors import InvalidDicomError as PydicomInvalid
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.config.services import DimseEndpoint
-from dxai.daemon.errors import ServiceUnavailableError
+from dxai.configs.errors import ServiceUnavailableError
+from dxai.configs.schema.root import DxaiConfig
+from dxai.configs.schema.services import DimseEndpoint
+from dxai.daemon.app import DaemonHandle, run_daemon
 from dxai.daemon.gateways.dimse import c_store_blocking
-from dxai.daemon.intake.app import DaemonHandle, run_daemon
 from dxai.daemon.jobs import JobStore
 from dxai.observability.metrics import Sensor
 
@@ -74,7 +74,7 @@ def sample_study(data_dir: Path, given: Path | None) -> Path:
     local = Path("tests/data/sample-study")
     if local.is_dir():
         return local
-    from dxai.daemon.synth import generate_corpus
+    from dxai.synth import generate_corpus
 
     out = data_dir / "sample-study"
     generate_corpus(out, seed=1, studies=1, small=True)

@@ -1,31 +1,14 @@
-"""Where decisions, results and dead letters go: the Publisher interface and a folder publisher."""
+"""The folder publisher of embedded mode: one JSON file per output, written atomically."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Protocol
 
 import anyio.to_thread
 
 from dxai.daemon.events import DecisionEvent, ResultsEvent, TraceContext, encode_event
-
-
-class Publisher(Protocol):
-    """Sends a job's outputs; returns only once they are durable at the receiving end."""
-
-    async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
-        """Publish the decision event."""
-        ...
-
-    async def results(self, event: ResultsEvent, ctx: TraceContext) -> None:
-        """Publish the results event."""
-        ...
-
-    async def dead_letter(self, original: bytes, reason: str, code: str, origin: str) -> None:
-        """Publish the original bytes of an input that cannot be processed, with the reason."""
-        ...
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
-from dxai.daemon.synth.fonts import FontType, font_count, load_font
-from dxai.daemon.synth.manifest import BurnedInText, BurnedKind, pack_ink
-from dxai.daemon.synth.pixels import Phantom
+from dxai.synth.fonts import FontType, font_count, load_font
+from dxai.synth.manifest import BurnedInText, BurnedKind, pack_ink
+from dxai.synth.pixels import Phantom
 
 Box = tuple[int, int, int, int]
 REGIONS = ("tl", "tr", "bl", "br", "top", "bottom")

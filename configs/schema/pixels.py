@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from dxai.daemon.config.base import Section
+from dxai.configs.schema.base import Section
 
 ScanAction = Literal["always", "sample", "skip"]
 TextMode = Literal["match_phi", "redact_all_text"]

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dxai.daemon.config.base import Section
-from dxai.daemon.config.pixels import PixelPolicyConfig
+from dxai.configs.schema.base import Section
+from dxai.configs.schema.pixels import PixelPolicyConfig
 
 DeidOption = Literal[
     "retain_safe_private",

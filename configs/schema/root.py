@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dxai.daemon.config.base import Section
-from dxai.daemon.config.deid import DeidConfig
-from dxai.daemon.config.inference import InferenceConfig
-from dxai.daemon.config.services import (
+from dxai.configs.schema.base import Section
+from dxai.configs.schema.deid import DeidConfig
+from dxai.configs.schema.inference import InferenceConfig
+from dxai.configs.schema.services import (
     DicomWebEndpoint,
     DimseEndpoint,
     KafkaConfig,

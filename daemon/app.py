@@ -14,8 +14,8 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.errors import ConfigError
+from dxai.configs.errors import ConfigError
+from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.events.models import DimseSource as DimseSourceSpec
 from dxai.daemon.gateways import (
@@ -29,14 +29,16 @@ from dxai.daemon.gateways import (
     StudySource,
 )
 from dxai.daemon.intake.embedded import EmbeddedIntake, EmbeddedPorts
-from dxai.daemon.intake.kafka import KafkaIntake, KafkaPublisher
-from dxai.daemon.intake.kafka_txn import TransactionalPublisher, reconcile_pending
+from dxai.daemon.intake.kafka import KafkaIntake
 from dxai.daemon.jobs import JobStore
-from dxai.daemon.metrics_http import monitor_loop_lag, start_metrics_server
-from dxai.daemon.pipeline import FolderPublisher, Pipeline, PipelineParts, Publisher, RetryPolicy
+from dxai.daemon.outputs import FolderPublisher, Publisher
+from dxai.daemon.outputs.kafka import KafkaPublisher
+from dxai.daemon.outputs.kafka_txn import TransactionalPublisher, reconcile_pending
+from dxai.daemon.pipeline import Pipeline, PipelineParts, RetryPolicy
 from dxai.daemon.pipeline.batched_pixels import build_batched_pixel_actor, open_inference
 from dxai.daemon.pipeline.deid_processor import DeidProcessor, build_processor
 from dxai.observability.metrics import Sensor, default_sensor
+from dxai.observability.metrics_http import monitor_loop_lag, start_metrics_server
 
 log = logging.getLogger("dxai.daemon")
 
@@ -54,7 +56,7 @@ def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySourc
         if src.base_url is not None:
             endpoint = endpoint.model_copy(update={"base_url": src.base_url}) if endpoint else None
             if endpoint is None:
-                from dxai.daemon.config.services import DicomWebEndpoint
+                from dxai.configs.schema.services import DicomWebEndpoint
 
                 endpoint = DicomWebEndpoint(base_url=src.base_url)
         if endpoint is None:
@@ -66,7 +68,7 @@ def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySourc
 
 def _dimse_source(config: DxaiConfig, src: DimseSourceSpec) -> DimseSource:
     """C-GET, or C-MOVE to our own SCP (moved files under ``<data_dir>/moves``)."""
-    from dxai.daemon.config.services import DimseEndpoint
+    from dxai.configs.schema.services import DimseEndpoint
 
     peer = DimseEndpoint(ae_title=src.ae_title, host=src.host, port=src.port)
     target = None

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dxai.daemon.config.base import Section
+from dxai.configs.schema.base import Section
 
 
 class KafkaConfig(Section):

@@ -7,8 +7,8 @@ from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pack_bits
 
-from dxai.daemon.synth.fonts import load_font
-from dxai.daemon.synth.plan import StudyPlan
+from dxai.synth.fonts import load_font
+from dxai.synth.plan import StudyPlan
 
 ACME_CREATOR = "ACME_PRIVATE_1"
 SIEMENS_CREATOR = "SIEMENS CSA HEADER"

@@ -11,14 +11,14 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dxai.daemon.synth import header, private
-from dxai.daemon.synth.burnin import burn_in
-from dxai.daemon.synth.encode import SynthError, encode_pixels, resolve_transfer_syntax
-from dxai.daemon.synth.identities import make_identity
-from dxai.daemon.synth.iods import add_image_pixel
-from dxai.daemon.synth.manifest import BurnedInText, CorpusManifest, FileRecord
-from dxai.daemon.synth.modalities import MODALITIES, ModalitySpec
-from dxai.daemon.synth.plan import (
+from dxai.synth import header, private
+from dxai.synth.burnin import burn_in
+from dxai.synth.encode import SynthError, encode_pixels, resolve_transfer_syntax
+from dxai.synth.identities import make_identity
+from dxai.synth.iods import add_image_pixel
+from dxai.synth.manifest import BurnedInText, CorpusManifest, FileRecord
+from dxai.synth.modalities import MODALITIES, ModalitySpec
+from dxai.synth.plan import (
     InstancePlan,
     SeriesPlan,
     StudyPlan,
@@ -26,7 +26,7 @@ from dxai.daemon.synth.plan import (
     plan_series,
     plan_study,
 )
-from dxai.daemon.synth.texts import image_items
+from dxai.synth.texts import image_items
 
 INSTANCES_PER_SERIES = 2
 DEFAULT_MODALITIES = ("CT", "MR", "US", "SC", "DX")

@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from dxai.daemon.config.root import DxaiConfig
-from dxai.daemon.errors import ConfigError
+from dxai.configs.errors import ConfigError
+from dxai.configs.schema.root import DxaiConfig
 
 ENV_PREFIX = "DXAI_"
 _SECRET_WORDS = ("password", "secret", "token", "key")

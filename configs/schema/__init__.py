@@ -3,7 +3,7 @@
 Load with :func:`load_config`; it validates everything before any component connects.
 """
 
-from dxai.daemon.config.loader import format_validation_error, load_config
-from dxai.daemon.config.root import DxaiConfig
+from dxai.configs.schema.loader import format_validation_error, load_config
+from dxai.configs.schema.root import DxaiConfig
 
 __all__ = ["DxaiConfig", "format_validation_error", "load_config"]

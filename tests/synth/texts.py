@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from dxai.daemon.synth.burnin import TextItem
-from dxai.daemon.synth.plan import StudyPlan
+from dxai.synth.burnin import TextItem
+from dxai.synth.plan import StudyPlan
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 

@@ -7,8 +7,8 @@ import random
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from dxai.daemon.synth.pixels import Phantom
-from dxai.daemon.synth.plan import InstancePlan, SeriesPlan
+from dxai.synth.pixels import Phantom
+from dxai.synth.plan import InstancePlan, SeriesPlan
 
 _VIEWS = {"PA": ("399348003", "postero-anterior"), "AP": ("399182009", "antero-posterior")}
 

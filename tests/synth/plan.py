@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydicom.uid import generate_uid
 
-from dxai.daemon.synth.identities import FakeIdentity
+from dxai.synth.identities import FakeIdentity
 
 
 def fake_uid(seed: int, *parts: object) -> str:

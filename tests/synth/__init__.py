@@ -7,10 +7,10 @@ the :class:`CorpusManifest`.
 
 from __future__ import annotations
 
-from dxai.daemon.synth.corpus import DEFAULT_MODALITIES, GROUND_TRUTH_NAME, generate_corpus
-from dxai.daemon.synth.encode import TRANSFER_SYNTAXES, SynthError, resolve_transfer_syntax
-from dxai.daemon.synth.manifest import BurnedInText, CorpusManifest, FileRecord
-from dxai.daemon.synth.modalities import MODALITIES
+from dxai.synth.corpus import DEFAULT_MODALITIES, GROUND_TRUTH_NAME, generate_corpus
+from dxai.synth.encode import TRANSFER_SYNTAXES, SynthError, resolve_transfer_syntax
+from dxai.synth.manifest import BurnedInText, CorpusManifest, FileRecord
+from dxai.synth.modalities import MODALITIES
 
 __all__ = [
     "DEFAULT_MODALITIES",

@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
-from dxai.daemon.config.services import KafkaConfig
-from dxai.daemon.errors import ServiceUnavailableError
+from dxai.configs.errors import ServiceUnavailableError
+from dxai.configs.schema.services import KafkaConfig
 from dxai.daemon.events import (
     DecisionEvent,
     ResultsEvent,
@@ -36,8 +36,8 @@ from dxai.daemon.events import (
     encode_event,
     trace_headers,
 )
-from dxai.daemon.intake.kafka import KafkaPublisher
 from dxai.daemon.jobs import JobStore, PendingOutput
+from dxai.daemon.outputs.kafka import KafkaPublisher
 
 log = logging.getLogger("dxai.intake.kafka")
 RECONCILE_TIMEOUT_S = 60.0

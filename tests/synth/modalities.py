@@ -16,10 +16,10 @@ from pydicom.uid import (
     UltrasoundMultiFrameImageStorage,
 )
 
-from dxai.daemon.synth import iods, pixels
-from dxai.daemon.synth.encode import TRANSFER_SYNTAXES
-from dxai.daemon.synth.pixels import Phantom
-from dxai.daemon.synth.plan import InstancePlan, SeriesPlan
+from dxai.synth import iods, pixels
+from dxai.synth.encode import TRANSFER_SYNTAXES
+from dxai.synth.pixels import Phantom
+from dxai.synth.plan import InstancePlan, SeriesPlan
 
 PhantomFactory = Callable[[np.random.Generator, random.Random, bool], Phantom]
 IodWriter = Callable[[Dataset, Phantom, SeriesPlan, InstancePlan, random.Random], None]

@@ -18,8 +18,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dxai.daemon.errors import PermanentError
-from dxai.daemon.synth.pixels import Phantom
+from dxai.configs.errors import PermanentError
+from dxai.synth.pixels import Phantom
 
 TRANSFER_SYNTAXES: dict[str, UID] = {
     "explicit": ExplicitVRLittleEndian,

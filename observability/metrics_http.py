@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from dxai.daemon.config.services import MetricsConfig
+from dxai.configs.schema.services import MetricsConfig
 from dxai.observability.metrics import Sensor
 
 
