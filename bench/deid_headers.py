@@ -27,8 +27,9 @@ from typing import Any
 import pydicom
 from pydicom import dcmread
 
-from dxai.actors.deid import Deidentifier, deidentify_file
+from dxai.actors.deid import Deidentifier
 from dxai.actors.deid.fileio import is_probably_dicom
+from dxai.actors.outbound import deidentify_file
 from dxai.configs.schema.deid import DeidConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from dxai.actors.outbound import InstancePipeline, build_pipeline
 from dxai.configs.errors import ConfigError
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.events import StudyEvent
@@ -35,12 +35,12 @@ from dxai.daemon.outputs import FolderPublisher, Publisher
 from dxai.daemon.outputs.kafka import KafkaPublisher
 from dxai.daemon.outputs.kafka_txn import TransactionalPublisher, reconcile_pending
 from dxai.daemon.pipeline import Pipeline, PipelineParts, RetryPolicy
-from dxai.daemon.pipeline.batched_pixels import build_batched_pixel_actor, open_inference
-from dxai.daemon.pipeline.deid_processor import DeidProcessor, build_processor
+from dxai.daemon.pipeline.inference import open_pixel_actor
+from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor, default_sensor
-from dxai.observability.metrics_http import monitor_loop_lag, start_metrics_server
+from dxai.observability.metrics_http import MetricsServer, monitor_loop_lag
 
-log = logging.getLogger("dxai.daemon")
+log = get_logger(__name__)
 
 
 def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySource]:
@@ -131,7 +131,6 @@ async def run_daemon(
     stop = stop or asyncio.Event()
     sensor = sensor or default_sensor()
     _install_signals(stop)
-    start_metrics_server(config.metrics, sensor)
     lag = asyncio.create_task(monitor_loop_lag(sensor))
     try:
         await _serve(config, stop, sensor, ready)
@@ -149,6 +148,7 @@ async def _serve(
 ) -> None:
     data_dir = Path(config.state.data_dir)
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(MetricsServer(config.metrics, sensor))
         processor = await _processor(config, sensor, stack)
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
         publisher, txn = await _publisher(config, store, stack)
@@ -161,7 +161,7 @@ async def _serve(
             processor,
             publisher,
             sensor,
-            _retry_policy(config),
+            RetryPolicy.from_config(config.kafka),
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         resumed = await pipeline.resume_unfinished()
@@ -182,19 +182,16 @@ async def _serve(
             await intake.stop()
 
 
-async def _processor(config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack) -> DeidProcessor:
-    """The processor whose pixel OCR goes through the daemon's InferenceClient (batcher).
+async def _processor(config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack) -> InstancePipeline:
+    """The per-instance pipeline whose pixel OCR goes through the daemon's InferenceClient.
 
     The client is on ``stack`` before the pipeline, so it stops after the pipeline drained.
     """
-    client = await open_inference(config, sensor, stack)
-    actor = None
-    if client is not None:
-        loop = asyncio.get_running_loop()
-        policy = config.deid.pixel_policy
-        actor = await anyio.to_thread.run_sync(build_batched_pixel_actor, policy, client, loop)
-    build = functools.partial(build_processor, config, actor, cpu_fallback=False)
-    return await anyio.to_thread.run_sync(build)
+    actor = await open_pixel_actor(config, sensor, stack)
+    build = functools.partial(build_pipeline, config, actor, cpu_fallback=False)
+    pipeline, _key = await anyio.to_thread.run_sync(build)
+    stack.callback(pipeline.close)
+    return pipeline
 
 
 async def _publisher(
@@ -209,13 +206,6 @@ async def _publisher(
     txn = await stack.enter_async_context(TransactionalPublisher(config.kafka, store))
     await reconcile_pending(store, config.kafka)
     return txn, txn
-
-
-def _retry_policy(config: DxaiConfig) -> RetryPolicy:
-    if config.kafka is None:
-        return RetryPolicy()
-    k = config.kafka
-    return RetryPolicy(k.max_retries, k.retry_backoff_initial_s, k.retry_backoff_max_s)
 
 
 def _install_signals(stop: asyncio.Event) -> None:

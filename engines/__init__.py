@@ -3,9 +3,14 @@
 Engines know nothing of DICOM: they load a registered model and run float32 NCHW batches.
 """
 
-from dxai.engines.base import Engine, EngineInfo
-from dxai.engines.factory import create_engine, load_engine
-from dxai.engines.registry import ModelRegistry, load_registry, verify_model_file
+from dxai.engines.base import Engine, EngineInfo, model_labels
+from dxai.engines.factory import create_engine, load_engine, shared_engine
+from dxai.engines.registry import (
+    ModelRegistry,
+    load_registry,
+    packaged_registry,
+    verify_model_file,
+)
 from dxai.engines.spec import ModelSpec, TensorSpec
 
 __all__ = [
@@ -17,5 +22,8 @@ __all__ = [
     "create_engine",
     "load_engine",
     "load_registry",
+    "model_labels",
+    "packaged_registry",
+    "shared_engine",
     "verify_model_file",
 ]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dxai.configs.errors import EngineError
+from dxai.configs.errors import EngineError, ModelIntegrityError
 from dxai.engines.spec import ModelSpec, TensorSpec
 
 FloatArray = NDArray[np.float32]
@@ -49,6 +51,11 @@ class Engine(Protocol):
         """The largest batch ``infer`` accepts."""
         ...
 
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """Custom key/value metadata of the loaded model file (empty where a runtime has none)."""
+        ...
+
     def load(self, model: ModelSpec, model_file: Path) -> None:
         """Load ``model`` from ``model_file`` (already sha256-verified by the caller)."""
         ...
@@ -78,6 +85,7 @@ class EngineBase:
     _info: EngineInfo
     _max_batch: int
     _model: ModelSpec | None
+    _metadata: Mapping[str, str] = MappingProxyType({})
 
     @property
     def info(self) -> EngineInfo:
@@ -99,7 +107,27 @@ class EngineBase:
         """The largest batch accepted."""
         return self._max_batch
 
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """Custom metadata of the loaded model file; empty unless the engine read some."""
+        return self._metadata
+
     def _loaded(self) -> ModelSpec:
         if self._model is None:
             raise EngineError(f"{self._info.backend} engine used before load()")
         return self._model
+
+
+def model_labels(model: ModelSpec, engine: Engine) -> tuple[str, ...]:
+    """``model``'s class labels: from the registry, else the loaded file's metadata.
+
+    Labels stored in the model file (``labels_metadata_key``) are one a line, e.g. the
+    characters of a CTC recogniser.  :class:`ModelIntegrityError` when there are none.
+    """
+    if model.labels:
+        return model.labels
+    key = model.labels_metadata_key
+    text = engine.metadata.get(key) if key else None
+    if text is None:
+        raise ModelIntegrityError(f"model {model.name} has no labels (metadata key {key!r})")
+    return tuple(text.splitlines())

@@ -11,6 +11,7 @@ import hashlib
 import importlib.resources
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,12 @@ def load_registry(path: str | Path | None = None) -> ModelRegistry:
             key = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{source}: models.{name}.{key}: {first['msg']}") from exc
     return ModelRegistry(models=models, base_dir=base_dir)
+
+
+@lru_cache(maxsize=1)
+def packaged_registry() -> ModelRegistry:
+    """The packaged registry (``dxai.configs/models.yaml``), read once per process."""
+    return load_registry()
 
 
 def resolve_model_path(spec: ModelSpec, base_dir: Path | None = None) -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dxai.configs.atomic import write_bytes_atomic
 from dxai.configs.errors import BackendUnavailableError, EngineError
 from dxai.configs.schema.inference import EngineConfig
 from dxai.engines.base import EngineBase, EngineInfo, FloatArray, check_batch
@@ -110,10 +111,7 @@ def load_or_build(
         return path.read_bytes(), profiles
     _log.info("building tensorrt engine", extra={"model": model.name, "backend": "tensorrt"})
     data = build_serialized_engine(trt, model, model_file, config, profiles)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes_atomic(path, data)
     return data, profiles
 
 

@@ -8,7 +8,10 @@ import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+#: A byte-for-byte copy of the project's shared reference data (``../shared/reference``), carried
+#: by the repository so that a fresh clone runs every test; provenance in its README.md and
+#: dicom/MANIFEST.csv (source repository, path, commit, licence and sha256 of every file).
+SHARED_REFERENCE = TESTS_DIR / "data" / "reference"
 
 _FOLDER_MARKERS = {
     "unit": pytest.mark.unit,
@@ -28,7 +31,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def shared_reference() -> Path:
-    """The shared reference data folder (``../shared/reference``); fails loudly if absent."""
+    """The reference data folder carried in ``tests/data/reference``; fails loudly if absent."""
     if not SHARED_REFERENCE.is_dir():
         pytest.fail(f"shared reference data missing at {SHARED_REFERENCE}")
     return SHARED_REFERENCE

@@ -1,7 +1,7 @@
 """Header de-identification to DICOM PS3.15 Annex E with keyed pseudonyms and a verify pass."""
 
 from dxai.actors.deid.engine import Deidentifier, DeidResult
-from dxai.actors.deid.fileio import FileReport, deidentify_file, read_dicom
+from dxai.actors.deid.fileio import read_dicom
 from dxai.actors.deid.keys import load_or_create_key
 from dxai.actors.deid.reid import ReidentificationStore
 from dxai.actors.deid.verify import Finding, VerifyResult, verify
@@ -9,11 +9,9 @@ from dxai.actors.deid.verify import Finding, VerifyResult, verify
 __all__ = [
     "DeidResult",
     "Deidentifier",
-    "FileReport",
     "Finding",
     "ReidentificationStore",
     "VerifyResult",
-    "deidentify_file",
     "load_or_create_key",
     "read_dicom",
     "verify",

@@ -5,8 +5,10 @@ Tokens come only from attributes whose value the profile removes or replaces (ne
 dropped when it is shorter than 3 characters, a purely numeric string shorter than 5 digits, a
 generic word, equal to a value that is legitimately kept (for example a kept ``Modality``), or
 contained in a value that de-identification itself wrote (pseudonyms, dummies, shifted dates).
-Matching is case-insensitive and anchored at word boundaries so that the name part ``ANN`` does
-not match inside ``SCANNER``.
+Matching is case- and accent-insensitive (``MÜLLER`` also finds ``Muller``, see
+:func:`dxai.configs.phi.fold_case`) and anchored at word boundaries so that the name part ``ANN``
+does not match inside ``SCANNER``.  Dates are looked for in every written form of
+:func:`dxai.configs.phi.date_variants`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from dxai.configs.phi import date_variants, fold_case
 
 MIN_TOKEN = 3
 MIN_NUMERIC_TOKEN = 5
@@ -70,20 +74,6 @@ def _acceptable(token: str) -> bool:
     return token.upper() not in GENERIC_WORDS
 
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def date_variants(value: str) -> set[str]:
-    """Common written forms of a ``YYYYMMDD`` date, as found in free text."""
-    if len(value) != 8 or not value.isdigit() or not 1 <= int(value[4:6]) <= 12:
-        return set()
-    y, m, d = value[:4], value[4:6], value[6:]
-    mon = _MONTHS[int(m) - 1]
-    forms = {f"{y}-{m}-{d}", f"{y}/{m}/{d}", f"{y}.{m}.{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}"}
-    forms |= {f"{d}.{m}.{y}", f"{d}-{m}-{y}", f"{m}-{d}-{y}", f"{d}-{mon}-{y}", f"{d} {mon} {y}"}
-    return forms
-
-
 def tokens_from_value(value: str, vr: str) -> set[str]:
     """The PHI tokens of one removed/replaced value (names also give their components)."""
     out: set[str] = set()
@@ -92,7 +82,7 @@ def tokens_from_value(value: str, vr: str) -> set[str]:
         if not text:
             continue
         if vr in ("DA", "DT"):
-            out |= date_variants(text[:8])
+            out |= date_variants(text)
         if vr in NAME_VRS:
             parts = _SPLIT_NAME.split(text)
             out.add(" ".join(p for p in parts if p))
@@ -140,38 +130,23 @@ class PhiCollector:
         return frozenset(t for t in candidates if t.casefold() not in folded_vocabulary)
 
 
-def _pattern(token: str) -> str:
-    escaped = re.escape(token)
-    if token.isdigit():
-        return rf"(?<!\d){escaped}(?!\d)"
-    # A space in a joined name also matches ^, = or , between the parts.
-    escaped = escaped.replace(r"\ ", r"[\s^=,]+")
-    return rf"(?<!\w){escaped}(?!\w)"
-
-
-_NAME_SEPARATORS = str.maketrans({"^": " ", "=": " ", "\t": " ", "\n": " ", "\r": " "})
-
-
-def _fold(text: str) -> str:
-    return text.lower().translate(_NAME_SEPARATORS)
-
-
 def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
 class PhiMatcher:
-    """Case-insensitive whole-word search for a token set, without regular expressions.
+    """Case- and accent-insensitive whole-word search for a token set, without regular expressions.
 
-    ``str.find`` on lower-cased text plus a boundary check is far cheaper than compiling a large
-    alternation per instance.  Name separators (``^``, ``=``) count as spaces, so the joined
-    name ``DOE JOHN`` also matches ``DOE^JOHN``.
+    ``str.find`` on folded text (:func:`dxai.configs.phi.fold_case`, one character for one, so
+    positions found index the original text) plus a boundary check is far cheaper than
+    compiling a large alternation per instance.  Name separators (``^``, ``=``) count as
+    spaces, so the joined name ``DOE JOHN`` also matches ``DOE^JOHN``.
     """
 
     def __init__(self, tokens: Iterable[str]) -> None:
         ordered = sorted(set(tokens), key=lambda t: (-len(t), t))
         self.tokens = tuple(ordered)
-        self._folded = tuple((_fold(t), t.isdigit()) for t in ordered)
+        self._folded = tuple((fold_case(t), t.isdigit()) for t in ordered)
 
     @classmethod
     def for_text(cls, tokens: Iterable[str], haystack: str) -> PhiMatcher:
@@ -179,21 +154,13 @@ class PhiMatcher:
 
         One ``in`` test per token over the whole folded haystack (for example all the values of
         an instance joined with NUL) is a necessary condition for a match in any part of it, so
-        the parts are then matched with the same results as with every token.  Text whose
-        lower case changes length is matched by regular expressions (see ``_spans``): then
-        every token is kept.
+        the parts are then matched with the same results as with every token.
         """
-        folded = _fold(haystack)
-        if len(folded) != len(haystack):
-            return cls(tokens)
-        return cls(t for t in set(tokens) if _fold(t) in folded)
+        folded = fold_case(haystack)
+        return cls(t for t in set(tokens) if fold_case(t) in folded)
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
-        folded = _fold(text)
-        if len(folded) != len(text):  # a character whose lower case is longer: regex path
-            return [
-                m.span() for t in self.tokens for m in re.finditer(_pattern(t), text, re.IGNORECASE)
-            ]
+        folded = fold_case(text)  # one character for one: positions index ``text``
         spans = []
         for token, digits in self._folded:
             start = folded.find(token)

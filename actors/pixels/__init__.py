@@ -10,12 +10,10 @@ from dxai.actors.pixels.inference import (
 from dxai.actors.pixels.phi import build_terms, phi_values
 from dxai.actors.pixels.redactor import PixelRedactor, mark_clean
 from dxai.actors.pixels.report import PixelReport, RedactedBox
-from dxai.actors.pixels.stage import PixelJob, redact_outputs, summarise
 
 __all__ = [
     "InferenceTextDetector",
     "InferenceTextRecognizer",
-    "PixelJob",
     "PixelRedactor",
     "PixelReport",
     "RedactedBox",
@@ -23,6 +21,4 @@ __all__ = [
     "mark_clean",
     "phi_values",
     "redact_dataset_async",
-    "redact_outputs",
-    "summarise",
 ]

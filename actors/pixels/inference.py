@@ -18,11 +18,11 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dxai.actors.pixels.det import DetParams, finish_detection, prepare_detection
-from dxai.actors.pixels.ort_backend import DET_NAME, REC_NAME, rec_charset
+from dxai.actors.pixels.ocr import DET_NAME, REC_NAME, rec_charset
 from dxai.actors.pixels.rec import ctc_decode, rec_preprocess
-from dxai.actors.pixels.redactor import PixelRedactor, ScanRequest
+from dxai.actors.pixels.redactor import PixelRedactor
 from dxai.actors.pixels.report import PixelReport
-from dxai.actors.pixels.types import Box, Recognition, UInt8Array
+from dxai.actors.pixels.types import Box, Recognition, ScanRequest, UInt8Array
 from dxai.batching.client import InferenceClient
 from dxai.configs.errors import DeadlineExceededError
 from dxai.configs.schema.pixels import PixelPolicyConfig
@@ -110,11 +110,18 @@ async def redact_dataset_async(
     policy: PixelPolicyConfig | None = None,
 ) -> PixelReport:
     """:meth:`PixelRedactor.redact_dataset` in a worker thread, models run by ``client``."""
-    loop = asyncio.get_running_loop()
-    policy = policy or PixelPolicyConfig()
-    redactor = PixelRedactor(
-        policy,
-        InferenceTextDetector(client, loop, DetParams(max_side=policy.det_max_side)),
-        InferenceTextRecognizer(client, loop),
+    redactor = build_batched_redactor(
+        policy or PixelPolicyConfig(), client, asyncio.get_running_loop()
     )
     return await anyio.to_thread.run_sync(redactor.redact_dataset, ds, phi_values, request)
+
+
+def build_batched_redactor(
+    policy: PixelPolicyConfig, client: InferenceClient, loop: asyncio.AbstractEventLoop
+) -> PixelRedactor:
+    """The redactor whose OCR models run through ``client`` on ``loop`` (call from a thread).
+
+    Raises what loading the recogniser's charset raises (the caller holds instances then).
+    """
+    detector = InferenceTextDetector(client, loop, DetParams(max_side=policy.det_max_side))
+    return PixelRedactor(policy, detector, InferenceTextRecognizer(client, loop))

@@ -1,20 +1,39 @@
-"""OCR one display image and decide which parts of each text line are PHI."""
+"""OCR one display image and decide which parts of each text line are PHI.
+
+Also the CPU detector and recogniser: the PP-OCRv4 models (``ppocr_det`` / ``ppocr_rec`` of the
+model registry) run on this process's ONNX Runtime engines from :mod:`dxai.engines`, where no
+:class:`InferenceClient` is available (the CPU pixel actor, the CLI); ``inference.py`` holds the
+batched adapters.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
 
+import numpy as np
+
+from dxai.actors.pixels.det import DetParams, detect_boxes
 from dxai.actors.pixels.phi import PhiTerms, TermHit, phi_spans, term_hits
+from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_preprocess, width_groups
 from dxai.actors.pixels.types import (
     Box,
+    FloatArray,
     Recognition,
     TextDetector,
     TextRecognizer,
     UInt8Array,
 )
+from dxai.configs.schema.inference import EngineConfig
+from dxai.engines import Engine, model_labels, packaged_registry, shared_engine
+
+DET_NAME = "ppocr_det"
+REC_NAME = "ppocr_rec"
+# crops per recogniser run on the CPU engine (grouped by similar width)
+REC_BATCH = 16
 
 WHOLE_LINE_SHARE = 0.85
 # fragments closer than this many text heights are read as one line
@@ -242,3 +261,67 @@ def _unreadable_neighbours(group: LineGroup, found: Sequence[PhiBox]) -> list[Ph
                 x0, x1 = (max(0, a.x0 - pad), b.x0) if a.x0 < b.x0 else (b.x1, a.x1 + pad)
                 out.append(PhiBox(Box(x0, a.y0, x1, a.y1), "unreadable"))
     return out
+
+
+def cpu_ocr_engine(model: str, threads: int, max_batch: int) -> Engine:
+    """The process-wide ONNX Runtime CPU engine of OCR model ``model`` (no InferenceClient).
+
+    ``threads`` intra-op threads (``pixels.ocr_threads``).  Inputs are not padded to buckets:
+    image and crop sizes change on nearly every call.
+    """
+    config = EngineConfig(
+        kind="onnxruntime", device="cpu", intra_op_threads=threads, inter_op_threads=1
+    )
+    return shared_engine(model, config, max_batch, variable_shapes=True)
+
+
+class EngineTextDetector:
+    """PP-OCRv4 DB text detector on this process's ONNX Runtime CPU engine."""
+
+    def __init__(self, params: DetParams | None = None, threads: int = 1) -> None:
+        self.params = params or DetParams()
+        self._engine = cpu_ocr_engine(DET_NAME, threads, max_batch=1)
+
+    def run_prob(self, chw: FloatArray) -> FloatArray:
+        """Probability map (H x W) for one pre-processed CHW image."""
+        out = self._engine.infer(chw[np.newaxis])
+        return np.asarray(out[0, 0], dtype=np.float32)
+
+    def detect(self, image: UInt8Array) -> list[Box]:
+        """Text line boxes in ``image`` pixel coordinates."""
+        return detect_boxes(image, self.params, self.run_prob)
+
+
+class EngineTextRecognizer:
+    """PP-OCRv4 CRNN/SVTR recogniser on this process's ONNX Runtime CPU engine, CTC greedy."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self._engine = cpu_ocr_engine(REC_NAME, threads, REC_BATCH)
+        self.charset = engine_charset(self._engine)
+        sha256 = packaged_registry().get(REC_NAME).sha256
+        self.cache_identity = f"{self._engine.info.backend}:{REC_NAME}:{sha256}"
+
+    def run_batch(self, batch: FloatArray) -> FloatArray:
+        """Softmax maps (N x T x C) for a padded batch."""
+        return self._engine.infer(batch)
+
+    def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
+        """Read each crop; crops are batched by similar width to limit padding."""
+        items = [rec_preprocess(c) for c in crops]
+        results: list[Recognition] = [Recognition("", 0.0)] * len(items)
+        for chunk in width_groups([item.shape[2] for item in items], REC_BATCH):
+            probs = self.run_batch(pad_batch([items[i] for i in chunk]))
+            for row, i in enumerate(chunk):
+                results[i] = ctc_decode(probs[row], self.charset, items[i].shape[2])
+        return results
+
+
+def engine_charset(engine: Engine) -> list[str]:
+    """The CTC classes of the recogniser loaded in ``engine`` (its ``character`` metadata)."""
+    return load_charset(model_labels(packaged_registry().get(REC_NAME), engine))
+
+
+@lru_cache(maxsize=1)
+def rec_charset() -> list[str]:
+    """The recogniser's CTC classes, read from the registered model's metadata."""
+    return engine_charset(cpu_ocr_engine(REC_NAME, 1, REC_BATCH))

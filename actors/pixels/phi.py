@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -12,6 +10,7 @@ from difflib import SequenceMatcher
 from pydicom.dataset import Dataset
 from rapidfuzz import fuzz
 
+from dxai.configs.phi import MONTH_PATTERN, date_spellings, fold_accents, normalise
 from dxai.configs.schema.pixels import DEFAULT_ALLOW
 
 PHI_KEYWORDS = (
@@ -64,13 +63,11 @@ _STOP_WORDS = frozenset(
         "IMAGING",
     ]
 )
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_MONTH_RE = r"(?:JAN|FEB|MAR|APR|MAY|JU[NLI1]E?|JU[LI1]Y?|AUG|SEPT?|OCT|NOV|DEC)[A-Z]*\.?"
 _DATE_PATTERNS = (
     re.compile(r"(?<![\d.])(\d{1,4})[./-](\d{1,2})[./-](\d{2,4})(?![\d.])"),
-    re.compile(r"\b\d{1,2}[ -]?" + _MONTH_RE + r"[ -,]*\d{2,4}\b", re.IGNORECASE),
-    re.compile(r"\b" + _MONTH_RE + r"[ -]?\d{1,2},?[ -]?\d{4}\b", re.IGNORECASE),
-    re.compile(r"\b\d{4}[ -]?" + _MONTH_RE + r"[ -]?\d{1,2}\b", re.IGNORECASE),
+    re.compile(r"\b\d{1,2}[ -]?" + MONTH_PATTERN + r"[ -,]*\d{2,4}\b", re.IGNORECASE),
+    re.compile(r"\b" + MONTH_PATTERN + r"[ -]?\d{1,2},?[ -]?\d{4}\b", re.IGNORECASE),
+    re.compile(r"\b\d{4}[ -]?" + MONTH_PATTERN + r"[ -]?\d{1,2}\b", re.IGNORECASE),
     re.compile(r"(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"),
 )
 _ID_PATTERN = re.compile(r"(?<![\w.])[A-Z]{0,3}\d[\d-]{4,}\d[A-Z]?(?![\w.])", re.IGNORECASE)
@@ -94,24 +91,6 @@ class PhiTerms:
         return not (self.words or self.ids or self.dates)
 
 
-def fold(text: str) -> str:
-    """Latin letters without their accents (Müller -> Muller), as an OCR model often reads them.
-
-    Characters are replaced one for one (ß by s), so positions in ``text`` are kept.
-    """
-    out = []
-    for ch in text:
-        base = unicodedata.normalize("NFKD", ch)
-        kept = "".join(c for c in base if not unicodedata.combining(c))
-        out.append(kept if len(kept) == 1 else ("s" if ch == "ß" else ch))
-    return "".join(out)
-
-
-def normalise(text: str) -> str:
-    """Upper-case alphanumerics only, accents folded."""
-    return re.sub(r"[^0-9A-Z]", "", fold(text).upper())
-
-
 def phi_values(ds: Dataset) -> list[str]:
     """The PHI strings of a dataset's header (read before header de-identification)."""
     out: list[str] = []
@@ -128,34 +107,6 @@ def _is_multi(value: object) -> bool:
     return type(value).__name__ == "MultiValue"
 
 
-def date_spellings(value: str) -> set[str]:
-    """Normalised spellings of a DICOM DA value (YYYYMMDD) in common formats."""
-    digits = re.sub(r"\D", "", value)
-    try:
-        day = dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
-    except (ValueError, IndexError):
-        return set()
-    y, yy = f"{day.year:04d}", f"{day.year % 100:02d}"
-    m, d, mon = f"{day.month:02d}", f"{day.day:02d}", _MONTHS[day.month - 1]
-    m1, d1 = str(day.month), str(day.day)
-    forms = {
-        y + m + d,
-        m + d + y,
-        d + m + y,
-        m1 + d1 + y,
-        d1 + m1 + y,
-        m + d + yy,
-        d + m + yy,
-        d + mon + y,
-        mon + d + y,
-        y + mon + d,
-        d1 + mon + y,
-        mon + d1 + y,
-        y + mon + d1,
-    }
-    return {f for f in forms if len(f) >= 6}
-
-
 def build_terms(values: Iterable[str]) -> PhiTerms:
     """Normalise header PHI values into matchable terms."""
     words: set[str] = set()
@@ -163,7 +114,7 @@ def build_terms(values: Iterable[str]) -> PhiTerms:
     dates: set[str] = set()
     phrases: set[str] = set()
     for raw in values:
-        value = fold(raw)
+        value = fold_accents(raw)
         dates |= date_spellings(value) if re.fullmatch(r"\s*\d{8}\s*", value) else set()
         for token in re.split(r"[^0-9A-Za-z]+", value):
             norm = normalise(token)
@@ -322,7 +273,7 @@ def phi_spans(
     allow: Sequence[re.Pattern[str]] = (),
 ) -> list[tuple[int, int, str]]:
     """Character spans of ``text`` to redact, each with a short reason word."""
-    text = fold(text)  # one for one: spans index the original text
+    text = fold_accents(text)  # one for one: spans index the original text
     spans = [*_substring_hits(text, terms), *pattern_hits(text)]
     for start, end, token in _word_spans(text):
         if _word_hit(token, terms) is not None:

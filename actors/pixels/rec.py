@@ -60,10 +60,22 @@ def ctc_decode(probs: FloatArray, charset: Sequence[str], used_width: int) -> Re
     return Recognition("".join(chars), conf, tuple(spans))
 
 
-def load_charset(model_characters: str) -> list[str]:
-    """The CTC class list from the model's ``character`` metadata: blank, chars, space."""
-    chars = model_characters.splitlines()
+def load_charset(chars: Sequence[str]) -> list[str]:
+    """The CTC class list from the model's characters (its labels): blank, chars, space."""
     return ["", *chars, " "]
+
+
+def width_groups(widths: list[int], max_batch: int, max_ratio: float = 1.4) -> list[list[int]]:
+    """Indices grouped into batches of similar width (sorted, at most ``max_batch`` each)."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        last = groups[-1] if groups else None
+        if last and len(last) < max_batch and widths[i] <= widths[last[0]] * max_ratio:
+            last.append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def to_rgb_crop(image: UInt8Array, x0: int, y0: int, x1: int, y1: int) -> UInt8Array:

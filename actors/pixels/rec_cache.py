@@ -60,15 +60,24 @@ def cache_identity(recognizer: object) -> str:
     return identity if isinstance(identity, str) else ""
 
 
-def with_cache(recognizer: TextRecognizer, max_entries: int) -> TextRecognizer:
-    """``recognizer`` behind the shared cache, when it has an identity and caching is on."""
+def with_cache(
+    recognizer: TextRecognizer, max_entries: int, sensor: Sensor | None = None
+) -> TextRecognizer:
+    """``recognizer`` behind the shared cache, when it has an identity and caching is on.
+
+    Lookups are counted on ``sensor`` (the daemon passes its own; default: the process-wide
+    sensor, for CLI use).
+    """
     if max_entries <= 0 or not cache_identity(recognizer):
         return recognizer
-    return CachingRecognizer(recognizer, shared_cache(max_entries))
+    return CachingRecognizer(recognizer, shared_cache(max_entries), sensor)
 
 
 class CachingRecognizer:
-    """A :class:`TextRecognizer` that reads only crops it has not read before."""
+    """A :class:`TextRecognizer` that reads only crops it has not read before.
+
+    Hits and misses are counted on ``sensor`` (default: the process-wide sensor).
+    """
 
     def __init__(
         self, inner: TextRecognizer, cache: RecognitionCache, sensor: Sensor | None = None

@@ -7,7 +7,6 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -35,11 +34,17 @@ from dxai.actors.pixels.render import (
     wide_window,
 )
 from dxai.actors.pixels.report import PixelReport, RedactedBox
-from dxai.actors.pixels.types import Box, TextDetector, TextRecognizer, UInt8Array
+from dxai.actors.pixels.types import (
+    Box,
+    ScanRequest,
+    TextDetector,
+    TextRecognizer,
+    UInt8Array,
+)
 from dxai.configs.errors import DxaiError
 from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.observability.metrics import Sensor
 
-ScanRequest = Literal["auto", "always", "sample"]
 CLEAN_PIXEL_CODE = ("113101", "DCM", "Clean Pixel Data Option")
 # annotation lines are at most this tall: the larger of a fixed height and a share of the rows
 LINE_MAX_HEIGHT_PX = 64
@@ -64,17 +69,22 @@ class PixelRedactor:
         policy: PixelPolicyConfig | None = None,
         detector: TextDetector | None = None,
         recognizer: TextRecognizer | None = None,
+        sensor: Sensor | None = None,
     ) -> None:
+        """Models default to the CPU ONNX Runtime ones; ``sensor`` counts OCR cache lookups
+        (default: the process-wide sensor; the daemon passes its own)."""
         self.policy = policy or PixelPolicyConfig()
         if detector is None or recognizer is None:
-            from dxai.actors.pixels.ort_backend import OrtTextDetector, OrtTextRecognizer
+            from dxai.actors.pixels.ocr import EngineTextDetector, EngineTextRecognizer
 
             params = DetParams(max_side=self.policy.det_max_side)
             threads = self.policy.ocr_threads
-            detector = detector or OrtTextDetector(params, threads=threads)
-            recognizer = recognizer or OrtTextRecognizer(threads=threads)
+            detector = detector or EngineTextDetector(params, threads=threads)
+            recognizer = recognizer or EngineTextRecognizer(threads=threads)
         self.detector: TextDetector = detector
-        self.recognizer: TextRecognizer = with_cache(recognizer, self.policy.rec_cache_entries)
+        self.recognizer: TextRecognizer = with_cache(
+            recognizer, self.policy.rec_cache_entries, sensor
+        )
         self._allow = compile_allow(self.policy.allow_list)
 
     def should_scan(self, ds: Dataset, request: ScanRequest = "auto") -> bool:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+#: What is asked of the pixel step per instance: ``auto`` follows the risk policy (a ``sample``
+#: series counts as scanned here; the series plan decides which of its instances are OCRed),
+#: ``always`` OCRs every instance with pixel data.  (``deid.pixels: never`` builds no step.)
+ScanRequest = Literal["auto", "always"]
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
 

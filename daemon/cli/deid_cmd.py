@@ -1,25 +1,45 @@
-"""``dxai deid SRC DST``: de-identify DICOM headers (PS3.15 Annex E) from a file or folder tree."""
+"""``dxai deid SRC DST``: de-identify a file or folder tree through the daemon's own pipeline.
+
+The same per-instance pipeline as the daemon (:mod:`dxai.actors.outbound`: header de-id, pixel
+step with the scan policy, verify, encode), run series by series in a thread pool; outputs keep
+their relative paths under DST, pixel-held ones go under ``DST/.held/``.  Exit 1 when any
+instance was held or failed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import functools
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from dxai.actors.deid import (
-    Deidentifier,
-    FileReport,
-    ReidentificationStore,
-    deidentify_file,
-    load_or_create_key,
-)
 from dxai.actors.deid.fileio import is_probably_dicom
-from dxai.configs.errors import ConfigError
+from dxai.actors.outbound import (
+    FileReport,
+    InstanceOutcome,
+    InstancePipeline,
+    Member,
+    PipelineChoice,
+    Tally,
+    build_pipeline,
+    file_report,
+    read_member,
+    run_series,
+    write_outcome,
+)
+from dxai.actors.outbound.files import FILE_STATUS, held_path
 from dxai.configs.schema import DxaiConfig, load_config
+from dxai.daemon.pipeline.inference import open_pixel_actor
+from dxai.observability.metrics import Sensor
 
 
 def register(sub: Any) -> None:
@@ -30,7 +50,12 @@ def register(sub: Any) -> None:
     parser.add_argument("src", type=Path, help="a DICOM file or a folder tree of DICOM files")
     parser.add_argument("dst", type=Path, help="output folder (same relative paths as SRC)")
     parser.add_argument("--profile", default=None, help="profile name (default: deid.profile)")
-    parser.add_argument("--pixels", choices=("never", "auto", "always"), default="never")
+    parser.add_argument(
+        "--pixels",
+        choices=("never", "auto", "always"),
+        default=None,
+        help="burned-in pixel PHI step (default: deid.pixels of the config)",
+    )
     parser.add_argument("--report", type=Path, default=None, help="JSON report file")
     parser.add_argument("--key-file", type=Path, default=None, help="secret key file")
     parser.add_argument("--config", default=None, help="YAML configuration file")
@@ -47,23 +72,71 @@ def _inputs(src: Path) -> Iterator[tuple[Path, Path]]:
         yield path, path.relative_to(src)
 
 
-def _deidentifier(cfg: DxaiConfig, args: argparse.Namespace) -> tuple[Deidentifier, str]:
-    name = args.profile or cfg.deid.profile
-    if name not in cfg.deid.profiles:
-        raise ConfigError(f"unknown profile {name!r}; known: {sorted(cfg.deid.profiles)}")
-    key_file = args.key_file or (Path(cfg.deid.key_file) if cfg.deid.key_file else None)
-    key, key_path, created = load_or_create_key(key_file, Path(cfg.state.data_dir))
-    if created:
-        print(
-            f"dxai deid: generated a new key at {key_path} (mode 0600); keep it safe",
-            file=sys.stderr,
-        )
-    else:
-        print(f"dxai deid: using key {key_path}", file=sys.stderr)
-    profile = cfg.deid.profiles[name]
-    return Deidentifier(
-        profile, key, profile_name=name, date_shift_max_days=cfg.deid.date_shift_max_days
-    ), name
+@dataclasses.dataclass
+class _Run:
+    """One CLI run: inputs, where outputs go, the report entries and the tally as they come."""
+
+    dst: Path
+    files: list[tuple[Path, Path]]
+    reports: dict[int, FileReport] = dataclasses.field(default_factory=dict)
+    tally: Tally = dataclasses.field(default_factory=Tally)
+
+
+def _series(members: list[Member]) -> list[list[int]]:
+    """Member indices grouped by series (inputs without one each alone), in input order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, member in enumerate(members):
+        groups[member.series_uid or f"#{index}"].append(index)
+    return list(groups.values())
+
+
+async def _process(run: _Run, pipeline: InstancePipeline, workers: int, progress: Any) -> None:
+    """Every series through :func:`run_series`, the CPU work in ``workers`` threads."""
+    loop = asyncio.get_running_loop()
+    task = progress.add_task("de-identifying", total=len(run.files))
+    with ThreadPoolExecutor(workers, thread_name_prefix="dxai-deid") as pool:
+        reads = [loop.run_in_executor(pool, read_member, path) for path, _rel in run.files]
+        members = list(await asyncio.gather(*reads))
+        for numbers in _series(members):
+
+            async def one(
+                i: int, call: Callable[[], InstanceOutcome], numbers: list[int] = numbers
+            ) -> InstanceOutcome:
+                out = await loop.run_in_executor(pool, _one, run, numbers[i], call)
+                run.tally.add(out)
+                progress.advance(task)
+                return out
+
+            await run_series([members[i] for i in numbers], pipeline, one)
+
+
+def _one(run: _Run, number: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
+    """Process one file, write what may be written, keep its report; return it without bytes."""
+    started = time.perf_counter()
+    outcome = call()
+    _path, rel = run.files[number]
+    dst = run.dst / rel
+    written = write_outcome(outcome, dst, held_path(dst, run.dst))
+    run.reports[number] = file_report(str(rel), outcome, written, time.perf_counter() - started)
+    return dataclasses.replace(outcome, data=None)
+
+
+def _summary(
+    run: _Run, skipped: list[str], pipeline: InstancePipeline, wall: float
+) -> dict[str, Any]:
+    reports = [run.reports[i] for i in sorted(run.reports)]
+    out: dict[str, Any] = {
+        "profile": pipeline.info.profile,
+        "pixel_mode": pipeline.info.pixel_mode,
+        "instances": len(reports),
+        "status_counts": {FILE_STATUS[k]: v for k, v in run.tally.status_counts().items()},
+        "skipped_non_dicom": skipped,
+        "wall_s": round(wall, 3),
+        "files": [r.as_dict() for r in reports],
+    }
+    if pipeline.pixels is not None:
+        out["pixels"] = run.tally.pixels.as_dict()
+    return out
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -72,86 +145,56 @@ def _progress(total: int, enabled: bool) -> Any:
     return Progress(disable=not enabled or total < 2, transient=True)
 
 
-def _process(
-    args: argparse.Namespace, deid: Deidentifier, store: ReidentificationStore | None
-) -> tuple[list[FileReport], list[str]]:
-    files = list(_inputs(args.src))
-    reports: list[FileReport] = []
-    skipped: list[str] = []
-    with _progress(len(files), not args.no_progress) as progress:
-        task = progress.add_task("de-identifying", total=len(files))
-        for path, rel in files:
-            if not is_probably_dicom(path):
-                skipped.append(str(rel))
-            else:
-                reports.append(
-                    deidentify_file(path, args.dst / rel, deid, label=str(rel), reid_store=store)
-                )
-            progress.advance(task)
-    return reports, skipped
+def _announce_key(path: Path, created: bool) -> None:
+    if created:
+        print(
+            f"dxai deid: generated a new key at {path} (mode 0600); keep it safe", file=sys.stderr
+        )
+    else:
+        print(f"dxai deid: using key {path}", file=sys.stderr)
 
 
-def _summary(
-    reports: list[FileReport], skipped: list[str], profile: str, wall: float
-) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for rep in reports:
-        counts[rep.status] = counts.get(rep.status, 0) + 1
-    return {
-        "profile": profile,
-        "instances": len(reports),
-        "status_counts": counts,
-        "skipped_non_dicom": skipped,
-        "wall_s": round(wall, 3),
-        "files": [r.as_dict() for r in reports],
-    }
+def _config(args: argparse.Namespace) -> DxaiConfig:
+    """The configuration with ``--pixels`` applied (validated like the file)."""
+    cfg = load_config(args.config)
+    if args.pixels is None:
+        return cfg
+    deid = cfg.deid.model_copy(update={"pixels": args.pixels})
+    return DxaiConfig.model_validate({**cfg.model_dump(), "deid": deid.model_dump()})
+
+
+async def _main(args: argparse.Namespace, cfg: DxaiConfig, run: _Run) -> InstancePipeline:
+    """Open the pixel actor the daemon would (same client, same models), then process."""
+    async with AsyncExitStack() as stack:
+        actor = await open_pixel_actor(cfg, Sensor(), stack)
+        choice = PipelineChoice(args.profile, args.key_file)
+        build = functools.partial(build_pipeline, cfg, actor, choice=choice, cpu_fallback=False)
+        pipeline, key = await asyncio.to_thread(build)
+        _announce_key(key.path, key.created)
+        try:
+            with _progress(len(run.files), not args.no_progress) as progress:
+                await _process(run, pipeline, cfg.pipeline.cpu_workers, progress)
+        finally:
+            pipeline.close()
+    return pipeline
 
 
 def _run(args: argparse.Namespace) -> int:
     if not args.src.exists():
         print(f"dxai deid: {args.src} does not exist", file=sys.stderr)
         return 2
-    cfg = load_config(args.config)
-    deid, profile = _deidentifier(cfg, args)
-    store = None
-    if cfg.deid.reidentification_map:
-        store = ReidentificationStore(Path(cfg.state.data_dir) / cfg.state.sqlite_file)
-    counts: dict[str, int] = {}
+    cfg = _config(args)
+    inputs = list(_inputs(args.src))
+    run = _Run(args.dst, [(p, r) for p, r in inputs if is_probably_dicom(p)])
+    skipped = [str(r) for p, r in inputs if not is_probably_dicom(p)]
     start = time.perf_counter()
-    try:
-        reports, skipped = _process(args, deid, store)
-    finally:
-        if store is not None:
-            store.close()
-    if args.pixels != "never":
-        pixel_reports = _pixels(args, cfg, reports)
-    summary = _summary(reports, skipped, profile, time.perf_counter() - start)
-    if args.pixels != "never":
-        from dxai.actors.pixels import summarise
-
-        summary["pixels"] = {**summarise(pixel_reports), "files": pixel_reports}
-        counts["pixels_held"] = summary["pixels"]["held"]
-    counts.update(summary["status_counts"])
+    pipeline = asyncio.run(_main(args, cfg, run))
+    summary = _summary(run, skipped, pipeline, time.perf_counter() - start)
     report_path = args.report or args.dst / "dxai-deid-report.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(
-        f"dxai deid: {len(reports)} instance(s): {counts}; {len(skipped)} non-DICOM skipped; "
-        f"report {report_path}"
+        f"dxai deid: {summary['instances']} instance(s): {summary['status_counts']}; "
+        f"{len(skipped)} non-DICOM skipped; report {report_path}"
     )
-    return 1 if counts.get("failed", 0) or counts.get("held", 0) or counts.get("pixels_held") else 0
-
-
-def _pixels(
-    args: argparse.Namespace, cfg: DxaiConfig, reports: list[FileReport]
-) -> list[dict[str, Any]]:
-    """Burned-in PHI stage over the de-identified outputs (PHI values from the originals)."""
-    from dxai.actors.pixels import PixelJob, PixelRedactor, redact_outputs
-
-    policy = cfg.deid.pixel_policy
-    jobs = [
-        PixelJob(args.src if args.src.is_file() else args.src / r.src, Path(r.dst), r.src)
-        for r in reports
-        if r.status == "ok" and r.dst
-    ]
-    return redact_outputs(jobs, PixelRedactor(policy), args.pixels)
+    return 1 if run.tally.failed or run.tally.held else 0

@@ -20,7 +20,6 @@ from dxai.daemon.events.models import (
     StudyEvent,
     TaskResult,
 )
-from dxai.daemon.events.trace import TraceContext, new_trace, parse_traceparent
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -34,12 +33,9 @@ __all__ = [
     "ResultsEvent",
     "StudyEvent",
     "TaskResult",
-    "TraceContext",
     "dlq_headers",
     "encode_event",
     "header_value",
-    "new_trace",
     "parse_study_event",
-    "parse_traceparent",
     "trace_headers",
 ]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from dxai.configs.errors import InvalidEventError
 from dxai.daemon.events.models import StudyEvent
-from dxai.daemon.events.trace import TraceContext
+from dxai.observability.tracing import TraceContext, inject_headers
 
 Headers = list[tuple[str, bytes]]
 MAX_EVENT_BYTES = 2_000_000
@@ -46,8 +46,8 @@ def encode_event(event: BaseModel) -> bytes:
 
 
 def trace_headers(ctx: TraceContext, extra: Sequence[tuple[str, str]] = ()) -> Headers:
-    """Kafka headers carrying ``traceparent`` plus ``extra`` string pairs."""
-    headers: Headers = [("traceparent", ctx.traceparent.encode("ascii"))]
+    """Kafka headers carrying ``ctx`` (``traceparent``/``tracestate``) plus ``extra`` pairs."""
+    headers: Headers = inject_headers(ctx)
     headers.extend((k, v.encode("utf-8")) for k, v in extra)
     return headers
 
@@ -62,7 +62,7 @@ def dlq_headers(
         ("dxai-dlq-origin", origin.encode("utf-8")),
     ]
     if ctx is not None:
-        headers.append(("traceparent", ctx.traceparent.encode("ascii")))
+        headers.extend(inject_headers(ctx))
     return headers
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from io import BytesIO
@@ -12,6 +11,7 @@ import anyio.to_thread
 import pydicom
 from pydicom.errors import InvalidDicomError as PydicomInvalid
 
+from dxai.configs.atomic import write_bytes_atomic
 from dxai.daemon.gateways.base import StoreReport
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -21,17 +21,6 @@ _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
 def is_uid(value: str) -> bool:
     """True for a syntactically valid DICOM UID (safe to use as a file or folder name)."""
     return 0 < len(value) <= 64 and _UID.match(value) is not None
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename (blocking)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 def _target(root: Path, raw: bytes) -> Path | None:
@@ -54,7 +43,7 @@ def store_files_blocking(root: Path, instances: Sequence[bytes]) -> StoreReport:
         if target is None:
             failed.append(f"index-{index}")
             continue
-        atomic_write(target, raw)
+        write_bytes_atomic(target, raw)
     return StoreReport(stored=len(instances) - len(failed), failed_uids=tuple(failed))
 
 

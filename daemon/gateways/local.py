@@ -20,8 +20,9 @@ def scan_folder(root: Path, study_uid: str) -> dict[str, list[Path]]:
     paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for path in paths:
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
-        except (PydicomInvalid, OSError, ValueError, EOFError):
+            # tolerant: files without the Part 10 preamble are instances too
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
+        except (PydicomInvalid, OSError, ValueError, EOFError, TypeError, KeyError, AttributeError):
             continue
         if str(ds.get("StudyInstanceUID", "")) != study_uid:
             continue

@@ -23,8 +23,9 @@ from pynetdicom import (
 
 from dxai.daemon.gateways.folder import is_uid
 from dxai.daemon.intake.landing import LandingZone
+from dxai.observability.logging import get_logger
 
-log = logging.getLogger("dxai.intake.scp")
+log = get_logger(__name__)
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 STATUS_SUCCESS = 0x0000

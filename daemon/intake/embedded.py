@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,10 @@ from dxai.daemon.intake.mllp import MllpListener
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.webhook import Webhook
 from dxai.daemon.jobs import JobStore
+from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
-log = logging.getLogger("dxai.intake.embedded")
+log = get_logger(__name__)
 EMBEDDED_EVENT_TYPE = "study_scheduled_for_exchange"
 
 

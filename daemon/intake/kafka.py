@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
@@ -16,12 +15,13 @@ from dxai.daemon.events import (
     header_value,
 )
 from dxai.daemon.pipeline import Pipeline, RetryPolicy, with_retry
+from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
 if TYPE_CHECKING:
     from dxai.daemon.outputs.kafka_txn import TransactionalPublisher
 
-log = logging.getLogger("dxai.intake.kafka")
+log = get_logger(__name__)
 
 
 class KafkaIntake:
@@ -38,9 +38,7 @@ class KafkaIntake:
         self.pipeline = pipeline
         self.sensor = sensor
         self.txn = txn
-        self.retry = RetryPolicy(
-            config.max_retries, config.retry_backoff_initial_s, config.retry_backoff_max_s
-        )
+        self.retry = RetryPolicy.from_config(config)
         self._consumer = AIOKafkaConsumer(
             config.input_topic,
             bootstrap_servers=config.bootstrap_servers,
@@ -108,7 +106,7 @@ class KafkaIntake:
         except RetriableError:
             raise
         except DxaiError as exc:
-            await self.pipeline.parts.publisher.dead_letter(raw, str(exc), exc.code, origin)
+            await self.pipeline.dead_letter(raw, str(exc), exc.code, origin)
             return
         log.info(
             "event admitted", extra={"status": admission, "offset": offset, "partition": partition}

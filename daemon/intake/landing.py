@@ -13,7 +13,8 @@ import shutil
 import threading
 from pathlib import Path
 
-from dxai.daemon.gateways.folder import atomic_write, is_uid
+from dxai.configs.atomic import write_bytes_atomic
+from dxai.daemon.gateways.folder import is_uid
 
 
 class LandingZone:
@@ -33,7 +34,7 @@ class LandingZone:
             raise ValueError("landing zone needs valid study and SOP instance UIDs")
         target = self.incoming / study_uid / f"{sop_uid}.dcm"
         with self._lock:
-            atomic_write(target, data)
+            write_bytes_atomic(target, data)
         return target
 
     def batch_path(self, job_id: str) -> Path:
@@ -49,7 +50,7 @@ class LandingZone:
         with self._lock:
             if not source.is_dir() or not any(source.iterdir()):
                 return False
-            atomic_write(self.batches / f"{job_id}.json", event)
+            write_bytes_atomic(self.batches / f"{job_id}.json", event)
             source.replace(self.batches / job_id)
         return True
 

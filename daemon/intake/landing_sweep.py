@@ -7,7 +7,6 @@ A batch goes when its job reached ``released``, ``blocked`` or ``failed`` with b
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 import anyio.to_thread
@@ -16,8 +15,9 @@ from pydantic import ValidationError
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.intake.landing import LandingZone
 from dxai.daemon.jobs import JobStore, job_key
+from dxai.observability.logging import get_logger
 
-log = logging.getLogger("dxai.intake.landing")
+log = get_logger(__name__)
 REMOVABLE_STATES = frozenset({"released", "blocked", "failed"})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 import anyio.to_thread
@@ -19,9 +18,10 @@ from dxai.configs.errors import DxaiError
 from dxai.daemon.intake.hl7_trigger import Hl7Outcome, build_ack, interpret
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.tcp import TcpListener, close_quietly
+from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
-log = logging.getLogger("dxai.intake.mllp")
+log = get_logger(__name__)
 START, END = b"\x0b", b"\x1c\x0d"
 MAX_MESSAGE_BYTES = 1_000_000
 IDLE_TIMEOUT_S = 300.0

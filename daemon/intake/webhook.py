@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from dataclasses import dataclass, field
 
 from dxai.configs.errors import DxaiError
 from dxai.daemon.events.codec import MAX_EVENT_BYTES
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.tcp import TcpListener, close_quietly
+from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
-log = logging.getLogger("dxai.intake.webhook")
+log = get_logger(__name__)
 READ_TIMEOUT_S = 15.0
 MAX_HEADER_BYTES = 16_384
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found"}

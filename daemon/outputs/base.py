@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from dxai.daemon.events import DecisionEvent, ResultsEvent, TraceContext
+from dxai.daemon.events import DecisionEvent, ResultsEvent
+from dxai.observability.tracing import TraceContext
 
 
 class Publisher(Protocol):

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import anyio.to_thread
 
-from dxai.daemon.events import DecisionEvent, ResultsEvent, TraceContext, encode_event
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+from dxai.configs.atomic import write_bytes_atomic
+from dxai.daemon.events import DecisionEvent, ResultsEvent, encode_event
+from dxai.observability.tracing import TraceContext
 
 
 class FolderPublisher:
@@ -29,7 +21,7 @@ class FolderPublisher:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     async def _write(self, sub: str, name: str, data: bytes) -> None:
-        await anyio.to_thread.run_sync(_atomic_write, self.root / sub / name, data)
+        await anyio.to_thread.run_sync(write_bytes_atomic, self.root / sub / name, data)
 
     async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
         """Write ``decisions/<job key>.json``."""

@@ -12,11 +12,11 @@ from dxai.configs.schema.services import KafkaConfig
 from dxai.daemon.events import (
     DecisionEvent,
     ResultsEvent,
-    TraceContext,
     dlq_headers,
     encode_event,
     trace_headers,
 )
+from dxai.observability.tracing import TraceContext
 
 
 class KafkaPublisher(AsyncLifecycle):

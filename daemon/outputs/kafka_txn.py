@@ -18,7 +18,6 @@ instance), one transaction at a time:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -32,14 +31,15 @@ from dxai.configs.schema.services import KafkaConfig
 from dxai.daemon.events import (
     DecisionEvent,
     ResultsEvent,
-    TraceContext,
     encode_event,
     trace_headers,
 )
 from dxai.daemon.jobs import JobStore, PendingOutput
 from dxai.daemon.outputs.kafka import KafkaPublisher
+from dxai.observability.logging import get_logger
+from dxai.observability.tracing import TraceContext
 
-log = logging.getLogger("dxai.intake.kafka")
+log = get_logger(__name__)
 RECONCILE_TIMEOUT_S = 60.0
 
 

@@ -15,18 +15,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+from dxai.actors.outbound.outcome import InstanceOutcome
+from dxai.actors.outbound.series import InstanceProcessor, read_member, run_series
 from dxai.configs.errors import DxaiError, InvalidEventError
 from dxai.configs.lifecycle import AsyncLifecycle
 from dxai.configs.schema.root import PipelineConfig
-from dxai.daemon.events import StudyEvent, new_trace, parse_study_event
+from dxai.daemon.events import StudyEvent, parse_study_event
 from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import JobRecord, JobStore
 from dxai.daemon.outputs.base import Publisher
 from dxai.daemon.pipeline.finish import JobFinisher
 from dxai.daemon.pipeline.outcome import StudyTally
-from dxai.daemon.pipeline.processing import InstanceOutcome, InstanceProcessor
 from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
 from dxai.observability.metrics import Sensor
+from dxai.observability.tracing import format_traceparent, new_trace
 
 log = logging.getLogger("dxai.pipeline")
 SourceFactory = Callable[[StudyEvent], StudySource]
@@ -54,7 +56,9 @@ class Pipeline(AsyncLifecycle):
         self.config = config
         self._executor = ThreadPoolExecutor(config.cpu_workers, thread_name_prefix="dxai-cpu")
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._finisher = JobFinisher(parts, config)
+        self._finisher = JobFinisher(
+            parts.store, parts.publisher, parts.sensor, parts.processor.info, config
+        )
 
     async def start(self) -> None:
         """Nothing to acquire: the thread pool exists from construction."""
@@ -74,7 +78,7 @@ class Pipeline(AsyncLifecycle):
         try:
             event = parse_study_event(raw)
         except InvalidEventError as exc:
-            await self.parts.publisher.dead_letter(raw, str(exc), exc.code, origin)
+            await self.dead_letter(raw, str(exc), exc.code, origin)
             self.parts.sensor.count("errors", {"component": "intake", "error_code": exc.code})
             return "dead_letter"
         claim = await self.parts.store.claim(
@@ -82,7 +86,7 @@ class Pipeline(AsyncLifecycle):
             event.study_uid,
             self.config.version,
             raw.decode("utf-8"),
-            traceparent or new_trace().traceparent,
+            traceparent or format_traceparent(new_trace()),
         )
         if claim.created:
             self._start(claim.job)
@@ -93,6 +97,10 @@ class Pipeline(AsyncLifecycle):
             return "duplicate"
         self._start(claim.job)
         return "resumed"
+
+    async def dead_letter(self, raw: bytes, reason: str, code: str, origin: str) -> None:
+        """Send an input that cannot become a job to the dead-letter output, with its reason."""
+        await self.parts.publisher.dead_letter(raw, reason, code, origin)
 
     async def resume_unfinished(self) -> int:
         """Start every job the store says is unfinished (after a restart); return how many."""
@@ -159,35 +167,30 @@ class Pipeline(AsyncLifecycle):
     async def _process_series(
         self, source: StudySource, study_uid: str, series_uid: str
     ) -> list[InstanceOutcome]:
+        """Fetch the series, then run the per-instance pipeline over it (``dxai deid``'s path)."""
+        members = [
+            await asyncio.to_thread(read_member, raw)
+            async for raw in source.iter_instances(study_uid, series_uid)
+        ]
+        return await run_series(members, self.parts.processor, self._run_timed)
+
+    async def _run_timed(self, _index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
+        """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
         loop = asyncio.get_running_loop()
-        limit = asyncio.Semaphore(self.config.cpu_workers * 2)
-
-        async def one(raw: bytes) -> InstanceOutcome:
-            try:
-                started = time.perf_counter()
-                out = await loop.run_in_executor(self._executor, self.parts.processor.process, raw)
-                self.parts.sensor.observe(
-                    "instance_s", time.perf_counter() - started, {"component": "deid"}
-                )
-                if out.pixels is not None and out.pixels.scanned:
-                    self.parts.sensor.observe(
-                        "instance_s", out.pixels.seconds, {"component": "pixels"}
-                    )
-                return out
-            finally:
-                limit.release()
-
-        pending: list[asyncio.Task[InstanceOutcome]] = []
-        async for raw in source.iter_instances(study_uid, series_uid):
-            await limit.acquire()
-            pending.append(asyncio.create_task(one(raw)))
-        return list(await asyncio.gather(*pending))
+        started = time.perf_counter()
+        out = await loop.run_in_executor(self._executor, call)
+        self.parts.sensor.observe(
+            "instance_s", time.perf_counter() - started, {"component": "deid"}
+        )
+        if out.pixels is not None and out.pixels.scanned:
+            self.parts.sensor.observe("instance_s", out.pixels.seconds, {"component": "pixels"})
+        return out
 
     async def _store_passed(self, outcomes: list[InstanceOutcome], tally: StudyTally) -> None:
         for outcome in outcomes:
             tally.add(outcome)
             self.parts.sensor.count("instances", {"component": "deid", "status": outcome.status})
-        passed = [o.data for o in outcomes if o.status == "passed" and o.data is not None]
+        passed = [data for o in outcomes if (data := o.releasable) is not None]
         if passed:
             report = await self.parts.sink.store(passed)
             tally.released += report.stored

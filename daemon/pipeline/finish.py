@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -17,24 +16,34 @@ from dxai.daemon.events import (
     ResultsEvent,
     StudyEvent,
     TaskResult,
-    new_trace,
-    parse_traceparent,
 )
 from dxai.daemon.jobs import JobRecord
 from dxai.daemon.pipeline.outcome import StudyTally, decide, deid_task, pixels_task
+from dxai.observability.logging import get_logger
+from dxai.observability.tracing import continue_trace
 
 if TYPE_CHECKING:
-    from dxai.daemon.pipeline.core import PipelineParts
+    from dxai.actors.outbound.outcome import ProcessorInfo
+    from dxai.daemon.jobs import JobStore
+    from dxai.daemon.outputs.base import Publisher
+    from dxai.observability.metrics import Sensor
 
-log = logging.getLogger("dxai.pipeline")
+log = get_logger(__name__)
 Work = Callable[[JobRecord, StudyEvent], Coroutine[Any, Any, StudyTally]]
 
 
 class JobFinisher:
     """Turns a job's work (or its failure) into durable outputs, then sends them."""
 
-    def __init__(self, parts: PipelineParts, config: PipelineConfig) -> None:
-        self.parts = parts
+    def __init__(
+        self,
+        store: JobStore,
+        publisher: Publisher,
+        sensor: Sensor,
+        info: ProcessorInfo,
+        config: PipelineConfig,
+    ) -> None:
+        self.store, self.publisher, self.sensor, self.info = store, publisher, sensor, info
         self.config = config
 
     def _decision(self, job: JobRecord, decision: str, reasons: tuple[Reason, ...]) -> str:
@@ -70,13 +79,13 @@ class JobFinisher:
     async def _early_decision(self, job: JobRecord) -> None:
         reason = Reason(code="deadline_exceeded", detail="de-identification not finished")
         decision_json = self._decision(job, "hold", (reason,))
-        current = await self.parts.store.record_decision(job.key, decision_json)
+        current = await self.store.record_decision(job.key, decision_json)
         await self._send_decision(current)
 
     async def conclude(self, job: JobRecord, tally: StudyTally) -> None:
         """Record decision and results from the tally, then move to the final state."""
         decision, state, reasons = decide(tally)
-        info = self.parts.processor.info
+        info = self.info
         tasks: tuple[TaskResult, ...] = (deid_task(tally),)
         if info.pixel_mode != "never":
             tasks += (pixels_task(tally),)
@@ -105,11 +114,11 @@ class JobFinisher:
 
     async def conclude_failure(self, job: JobRecord, code: str, detail: str) -> None:
         """Dead-letter the input, block the job, record a ``failed`` results event."""
-        self.parts.sensor.count("errors", {"component": "pipeline", "error_code": code})
-        await self.parts.publisher.dead_letter(
+        self.sensor.count("errors", {"component": "pipeline", "error_code": code})
+        await self.publisher.dead_letter(
             job.event_json.encode("utf-8"), detail, code, f"job/{job.short_key}"
         )
-        self.parts.sensor.count("events_produced", {"topic": "dlq"})
+        self.sensor.count("events_produced", {"topic": "dlq"})
         reason = Reason(code=code, detail=detail[:512])
         results = ResultsEvent(
             exchange_job_id=job.exchange_job_id,
@@ -123,35 +132,31 @@ class JobFinisher:
     async def _record(
         self, job: JobRecord, decision_json: str, results: ResultsEvent, state: str
     ) -> None:
-        store = self.parts.store
+        store = self.store
         await store.record_decision(job.key, decision_json)
         await store.record_results(job.key, results.model_dump_json())
         await store.set_state(job.key, state)
         log.info("job concluded", extra={"job": job.short_key, "state": state})
         for name, count in (await store.count_by_state()).items():
-            self.parts.sensor.set_gauge("jobs", count, {"state": name})
+            self.sensor.set_gauge("jobs", count, {"state": name})
 
     async def flush(self, job: JobRecord) -> JobRecord:
         """Send whatever recorded output has not been sent yet; return the updated job."""
         job = await self._send_decision(job)
         if job.results_json is not None and not job.results_sent:
-            ctx = (parse_traceparent(job.traceparent) or new_trace()).child()
-            await self.parts.publisher.results(
-                ResultsEvent.model_validate_json(job.results_json), ctx
-            )
-            job = await self.parts.store.mark_results_sent(job.key)
-            self.parts.sensor.count("events_produced", {"topic": "results"})
-            self.parts.sensor.observe("e2e_latency_s", time.time() - job.created_at)
+            ctx = continue_trace(job.traceparent)
+            await self.publisher.results(ResultsEvent.model_validate_json(job.results_json), ctx)
+            job = await self.store.mark_results_sent(job.key)
+            self.sensor.count("events_produced", {"topic": "results"})
+            self.sensor.observe("e2e_latency_s", time.time() - job.created_at)
         return job
 
     async def _send_decision(self, job: JobRecord) -> JobRecord:
         if job.decision_json is None or job.decision_sent:
             return job
-        ctx = (parse_traceparent(job.traceparent) or new_trace()).child()
-        await self.parts.publisher.decision(
-            DecisionEvent.model_validate_json(job.decision_json), ctx
-        )
-        job = await self.parts.store.mark_decision_sent(job.key)
-        self.parts.sensor.count("events_produced", {"topic": "decisions"})
-        self.parts.sensor.observe("decision_latency_s", time.time() - job.created_at)
+        ctx = continue_trace(job.traceparent)
+        await self.publisher.decision(DecisionEvent.model_validate_json(job.decision_json), ctx)
+        job = await self.store.mark_decision_sent(job.key)
+        self.sensor.count("events_produced", {"topic": "decisions"})
+        self.sensor.observe("decision_latency_s", time.time() - job.created_at)
         return job

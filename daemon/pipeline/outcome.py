@@ -2,65 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from dxai.actors.outbound.tally import Tally
 from dxai.daemon.events import Reason, TaskResult
 from dxai.daemon.events.models import TaskStatus
-from dxai.daemon.pipeline.processing import InstanceOutcome, PixelSummary
 
 
 @dataclass
-class PixelTally:
-    """Pixel PHI totals over one job's instances."""
+class StudyTally(Tally):
+    """A job's tally plus what the destination did with the passed instances."""
 
-    scanned: int = 0
-    text_regions: int = 0
-    boxes_found: int = 0
-    boxes_redacted: int = 0
-    held: int = 0
-    failed: int = 0
-    milliseconds: float = 0.0
-
-    def add(self, summary: PixelSummary, outcome: InstanceOutcome) -> None:
-        """Count one instance's pixel summary; held/failed when the pixel step said so."""
-        by_pixels = outcome.reason.startswith("pixel_")
-        self.scanned += summary.scanned
-        self.text_regions += summary.text_regions
-        self.boxes_found += summary.boxes_found
-        self.boxes_redacted += summary.boxes_redacted
-        self.held += by_pixels and outcome.status == "held"
-        self.failed += by_pixels and outcome.status == "failed"
-        self.milliseconds += summary.seconds * 1000.0
-
-
-@dataclass
-class StudyTally:
-    """Running counts over one job's instances."""
-
-    received: int = 0
-    passed: int = 0
-    held: int = 0
-    failed: int = 0
     released: int = 0
     refused: int = 0
-    study_uid_out: str | None = None
-    failure_codes: set[str] = field(default_factory=set)
-    pixels: PixelTally = field(default_factory=PixelTally)
-
-    def add(self, outcome: InstanceOutcome) -> None:
-        """Count one processed instance."""
-        self.received += 1
-        if outcome.pixels is not None:
-            self.pixels.add(outcome.pixels, outcome)
-        if outcome.status == "passed":
-            self.passed += 1
-            self.study_uid_out = self.study_uid_out or outcome.study_uid_out
-        elif outcome.status == "held":
-            self.held += 1
-        else:
-            self.failed += 1
-        if outcome.reason and outcome.status != "passed":
-            self.failure_codes.add(outcome.reason)
 
 
 def decide(tally: StudyTally) -> tuple[str, str, tuple[Reason, ...]]:
@@ -115,6 +69,6 @@ def pixels_task(tally: StudyTally) -> TaskResult:
             "boxes_redacted": px.boxes_redacted,
             "held": px.held,
             "failed": px.failed,
-            "ms_total": round(px.milliseconds),
+            "ms_total": round(px.seconds * 1000.0),
         },
     )

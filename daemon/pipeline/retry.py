@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dxai.configs.errors import RetriableError
+from dxai.configs.schema.services import KafkaConfig
 
 T = TypeVar("T")
 
@@ -19,6 +20,13 @@ class RetryPolicy:
     max_retries: int = 3
     initial_s: float = 0.5
     max_s: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: KafkaConfig | None) -> RetryPolicy:
+        """The policy of the ``kafka`` settings; the defaults when Kafka is not configured."""
+        if config is None:
+            return cls()
+        return cls(config.max_retries, config.retry_backoff_initial_s, config.retry_backoff_max_s)
 
     def delay(self, attempt: int) -> float:
         """The wait before retry number ``attempt`` (0-based)."""

@@ -13,12 +13,17 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from kafka_helpers import kafka_section
 from pydicom.dataset import Dataset
 
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.app import run_daemon
 from dxai.observability.metrics import Sensor
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+Seen = dict[str, list[ConsumerRecord[bytes, bytes]]]
 
 
 def _config(
@@ -62,10 +67,8 @@ def _event(study_uid: str, job: str) -> bytes:
     ).encode()
 
 
-async def _collect(
-    bootstrap: str, topics: list[str], want: Callable[[dict[str, list[bytes]]], bool]
-) -> dict[str, list[bytes]]:
-    seen: dict[str, list[bytes]] = {t: [] for t in topics}
+async def _collect(bootstrap: str, topics: list[str], want: Callable[[Seen], bool]) -> Seen:
+    seen: Seen = {t: [] for t in topics}
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -83,7 +86,7 @@ async def _collect(
                 )
             batch = await consumer.getmany(timeout_ms=500)
             for tp, msgs in batch.items():
-                seen[tp.topic].extend(m.value or b"" for m in msgs)
+                seen[tp.topic].extend(msgs)
     finally:
         await consumer.stop()
     return seen
@@ -110,7 +113,10 @@ async def test_event_to_destination_once_and_poison_to_dlq(
         await producer.send_and_wait(kafka_topic, b"{broken", key=b"a")
         await producer.send_and_wait(kafka_topic, _event("1.2.3.999", "job-missing"), key=b"b")
         for _ in range(2):
-            await producer.send_and_wait(kafka_topic, _event(study, "job-1"), key=b"c")
+            headers = [("traceparent", TRACEPARENT.encode())]
+            await producer.send_and_wait(
+                kafka_topic, _event(study, "job-1"), key=b"c", headers=headers
+            )
     finally:
         await producer.stop()
     dec_t, res_t, dlq_t = (f"{kafka_topic}.{s}" for s in ("decisions", "results", "dlq"))
@@ -121,13 +127,15 @@ async def test_event_to_destination_once_and_poison_to_dlq(
     )
     stop.set()
     await asyncio.wait_for(daemon, 60)
-    results = [json.loads(v) for v in seen[res_t]]
-    decisions = [json.loads(v) for v in seen[dec_t]]
+    results = [json.loads(m.value or b"") for m in seen[res_t]]
+    decisions = [json.loads(m.value or b"") for m in seen[dec_t]]
     ok = [r for r in results if r["exchange_job_id"] == "job-1"]
     assert len(ok) == 1 and ok[0]["state"] == "released"
     assert [d["decision"] for d in decisions if d["exchange_job_id"] == "job-1"] == ["proceed"]
-    assert b"{broken" in seen[dlq_t]
-    assert any(b"job-missing" in v for v in seen[dlq_t])
+    dead = [m.value or b"" for m in seen[dlq_t]]
+    assert b"{broken" in dead
+    assert any(b"job-missing" in v for v in dead)
+    _assert_outputs_continue_the_trace(seen[dec_t] + seen[res_t])
     out_uid = ok[0]["deidentified_study_uid"]
     assert out_uid and out_uid != study
     client = clean_orthanc.dest.dicomweb()
@@ -135,3 +143,14 @@ async def test_event_to_destination_once_and_poison_to_dlq(
     assert len(stored) == 1
     assert str(stored[0].PatientName) != str(ds.PatientName)
     assert str(stored[0].StudyInstanceUID) == out_uid
+
+
+def _assert_outputs_continue_the_trace(records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    """job-1's outputs carry a valid ``traceparent``: the input's trace id, a new span id."""
+    job_1 = [m for m in records if b'"job-1"' in (m.value or b"")]
+    assert len(job_1) == 2
+    for record in job_1:
+        value = dict(record.headers)["traceparent"].decode()
+        version, trace_id, span_id, flags = value.split("-")
+        assert (version, trace_id, flags) == ("00", TRACE_ID, "01")
+        assert len(span_id) == 16 and span_id not in ("0" * 16, "00f067aa0ba902b7")

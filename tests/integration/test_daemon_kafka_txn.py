@@ -11,9 +11,10 @@ from kafka_helpers import kafka_section, read_committed
 
 from dxai.configs.errors import ServiceUnavailableError
 from dxai.configs.schema.services import KafkaConfig
-from dxai.daemon.events import DecisionEvent, ResultsEvent, new_trace
+from dxai.daemon.events import DecisionEvent, ResultsEvent
 from dxai.daemon.jobs import JobRecord, JobStore
 from dxai.daemon.outputs.kafka_txn import TransactionalPublisher, reconcile_pending
+from dxai.observability.tracing import new_trace
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 

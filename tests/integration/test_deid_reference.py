@@ -8,7 +8,8 @@ import pytest
 from deid_checks import all_uids, header_text, input_phi, instance_uids, leaked, normalised_errors
 from pydicom import dcmread
 
-from dxai.actors.deid import Deidentifier, FileReport, deidentify_file
+from dxai.actors.deid import Deidentifier
+from dxai.actors.outbound import FileReport, deidentify_file
 from dxai.configs.schema.deid import DeidConfig
 from dxai.daemon.validation.dciodvfy import run_dciodvfy
 

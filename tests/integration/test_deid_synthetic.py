@@ -9,7 +9,8 @@ import pytest
 from deid_checks import all_uids, header_text, leaked, normalised_errors
 from pydicom import dcmread
 
-from dxai.actors.deid import Deidentifier, deidentify_file
+from dxai.actors.deid import Deidentifier
+from dxai.actors.outbound import deidentify_file
 from dxai.configs.schema.deid import DeidConfig
 from dxai.daemon.validation.dciodvfy import run_dciodvfy
 from dxai.synth import GROUND_TRUTH_NAME, generate_corpus

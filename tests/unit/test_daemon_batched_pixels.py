@@ -15,7 +15,7 @@ from pydicom.data import get_testdata_file
 
 from dxai.configs.schema.pixels import PixelPolicyConfig
 from dxai.configs.schema.root import DxaiConfig
-from dxai.daemon.pipeline.batched_pixels import build_batched_pixel_actor, open_inference
+from dxai.daemon.pipeline.inference import batched_pixel_actor, open_inference
 from dxai.observability.metrics import Sensor
 
 CT = get_testdata_file("CT_small.dcm")
@@ -45,7 +45,7 @@ async def test_batched_actor_runs_ocr_on_the_loop_from_a_worker_thread() -> None
     client = ZeroClient()
     loop = asyncio.get_running_loop()
     policy = PixelPolicyConfig()
-    actor = await anyio.to_thread.run_sync(build_batched_pixel_actor, policy, client, loop)
+    actor = await anyio.to_thread.run_sync(batched_pixel_actor, policy, client, loop)
     assert actor is not None
     ds = pydicom.dcmread(CT)
     report = await anyio.to_thread.run_sync(actor.redact_dataset, ds, ["DOE"], "always")

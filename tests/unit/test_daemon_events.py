@@ -14,10 +14,15 @@ from dxai.daemon.events import (
     dlq_headers,
     encode_event,
     header_value,
-    new_trace,
     parse_study_event,
-    parse_traceparent,
     trace_headers,
+)
+from dxai.observability.tracing import (
+    child_context,
+    continue_trace,
+    format_traceparent,
+    new_trace,
+    parse_traceparent,
 )
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -96,20 +101,35 @@ def test_output_events_round_trip() -> None:
 
 def test_traceparent_parse_and_child() -> None:
     ctx = new_trace()
-    parsed = parse_traceparent(ctx.traceparent.encode())
-    assert parsed == ctx
-    child = ctx.child()
+    parsed = parse_traceparent(format_traceparent(ctx).encode())
+    assert parsed is not None
+    assert (parsed.trace_id, parsed.span_id, parsed.trace_flags) == (
+        ctx.trace_id,
+        ctx.span_id,
+        ctx.trace_flags,
+    )
+    child = child_context(ctx)
     assert child.trace_id == ctx.trace_id and child.span_id != ctx.span_id
     assert parse_traceparent("00-" + "0" * 32 + "-" + "1" * 16 + "-01") is None
     assert parse_traceparent("garbage") is None
     assert parse_traceparent(None) is None
 
 
+def test_output_context_continues_the_input_trace() -> None:
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    out = continue_trace(incoming)
+    assert format_traceparent(out).startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert format_traceparent(out) != incoming and out.trace_flags.sampled
+    fresh = continue_trace("garbage")
+    assert fresh.is_valid and fresh.trace_id != out.trace_id
+
+
 def test_headers() -> None:
     ctx = new_trace()
     hs = trace_headers(ctx, [("dxai-job-key", "abc")])
-    assert header_value(hs, "TRACEPARENT") == ctx.traceparent.encode()
+    assert header_value(hs, "TRACEPARENT") == format_traceparent(ctx).encode()
     assert header_value(hs, "dxai-job-key") == b"abc"
     dl = dlq_headers("not JSON", "invalid_event", "topic/0/5", ctx)
     assert header_value(dl, "dxai-dlq-error-code") == b"invalid_event"
+    assert header_value(dl, "traceparent") == format_traceparent(ctx).encode()
     assert header_value(dl, "missing") is None

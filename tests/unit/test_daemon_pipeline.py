@@ -12,19 +12,18 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from dxai.actors.outbound import InstanceOutcome, ProcessorInfo, build_pipeline
 from dxai.configs.schema.root import DxaiConfig, PipelineConfig
-from dxai.daemon.events import DecisionEvent, ResultsEvent, StudyEvent, TraceContext
+from dxai.daemon.events import DecisionEvent, ResultsEvent, StudyEvent
 from dxai.daemon.gateways import StoreReport, StudyNotFoundError
 from dxai.daemon.jobs import JobStore
 from dxai.daemon.pipeline import (
-    InstanceOutcome,
     Pipeline,
     PipelineParts,
-    ProcessorInfo,
     RetryPolicy,
 )
-from dxai.daemon.pipeline.deid_processor import build_processor
 from dxai.observability.metrics import Sensor
+from dxai.observability.tracing import TraceContext
 
 CT = get_testdata_file("CT_small.dcm")
 assert CT is not None
@@ -84,8 +83,10 @@ class GatedProcessor:
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.info = ProcessorInfo(profile="test", options=(), pixel_mode="never")
+        self.pixels = None
 
-    def process(self, raw: bytes) -> InstanceOutcome:
+    def process(self, raw: bytes | Path, *, scan: bool = True) -> InstanceOutcome:
+        assert isinstance(raw, bytes)
         self.gate.wait(timeout=30)
         return InstanceOutcome(status="passed", data=raw, study_uid_out="2.25.9")
 
@@ -113,7 +114,7 @@ class Rig:
             store=self.store,
             source_for=lambda _e: source,
             sink=self.sink,
-            processor=processor or build_processor(config),  # type: ignore[arg-type]
+            processor=processor or build_pipeline(config)[0],  # type: ignore[arg-type]
             publisher=self.pub,
             sensor=self.sensor,
             retry=RetryPolicy(max_retries=0),

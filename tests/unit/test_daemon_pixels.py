@@ -12,11 +12,11 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
+from dxai.actors.outbound import InstancePipeline, PixelStep, build_pipeline
 from dxai.actors.pixels import PixelReport, RedactedBox
+from dxai.configs.schema.pixels import PixelPolicyConfig
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.pipeline import Pipeline
-from dxai.daemon.pipeline.deid_processor import DeidProcessor, build_processor
-from dxai.daemon.pipeline.pixel_step import PixelStep
 
 CT = get_testdata_file("CT_small.dcm")
 assert CT is not None
@@ -41,6 +41,7 @@ class FakeActor:
         self.reasons = list(reasons)
         self.calls: list[tuple[str, tuple[str, ...], str]] = []
         self.lock = threading.Lock()
+        self.policy = PixelPolicyConfig()
 
     def redact_dataset(
         self, ds: Dataset, phi_values: Sequence[str], request: str = "auto"
@@ -61,9 +62,13 @@ class FakeActor:
         )
 
 
-def _processor(tmp: Path, actor: FakeActor | None, mode: str = "auto") -> DeidProcessor:
+def build_processor(config: DxaiConfig, actor: FakeActor | None = None) -> InstancePipeline:
+    return build_pipeline(config, actor)[0]
+
+
+def _processor(tmp: Path, actor: FakeActor | None, mode: str = "auto") -> InstancePipeline:
     header_only = build_processor(DxaiConfig.model_validate({"state": {"data_dir": str(tmp)}}))
-    return DeidProcessor(
+    return InstancePipeline(
         header_only.deid, PixelStep(actor, "always" if mode == "always" else "auto")
     )
 
@@ -102,13 +107,13 @@ def test_pixel_status_decides_the_instance(
 ) -> None:
     out = _processor(tmp_path, FakeActor(status, reasons)).process(_raw(flag))
     assert (out.status, out.reason) == (expected, reason)
-    assert (out.data is not None) == (expected == "passed")
+    assert (out.releasable is not None) == (expected == "passed")
     assert out.pixels is not None and out.pixels.status == status
 
 
 def test_no_pixel_actor_holds_every_image(tmp_path: Path) -> None:
     out = _processor(tmp_path, None).process(RAW)
-    assert (out.status, out.reason, out.data) == ("held", "pixel_actor_unavailable", None)
+    assert (out.status, out.reason, out.releasable) == ("held", "pixel_actor_unavailable", None)
 
 
 def test_pixels_never_runs_no_actor(tmp_path: Path) -> None:

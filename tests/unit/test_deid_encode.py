@@ -66,5 +66,7 @@ def test_prefiltered_matcher_finds_the_same() -> None:
     for text in texts:
         assert narrowed.find(text) == full.find(text)
         assert narrowed.scrub(text) == full.scrub(text)
-    # lower() changes the length of "İ": every token is kept (regular-expression path)
-    assert PhiMatcher.for_text(tokens, "İ" + haystack).tokens == full.tokens
+    # "İ" (whose lower() is two characters) folds one for one: positions still index the text
+    assert PhiMatcher.for_text(tokens, "İ" + haystack).tokens == narrowed.tokens
+    assert full.find("İ Doe ß") == ["Doe"]
+    assert PhiMatcher({"İSTANBUL"}).find("from Istanbul.") == ["Istanbul"]

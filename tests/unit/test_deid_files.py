@@ -11,8 +11,9 @@ from deid_helpers import KEY, SOP_UID, deidentifier, make_ds, write
 from pydicom import dcmread
 from pydicom.filewriter import dcmwrite
 
-from dxai.actors.deid import ReidentificationStore, deidentify_file, load_or_create_key
+from dxai.actors.deid import ReidentificationStore, load_or_create_key
 from dxai.actors.deid.fileio import is_probably_dicom
+from dxai.actors.outbound import deidentify_file
 from dxai.configs.errors import ConfigError
 from dxai.daemon.cli import main
 

@@ -14,13 +14,14 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from dxai.actors.deid import deidentify_file
 from dxai.actors.deid.collect import _collect_items, collect
 from dxai.actors.deid.context import Slot, WalkContext
 from dxai.actors.deid.encode import encode
-from dxai.actors.deid.fileio import _create_temp, read_dicom
+from dxai.actors.deid.fileio import read_dicom
 from dxai.actors.deid.rawseq import sequence_texts
 from dxai.actors.deid.values import elements_of, encodings_of
+from dxai.actors.outbound import deidentify_file
+from dxai.configs.atomic import _create_temp
 
 SEQUENCE = 0x00081110  # ReferencedStudySequence
 

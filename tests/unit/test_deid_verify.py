@@ -9,9 +9,10 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dxai.actors.deid import deidentify_file, verify
+from dxai.actors.deid import verify
 from dxai.actors.deid.phi import PhiCollector, PhiMatcher, token_hash, tokens_from_value
 from dxai.actors.deid.pseudonym import Pseudonymizer
+from dxai.actors.outbound import deidentify_file
 
 
 def test_name_tokens_split_and_filtered() -> None:
@@ -40,6 +41,23 @@ def test_matcher_word_boundaries_and_case() -> None:
     assert matcher.find("born 19700315") == ["19700315"]
     assert matcher.find("id 119700315") == []
     assert matcher.scrub("Ann and doe john went") == "and went"
+
+
+def test_matcher_ignores_accents() -> None:
+    matcher = PhiMatcher({"MÜLLER", "Zoë"})
+    assert matcher.find("seen by Dr Muller") == ["Muller"]
+    assert matcher.find("zoe and müller") == ["müller", "zoe"]
+    assert matcher.scrub("Zoe Muller went") == "went"
+
+
+def test_date_tokens_cover_written_forms() -> None:
+    tokens = tokens_from_value("20010705", "DA")
+    assert {"20010705", "2001-07-05", "07/05/2001", "7/5/2001", "05-Jul-2001"} <= tokens
+    assert {"Jul 5 2001", "05.07.01"} <= tokens
+    assert tokens_from_value("20010705103000", "DT") >= {"2001-07-05", "5 Jul 2001"}
+    matcher = PhiMatcher(tokens)
+    assert matcher.find("exam of jul 5 2001") == ["jul 5 2001"]
+    assert matcher.find("on 17/5/2001") == []
 
 
 def test_verify_finds_phi_at_any_depth_private_and_bytes() -> None:

@@ -22,8 +22,9 @@ from dxai.configs.errors import (
     UnknownModelError,
 )
 from dxai.configs.schema.inference import EngineConfig, InferenceConfig, ModelRunConfig
-from dxai.engines.factory import create_engine, load_engine
-from dxai.engines.registry import load_registry, verify_model_file
+from dxai.engines.base import model_labels
+from dxai.engines.factory import create_engine, load_engine, shared_engine
+from dxai.engines.registry import load_registry, packaged_registry, verify_model_file
 from dxai.engines.tensorrt_engine import bucket_profiles, engine_cache_key
 
 REGISTRY_YAML = """
@@ -136,6 +137,49 @@ def test_cuda_requests_never_fall_back():
             ort_cuda.load(spec, verify_model_file(spec))
     with pytest.raises(BackendUnavailableError, match="fp32"):
         create_engine(EngineConfig(kind="onnxruntime", device="cuda", precision="fp16"), 4)
+
+
+def test_onnxruntime_session_options_follow_the_shape_hint():
+    import onnxruntime
+
+    fixed = create_engine(EngineConfig(intra_op_threads=3, inter_op_threads=2), 4)
+    opts = fixed._options(onnxruntime)  # type: ignore[attr-defined]
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (3, 2)
+    assert opts.enable_mem_pattern  # bucket-padded batches reuse the planned pattern
+    assert opts.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    varied = create_engine(EngineConfig(), 1, variable_shapes=True)
+    assert not varied._options(onnxruntime).enable_mem_pattern  # type: ignore[attr-defined]
+
+
+def test_shared_engine_is_verified_loaded_and_logged_once(caplog: pytest.LogCaptureFixture):
+    config = EngineConfig(intra_op_threads=1)
+    with caplog.at_level("INFO", logger="dxai.engines.factory"):
+        first = shared_engine("ppocr_det", config, 3, variable_shapes=True)
+        again = shared_engine("ppocr_det", config, 3, variable_shapes=True)
+    loaded = [r for r in caplog.records if r.getMessage().startswith("engine loaded")]
+    assert first is again and len(loaded) == 1
+    assert "model=ppocr_det backend=onnxruntime device=cpu" in loaded[0].getMessage()
+    assert first.info.providers == ("CPUExecutionProvider",)
+    assert shared_engine("ppocr_det", config, 3) is not first  # other settings, other engine
+    with pytest.raises(UnknownModelError):
+        shared_engine("nope", config, 1)
+    assert packaged_registry() is packaged_registry()
+
+
+def test_model_labels_from_registry_or_model_metadata():
+    registry = load_registry()
+    rec = shared_engine("ppocr_rec", EngineConfig(), 16, variable_shapes=True)
+    labels = model_labels(registry.get("ppocr_rec"), rec)
+    assert len(labels) == 6623 and rec.metadata["character"].splitlines() == list(labels)
+    det = shared_engine("ppocr_det", EngineConfig(), 1, variable_shapes=True)
+    assert model_labels(registry.get("ppocr_cls"), det) == ("0", "180")  # listed in the registry
+    with pytest.raises(ModelIntegrityError, match="no labels"):
+        model_labels(registry.get("ppocr_rec"), det)  # the detector file has no character key
+    with pytest.raises(ModelIntegrityError, match="no labels"):
+        model_labels(registry.get("ppocr_det"), rec)  # no labels and no metadata key
+    rec.close()
+    assert dict(rec.metadata) == {}
+    shared_engine.cache_clear()  # the closed engine must not be handed out again
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt present")

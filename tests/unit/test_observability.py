@@ -72,3 +72,49 @@ def test_trace_context_round_trips_through_kafka_headers() -> None:
     with span("child", {"study_uid": "1.2.3"}, parent=ctx):
         pass
     assert safe_attributes({"patient_name": "DOE", "study_uid": "1.2"}) == {"dxai.study_uid": "1.2"}
+
+
+def _bindable(port: int) -> bool:
+    """Whether a listener can take ``port`` (SO_REUSEADDR: connections in TIME_WAIT don't count)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+        except OSError:
+            return False
+    return True
+
+
+async def test_metrics_server_serves_until_stopped_then_releases_the_port() -> None:
+    import httpx
+
+    from dxai.configs.schema.services import MetricsConfig
+    from dxai.observability.metrics_http import MetricsServer
+
+    sensor = Sensor()
+    sensor.count("events_consumed", {"source": "kafka"})
+    server = MetricsServer(MetricsConfig(host="127.0.0.1", port=0), sensor)
+    async with server:
+        await server.start()  # idempotent
+        port = server.port
+        assert port is not None
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(f"http://127.0.0.1:{port}/metrics")
+        assert b"dxai_events_consumed_total" in response.content
+        assert not _bindable(port)
+    assert server.port is None
+    await server.stop()  # idempotent
+    assert _bindable(port)
+    async with MetricsServer(MetricsConfig(host="127.0.0.1", port=port), sensor) as again:
+        assert again.port == port  # a restarted daemon gets its port back
+
+
+async def test_disabled_metrics_server_binds_nothing() -> None:
+    from dxai.configs.schema.services import MetricsConfig
+    from dxai.observability.metrics_http import MetricsServer
+
+    async with MetricsServer(MetricsConfig(enabled=False), Sensor()) as server:
+        assert server.port is None

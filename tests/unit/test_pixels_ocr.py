@@ -1,10 +1,22 @@
-"""Line grouping and PHI box decisions on recognised fragments (no models)."""
+"""Line grouping and PHI box decisions on recognised fragments; the CPU OCR models."""
 
 from __future__ import annotations
 
-from dxai.actors.pixels.ocr import Line, decide, group_lines
+import cv2
+import numpy as np
+
+from dxai.actors.pixels.ocr import (
+    EngineTextDetector,
+    EngineTextRecognizer,
+    Line,
+    decide,
+    group_lines,
+    rec_charset,
+)
 from dxai.actors.pixels.phi import build_terms, term_hits
+from dxai.actors.pixels.rec import width_groups
 from dxai.actors.pixels.types import Box, Recognition
+from dxai.engines import load_registry
 
 TERMS = build_terms(["DOE^JOHN", "19960717", "MRN9388823", "A12092516", "1 Grace Plaza, Seattle"])
 
@@ -59,3 +71,29 @@ def test_fragment_hits_need_digits_and_length() -> None:
     assert term_hits("9388", TERMS) == []
     hits = term_hits("20824", build_terms(["20220824"]))
     assert any((hit.missing_left, hit.missing_right) == (3, 0) for hit in hits)
+
+
+def test_width_groups_batch_similar_widths() -> None:
+    assert width_groups([100, 20, 130, 25, 300], max_batch=2) == [[1, 3], [0, 2], [4]]
+    assert width_groups([10, 100], max_batch=16) == [[0], [1]]  # too different to pad together
+    assert width_groups([], max_batch=4) == []
+
+
+def test_cpu_models_run_on_one_shared_engine_per_setting() -> None:
+    first, again, other = EngineTextRecognizer(), EngineTextRecognizer(), EngineTextRecognizer(2)
+    assert first._engine is again._engine and other._engine is not first._engine
+    assert first._engine.info.backend == "onnxruntime" and first._engine.info.device == "cpu"
+    sha256 = load_registry().get("ppocr_rec").sha256
+    assert first.cache_identity == f"onnxruntime:ppocr_rec:{sha256}"
+    assert first.charset == other.charset == rec_charset()
+    assert len(first.charset) == 6625 and first.charset[0] == "" and first.charset[-1] == " "
+
+
+def test_cpu_models_find_and_read_a_text_line() -> None:
+    image = np.full((120, 420, 3), 255, np.uint8)
+    cv2.putText(image, "SMITH 1996", (12, 70), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
+    boxes = EngineTextDetector().detect(image)
+    assert len(boxes) == 1 and boxes[0].x0 <= 14 and boxes[0].y0 < 50 < 70 <= boxes[0].y1
+    (read,) = EngineTextRecognizer().recognize([image[b.y0 : b.y1, b.x0 : b.x1] for b in boxes])
+    assert read.text == "SMITH 1996" and read.confidence > 0.8
+    assert len(read.char_spans) == len(read.text)

@@ -75,3 +75,16 @@ def test_redactor_reads_a_repeated_overlay_once() -> None:
         redactor = PixelRedactor(policy, Detector(), inner)
         redactor.recognizer.recognize([image[0:10, 0:30]])
     assert inner.read == 1
+
+
+def test_redactor_counts_cache_lookups_on_the_sensor_it_is_given() -> None:
+    class Detector:
+        def detect(self, image: UInt8Array) -> list[Box]:
+            return []
+
+    sensor = Sensor()
+    policy = PixelPolicyConfig(rec_cache_entries=32, verify=False)
+    redactor = PixelRedactor(policy, Detector(), Counting(), sensor=sensor)
+    redactor.recognizer.recognize([_crop(41), _crop(41)])
+    reg = sensor.registry
+    assert reg.get_sample_value("dxai_ocr_cache_lookups_total", {"result": "miss"}) == 2.0

@@ -2,9 +2,9 @@
 
 The client (in-process ONNX Runtime batcher or Ray Serve, by ``inference.backend``) lives as
 long as the daemon: started before intake, stopped after the pipeline has drained.  The pixel
-actor is the CPU :class:`PixelRedactor` with detector and recogniser adapters that submit each
-detection image and each recognition crop to the client on the daemon's event loop
-(``run_coroutine_threadsafe``) and wait in the CPU worker thread; the loop never blocks.
+actor (:func:`dxai.actors.pixels.inference.build_batched_redactor`) submits each detection
+image and each recognition crop to the client on the daemon's event loop and waits in the CPU
+worker thread; the loop never blocks.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dxai.configs.schema.root import DxaiConfig
 from dxai.observability.metrics import Sensor
 
 if TYPE_CHECKING:
+    from dxai.actors.outbound.pixel_step import PixelActor
     from dxai.batching.client import InferenceClient
     from dxai.configs.schema.pixels import PixelPolicyConfig
-    from dxai.daemon.pipeline.pixel_step import PixelActor
 
 log = logging.getLogger("dxai.daemon")
 _LOAD_ERRORS = (DxaiError, ImportError, OSError, RuntimeError)
@@ -57,23 +57,33 @@ async def open_inference(
     return client
 
 
-def build_batched_pixel_actor(
+def batched_pixel_actor(
     policy: PixelPolicyConfig, client: InferenceClient, loop: asyncio.AbstractEventLoop
 ) -> PixelActor | None:
-    """The redactor whose OCR models run through ``client`` on ``loop`` (call from a thread).
+    """The redactor whose OCR runs through ``client`` (call from a thread); None on failure.
 
     None (instances with pixel data are held) when the recogniser's charset cannot be read.
     """
     try:
-        from dxai.actors.pixels import (
-            InferenceTextDetector,
-            InferenceTextRecognizer,
-            PixelRedactor,
-        )
-        from dxai.actors.pixels.det import DetParams
+        from dxai.actors.pixels.inference import build_batched_redactor
 
-        detector = InferenceTextDetector(client, loop, DetParams(max_side=policy.det_max_side))
-        return PixelRedactor(policy, detector, InferenceTextRecognizer(client, loop))
+        return build_batched_redactor(policy, client, loop)
     except _LOAD_ERRORS as exc:
         log.error("pixel actor unavailable", extra={"error_code": type(exc).__name__})
         return None
+
+
+async def open_pixel_actor(
+    config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack
+) -> PixelActor | None:
+    """The pixel actor of ``dxai deid`` and the daemon alike: OCR through the configured client.
+
+    None when ``deid.pixels`` is ``never`` or the client or models cannot load (instances with
+    pixel data are then held).  The client stops when ``stack`` closes.
+    """
+    client = await open_inference(config, sensor, stack)
+    if client is None:
+        return None
+    loop = asyncio.get_running_loop()
+    policy = config.deid.pixel_policy
+    return await asyncio.to_thread(batched_pixel_actor, policy, client, loop)

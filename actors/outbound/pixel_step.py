@@ -1,39 +1,41 @@
-"""The burned-in pixel PHI step of instance processing (``dxai.actors.pixels``).
+"""The burned-in pixel PHI step of the per-instance pipeline (``dxai.actors.pixels``).
 
 PHI values are read from the ORIGINAL header (:meth:`PixelStep.prepare`, before header
 de-identification); the pixels are redacted on the de-identified dataset, whose header is then
 verified.  The actor is a parameter (:class:`PixelActor`): in the daemon a :class:`PixelRedactor`
 whose OCR models run through the daemon's ``InferenceClient`` (the batcher, see
-:mod:`dxai.daemon.pipeline.batched_pixels`); standalone, the CPU redactor with its own ONNX
-Runtime sessions.  One actor is shared by the worker threads (it keeps no per-call state).
+:func:`dxai.actors.pixels.inference.build_batched_redactor`); standalone (``dxai deid``), the
+same redactor with its own engines.  One actor is shared by the worker threads.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
 
+from dxai.actors.outbound.outcome import InstanceStatus, PixelSummary
+from dxai.actors.pixels.types import ScanRequest
 from dxai.configs.errors import DxaiError
-from dxai.daemon.pipeline.processing import InstanceStatus, PixelSummary
+from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from dxai.actors.pixels import PixelReport
-    from dxai.configs.schema.pixels import PixelPolicyConfig
 
-log = logging.getLogger("dxai.pipeline")
-PixelRequest = Literal["auto", "always"]
+log = get_logger(__name__)
 
 
 class PixelActor(Protocol):
     """Redacts burned-in PHI in a dataset in place (blocking; called from worker threads)."""
 
+    policy: PixelPolicyConfig
+
     def redact_dataset(
-        self, ds: Dataset, phi_values: Sequence[str], request: PixelRequest = "auto"
+        self, ds: Dataset, phi_values: Sequence[str], request: ScanRequest = "auto"
     ) -> PixelReport:
         """Redact ``ds`` in place; ``phi_values`` come from the original header."""
         ...
@@ -54,6 +56,7 @@ class PixelVerdict:
     status: InstanceStatus
     reason: str
     summary: PixelSummary
+    report: dict[str, Any] | None = None
 
 
 def _summary(report: PixelReport) -> PixelSummary:
@@ -80,9 +83,15 @@ class PixelStep:
     an actor (OCR models unavailable) every instance with pixel data is held.
     """
 
-    def __init__(self, actor: PixelActor | None, request: PixelRequest) -> None:
+    def __init__(
+        self,
+        actor: PixelActor | None,
+        request: ScanRequest,
+        policy: PixelPolicyConfig | None = None,
+    ) -> None:
         self.actor = actor
         self.request = request
+        self.policy = actor.policy if actor is not None else policy or PixelPolicyConfig()
 
     @staticmethod
     def prepare(ds: Dataset) -> PixelInput:
@@ -92,28 +101,41 @@ class PixelStep:
         flagged = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
         return PixelInput(tuple(phi_values(ds)), flagged)
 
-    def run(self, ds: Dataset, pre: PixelInput) -> PixelVerdict:
-        """Redact ``ds`` (de-identified header) in place; say whether it may be released."""
+    def run(self, ds: Dataset, pre: PixelInput, *, scan: bool = True) -> PixelVerdict:
+        """Redact ``ds`` (de-identified header) in place; say whether it may be released.
+
+        ``scan`` False (the series plan deferred OCR for this instance) is handled as an
+        instance the policy skips: released unless its original header flags burned-in text.
+        """
+        skipped = PixelSummary(status="skipped")
+        if not scan:
+            return _unscanned(ds, pre, skipped, None)
         if self.actor is None:
-            skipped = PixelSummary(status="skipped")
             if "PixelData" in ds:
                 return PixelVerdict("held", "pixel_actor_unavailable", skipped)
             return PixelVerdict("passed", "", skipped)
         report = self.actor.redact_dataset(ds, pre.phi_values, self.request)
-        summary = _summary(report)
+        summary, detail = _summary(report), report.as_dict()
         if report.status in ("clean", "redacted"):
-            return PixelVerdict("passed", "", summary)
+            return PixelVerdict("passed", "", summary, detail)
         if report.status == "skipped":
-            if pre.flagged and "PixelData" in ds:
-                return PixelVerdict("held", "pixel_phi_unchecked", summary)
-            return PixelVerdict("passed", "", summary)
+            return _unscanned(ds, pre, summary, detail)
         if report.status == "held":
-            return PixelVerdict("held", _held_reason(report.held_reasons), summary)
+            return PixelVerdict("held", _held_reason(report.held_reasons), summary, detail)
         code = re.sub(r"[^a-z0-9_]", "_", (report.error_code or "failed").lower())[:56]
-        return PixelVerdict("failed", f"pixel_{code}", summary)
+        return PixelVerdict("failed", f"pixel_{code}", summary, detail)
 
 
-def build_pixel_actor(policy: PixelPolicyConfig) -> PixelActor | None:
+def _unscanned(
+    ds: Dataset, pre: PixelInput, summary: PixelSummary, detail: dict[str, Any] | None
+) -> PixelVerdict:
+    """An instance not OCRed: held when its original header says ``BurnedInAnnotation`` YES."""
+    if pre.flagged and "PixelData" in ds:
+        return PixelVerdict("held", "pixel_phi_unchecked", summary, detail)
+    return PixelVerdict("passed", "", summary, detail)
+
+
+def build_cpu_pixel_actor(policy: PixelPolicyConfig) -> PixelActor | None:
     """The CPU OCR redactor for ``policy``; None (instances get held) when it cannot load."""
     try:
         from dxai.actors.pixels import PixelRedactor

@@ -1,0 +1,185 @@
+"""The PHI vocabulary: month names, text folding and the written forms of a DICOM date.
+
+Header de-identification (``dxai.actors.deid.phi``: the verify pass and the scrubbing of cleaned
+text) and the burned-in pixel text matcher (``dxai.actors.pixels.phi``) both need to know how a
+name or a date may be written.  That knowledge lives here once, so the two cannot drift apart:
+
+- :func:`fold_accents` drops accents one character for one (``Müller`` -> ``Muller``), so that
+  positions found in the folded text index the original text;
+- :func:`fold_case` is the case- and accent-insensitive form used for whole-word search, with
+  the name separators ``^`` and ``=`` read as spaces, also one character for one;
+- :func:`normalise` keeps upper-case ASCII letters and digits only (the OCR matching form);
+- :func:`date_variants` / :func:`date_spellings` give the written / normalised forms of a
+  ``YYYYMMDD`` date (``1996-07-17``, ``07/17/1996``, ``17 Jul 1996``, ``17JUL1996`` ...).
+
+Pure functions over strings: this module imports no room.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# A month name as OCR reads it: abbreviated or in full, with I or 1 read for the L of JUL / JULY.
+MONTH_PATTERN = r"(?:JAN|FEB|MAR|APR|MAY|JU[NLI1]E?|JU[LI1]Y?|AUG|SEPT?|OCT|NOV|DEC)[A-Z]*\.?"
+
+# Orders in which a date's parts are written.  y: 4-digit year, yy: 2-digit year, m / d: 2-digit
+# month / day, m1 / d1: month / day without a leading zero, mon: month name.
+NUMERIC_ORDERS: tuple[tuple[str, str, str], ...] = (
+    ("y", "m", "d"),
+    ("m", "d", "y"),
+    ("d", "m", "y"),
+    ("m1", "d1", "y"),
+    ("d1", "m1", "y"),
+    ("m", "d", "yy"),
+    ("d", "m", "yy"),
+)
+NAMED_ORDERS: tuple[tuple[str, str, str], ...] = (
+    ("d", "mon", "y"),
+    ("mon", "d", "y"),
+    ("y", "mon", "d"),
+    ("d1", "mon", "y"),
+    ("mon", "d1", "y"),
+    ("y", "mon", "d1"),
+)
+NUMERIC_SEPARATORS = ("-", "/", ".")
+NAMED_SEPARATORS = ("-", " ", "")
+# normalised spellings shorter than this (``1196`` for 1 Jan 1996) are too ambiguous to match
+MIN_SPELLING = 6
+
+_NAME_SEPARATORS = str.maketrans({"^": " ", "=": " ", "\t": " ", "\n": " ", "\r": " "})
+
+
+def _fold_accent(ch: str) -> str:
+    base = unicodedata.normalize("NFKD", ch)
+    kept = "".join(c for c in base if not unicodedata.combining(c))
+    return kept if len(kept) == 1 else ch  # one for one, or the character unchanged
+
+
+def _fold_case(ch: str) -> str:
+    plain = _fold_accent(ch)
+    for folded in (plain.casefold(), plain.lower()):  # ß: casefold gives ss, lower keeps ß
+        if len(folded) == 1:
+            return folded
+    return plain
+
+
+class _Folds(dict[int, str]):
+    """A ``str.translate`` table filled one code point at a time, each by one character."""
+
+    def __init__(self, fold: Callable[[str], str], seed: dict[int, str]) -> None:
+        super().__init__(seed)
+        self._fold = fold
+
+    def __missing__(self, code: int) -> str:
+        folded = self._fold(chr(code))
+        self[code] = folded
+        return folded
+
+
+_ACCENT_FOLDS = _Folds(_fold_accent, {})
+_CASE_FOLDS = _Folds(_fold_case, {code: str(ch) for code, ch in _NAME_SEPARATORS.items()})
+
+
+def fold_accents(text: str) -> str:
+    """``text`` with accents dropped (Müller -> Muller), as an OCR model often reads it.
+
+    Each character is replaced by exactly one character, so positions in the result index
+    ``text``.  A character that does not decompose to one base letter (``ß``, ``ø``, the
+    ligature ``ﬁ``) is kept as it is; :func:`normalise` upper-cases ``ß`` to ``SS``.
+    """
+    return text if text.isascii() else text.translate(_ACCENT_FOLDS)
+
+
+def fold_case(text: str) -> str:
+    """Case-folded without accents, name separators (``^``, ``=``) and line breaks as spaces.
+
+    The form used for case- and accent-insensitive whole-word search.  Like
+    :func:`fold_accents` it is one character for one, so positions index ``text``: each
+    character is case-folded on its own (``Σ`` and final ``ς`` both give ``σ``), and one whose
+    case fold is longer (``ß`` -> ``ss``, ``İ`` -> ``i̇``) is lower-cased, or kept, instead.
+    """
+    if text.isascii():
+        return text.lower().translate(_NAME_SEPARATORS)
+    return text.translate(_CASE_FOLDS)
+
+
+def normalise(text: str) -> str:
+    """Upper-case ASCII letters and digits only, accents folded (``Müller^J.`` -> ``MULLERJ``)."""
+    return re.sub(r"[^0-9A-Z]", "", fold_accents(text).upper())
+
+
+@dataclass(frozen=True)
+class DateParts:
+    """The parts of a ``YYYYMMDD`` date, each as it may be written."""
+
+    y: str
+    m: str
+    d: str
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """Every written part by its name in :data:`NUMERIC_ORDERS` / :data:`NAMED_ORDERS`."""
+        return {
+            "y": self.y,
+            "yy": self.y[2:],
+            "m": self.m,
+            "d": self.d,
+            "m1": str(int(self.m)),
+            "d1": str(int(self.d)),
+            "mon": MONTHS[int(self.m) - 1],
+        }
+
+
+def parse_date(value: str) -> DateParts | None:
+    """The date held by the first 8 digits of ``value`` (``DA``, ``DT``, ``2023.01.05``).
+
+    Only the month is checked (01 to 12): a value such as ``20230231`` is not a calendar date
+    but is still a PHI value whose spellings must be looked for.
+    """
+    digits = re.sub(r"\D", "", value)
+    if len(digits) < 8 or not 1 <= int(digits[4:6]) <= 12:
+        return None
+    return DateParts(digits[:4], digits[4:6], digits[6:8])
+
+
+def _forms(
+    parts: DateParts, numeric_separators: Sequence[str], named_separators: Sequence[str]
+) -> set[str]:
+    fields = parts.fields
+    out: set[str] = set()
+    for orders, separators in (
+        (NUMERIC_ORDERS, numeric_separators),
+        (NAMED_ORDERS, named_separators),
+    ):
+        for order in orders:
+            out.update(sep.join(fields[name] for name in order) for sep in separators)
+    return out
+
+
+def date_variants(value: str) -> set[str]:
+    """Written forms of a date as found in free text (``1996-07-17``, ``17 Jul 1996`` ...).
+
+    Every order of :data:`NUMERIC_ORDERS` with each of :data:`NUMERIC_SEPARATORS`, and every
+    order of :data:`NAMED_ORDERS` with each of :data:`NAMED_SEPARATORS`; empty when ``value``
+    holds no date (see :func:`parse_date`).
+    """
+    parts = parse_date(value)
+    if parts is None:
+        return set()
+    return _forms(parts, NUMERIC_SEPARATORS, NAMED_SEPARATORS)
+
+
+def date_spellings(value: str) -> set[str]:
+    """Normalised spellings of a date (``19960717``, ``07171996``, ``17JUL1996`` ...).
+
+    The :func:`date_variants` forms as :func:`normalise` writes them, without the ones shorter
+    than :data:`MIN_SPELLING` characters.
+    """
+    parts = parse_date(value)
+    if parts is None:
+        return set()
+    return {f.upper() for f in _forms(parts, ("",), ("",)) if len(f) >= MIN_SPELLING}
