@@ -26,6 +26,7 @@ from dxai.actors.pixels.types import Box, Recognition, ScanRequest, UInt8Array
 from dxai.batching.client import InferenceClient
 from dxai.configs.errors import DeadlineExceededError
 from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.observability.metrics import Sensor
 
 T = TypeVar("T")
 
@@ -117,11 +118,15 @@ async def redact_dataset_async(
 
 
 def build_batched_redactor(
-    policy: PixelPolicyConfig, client: InferenceClient, loop: asyncio.AbstractEventLoop
+    policy: PixelPolicyConfig,
+    client: InferenceClient,
+    loop: asyncio.AbstractEventLoop,
+    sensor: Sensor | None = None,
 ) -> PixelRedactor:
     """The redactor whose OCR models run through ``client`` on ``loop`` (call from a thread).
 
     Raises what loading the recogniser's charset raises (the caller holds instances then).
     """
     detector = InferenceTextDetector(client, loop, DetParams(max_side=policy.det_max_side))
-    return PixelRedactor(policy, detector, InferenceTextRecognizer(client, loop))
+    recognizer = InferenceTextRecognizer(client, loop)
+    return PixelRedactor(policy, detector, recognizer, sensor=sensor)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +26,11 @@ from dxai.daemon.outputs.base import Publisher
 from dxai.daemon.pipeline.finish import JobFinisher
 from dxai.daemon.pipeline.outcome import StudyTally
 from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
+from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 from dxai.observability.tracing import format_traceparent, new_trace
 
-log = logging.getLogger("dxai.pipeline")
+log = get_logger(__name__)
 SourceFactory = Callable[[StudyEvent], StudySource]
 Admission = Literal["accepted", "duplicate", "in_progress", "resumed", "dead_letter"]
 

@@ -10,12 +10,12 @@ worker thread; the loop never blocks.
 from __future__ import annotations
 
 import asyncio
-import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from dxai.configs.errors import DxaiError
 from dxai.configs.schema.root import DxaiConfig
+from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dxai.batching.client import InferenceClient
     from dxai.configs.schema.pixels import PixelPolicyConfig
 
-log = logging.getLogger("dxai.daemon")
+log = get_logger(__name__)
 _LOAD_ERRORS = (DxaiError, ImportError, OSError, RuntimeError)
 
 
@@ -58,7 +58,10 @@ async def open_inference(
 
 
 def batched_pixel_actor(
-    policy: PixelPolicyConfig, client: InferenceClient, loop: asyncio.AbstractEventLoop
+    policy: PixelPolicyConfig,
+    client: InferenceClient,
+    loop: asyncio.AbstractEventLoop,
+    sensor: Sensor | None = None,
 ) -> PixelActor | None:
     """The redactor whose OCR runs through ``client`` (call from a thread); None on failure.
 
@@ -67,7 +70,7 @@ def batched_pixel_actor(
     try:
         from dxai.actors.pixels.inference import build_batched_redactor
 
-        return build_batched_redactor(policy, client, loop)
+        return build_batched_redactor(policy, client, loop, sensor)
     except _LOAD_ERRORS as exc:
         log.error("pixel actor unavailable", extra={"error_code": type(exc).__name__})
         return None
@@ -86,4 +89,4 @@ async def open_pixel_actor(
         return None
     loop = asyncio.get_running_loop()
     policy = config.deid.pixel_policy
-    return await asyncio.to_thread(batched_pixel_actor, policy, client, loop)
+    return await asyncio.to_thread(batched_pixel_actor, policy, client, loop, sensor)

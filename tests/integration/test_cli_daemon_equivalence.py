@@ -16,20 +16,16 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pydicom
-import pytest
 import yaml
+from daemon_helpers import embedded
 
 from dxai.configs.schema import load_config
 from dxai.configs.schema.root import DxaiConfig
-from dxai.daemon.app import DaemonHandle, run_daemon
 from dxai.daemon.cli import main
-from dxai.observability.metrics import Sensor
 
 DEADLINE_S = 600.0
 UID = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -82,24 +78,8 @@ def _by_sop(files: list[Path]) -> dict[str, set[bytes]]:
     return out
 
 
-@asynccontextmanager
-async def _daemon(config: DxaiConfig) -> AsyncIterator[DaemonHandle]:
-    stop = asyncio.Event()
-    ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
-    await asyncio.wait({ready, task}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():
-        task.cancel()
-        pytest.fail("embedded daemon did not start")
-    try:
-        yield ready.result()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 120)
-
-
 async def _run_daemon(config: DxaiConfig, src: Path, studies: list[str]) -> None:
-    async with _daemon(config) as handle:
+    async with embedded(config) as handle:
         for n, study in enumerate(studies):
             event = {
                 "event_type": "study_received",

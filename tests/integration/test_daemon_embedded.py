@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,12 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+from daemon_helpers import embedded
 from deid_checks import header_text, input_phi, leaked
 from pydicom.dataset import Dataset
 
 from dxai.configs.schema.root import DxaiConfig
-from dxai.daemon.app import DaemonHandle, run_daemon
+from dxai.daemon.app import DaemonHandle
 from dxai.daemon.intake.mllp import END, frame
 from dxai.observability.metrics import Sensor
 
@@ -42,23 +42,6 @@ def _config(tmp: Path, **extra: Any) -> DxaiConfig:
     }
     data.update(extra)
     return DxaiConfig.model_validate(data)
-
-
-@asynccontextmanager
-async def embedded(config: DxaiConfig) -> AsyncIterator[DaemonHandle]:
-    """The embedded daemon in this process, stopped (and checked) on exit."""
-    stop = asyncio.Event()
-    ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
-    await asyncio.wait({ready, task}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():
-        task.cancel()
-        pytest.fail("embedded daemon did not start")
-    try:
-        yield ready.result()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 def _sample_inputs() -> dict[str, Dataset]:

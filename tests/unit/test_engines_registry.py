@@ -26,6 +26,7 @@ from dxai.engines.base import model_labels
 from dxai.engines.factory import create_engine, load_engine, shared_engine
 from dxai.engines.registry import load_registry, packaged_registry, verify_model_file
 from dxai.engines.tensorrt_engine import bucket_profiles, engine_cache_key
+from dxai.observability.metrics import Sensor
 
 REGISTRY_YAML = """
 models:
@@ -143,12 +144,12 @@ def test_onnxruntime_session_options_follow_the_shape_hint():
     import onnxruntime
 
     fixed = create_engine(EngineConfig(intra_op_threads=3, inter_op_threads=2), 4)
-    opts = fixed._options(onnxruntime)  # type: ignore[attr-defined]
+    opts = fixed._options(onnxruntime)
     assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (3, 2)
     assert opts.enable_mem_pattern  # bucket-padded batches reuse the planned pattern
     assert opts.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     varied = create_engine(EngineConfig(), 1, variable_shapes=True)
-    assert not varied._options(onnxruntime).enable_mem_pattern  # type: ignore[attr-defined]
+    assert not varied._options(onnxruntime).enable_mem_pattern
 
 
 def test_shared_engine_is_verified_loaded_and_logged_once(caplog: pytest.LogCaptureFixture):
@@ -168,7 +169,7 @@ def test_shared_engine_is_verified_loaded_and_logged_once(caplog: pytest.LogCapt
 
 def test_model_labels_from_registry_or_model_metadata():
     registry = load_registry()
-    rec = shared_engine("ppocr_rec", EngineConfig(), 16, variable_shapes=True)
+    rec = load_engine(registry.get("ppocr_rec"), EngineConfig(), 16, sensor=Sensor())
     labels = model_labels(registry.get("ppocr_rec"), rec)
     assert len(labels) == 6623 and rec.metadata["character"].splitlines() == list(labels)
     det = shared_engine("ppocr_det", EngineConfig(), 1, variable_shapes=True)
@@ -179,7 +180,6 @@ def test_model_labels_from_registry_or_model_metadata():
         model_labels(registry.get("ppocr_det"), rec)  # no labels and no metadata key
     rec.close()
     assert dict(rec.metadata) == {}
-    shared_engine.cache_clear()  # the closed engine must not be handed out again
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt present")
