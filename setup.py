@@ -4,6 +4,8 @@ Each room folder at the repository root (``daemon/``, ``actors/``, ...) becomes 
 every sub-package inside it is found automatically, so nothing has to be listed by hand.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 ROOMS = ("daemon", "actors", "batching", "engines", "observability", "configs")
@@ -18,7 +20,8 @@ for room in ROOMS:
     package_dir[f"dxai.{room}"] = room
     packages.extend(f"dxai.{room}.{sub}" for sub in find_packages(where=room))
 for name, folder in EXTRA.items():
-    packages.append(name)
-    package_dir[name] = folder
+    if Path(folder).is_dir():  # an image that copies only the rooms installs without it
+        packages.append(name)
+        package_dir[name] = folder
 
 setup(packages=packages, package_dir=package_dir)

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dxai.synth import (
-    DEFAULT_MODALITIES,
-    GROUND_TRUTH_NAME,
-    TRANSFER_SYNTAXES,
-    generate_corpus,
-)
+from dxai.configs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _synth() -> ModuleType:
+    """The corpus generator (``tests/synth``, installed as ``dxai.synth``), imported on use.
+
+    An image that ships only the rooms (``Dockerfile.gpu``) has no generator; every other
+    command still works there.
+    """
+    try:
+        import dxai.synth
+    except ImportError as exc:
+        raise ConfigError("dxai synth: the corpus generator is not installed here") from exc
+    return dxai.synth
 
 
 def register(sub: Any) -> None:
@@ -30,13 +41,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--small", action="store_true", help="tiny images and few frames")
     parser.add_argument(
         "--modalities",
-        default=",".join(DEFAULT_MODALITIES),
-        help=f"comma-separated subset of {','.join(DEFAULT_MODALITIES)}",
+        default=None,
+        help="comma-separated subset of the generator's modalities (default: all of them)",
     )
     parser.add_argument(
         "--transfer-syntaxes",
         default=None,
-        help=f"comma-separated subset of {','.join(TRANSFER_SYNTAXES)} (or UIDs); default: all",
+        help="comma-separated subset of the generator's transfer syntaxes (or UIDs); default: all",
     )
     parser.set_defaults(func=_run)
 
@@ -48,7 +59,8 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    modalities = [m.upper() for m in _split(args.modalities) or []]
+    synth = _synth()
+    modalities = [m.upper() for m in _split(args.modalities) or synth.DEFAULT_MODALITIES]
     columns = (
         TextColumn("synth"),
         BarColumn(),
@@ -61,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        manifest = generate_corpus(
+        manifest = synth.generate_corpus(
             args.out_dir,
             seed=args.seed,
             studies=args.studies,
@@ -71,5 +83,5 @@ def _run(args: argparse.Namespace) -> int:
             progress=report,
         )
     print(f"wrote {len(manifest.files)} files under {args.out_dir}")
-    print(f"ground truth: {args.out_dir / GROUND_TRUTH_NAME}")
+    print(f"ground truth: {args.out_dir / synth.GROUND_TRUTH_NAME}")
     return 0
