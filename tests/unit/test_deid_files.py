@@ -148,3 +148,30 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     args = ["deid", str(src), str(tmp_path / "d"), "--key-file", str(key), "--no-progress"]
     assert main([*args, "--profile", "research_longitudinal"]) == 1
     assert main([*args, "--profile", "nope"]) == 2
+
+
+def test_cli_pixel_step_unavailable_writes_no_output_and_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: when the pixel step cannot run (its models are not in the registry), no
+    header-only file lands in DST and the exit code says so."""
+    monkeypatch.setenv("DXAI_STATE__DATA_DIR", str(tmp_path / "data"))
+    broken = tmp_path / "models.yaml"
+    broken.write_text("models: {}\n", encoding="utf-8")
+    monkeypatch.setenv("DXAI_INFERENCE__MODELS_FILE", str(broken))
+    src = tmp_path / "src"
+    src.mkdir()
+    ds = make_ds()
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 8, 8, 7
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
+    ds.BurnedInAnnotation = "YES"
+    ds.PixelData = bytes(64)
+    write(ds, src / "img.dcm")
+    dst = tmp_path / "dst"
+    code = main(["deid", str(src), str(dst), "--pixels", "always", "--no-progress"])
+    assert code == 1
+    assert not (dst / "img.dcm").exists()
+    report = json.loads((dst / "dxai-deid-report.json").read_text())
+    entry = report["files"][0]
+    assert entry["status"] in ("held", "failed") and entry["reason"].startswith("pixel_")
+    assert entry["dst"] is None or ".held" in entry["dst"]
