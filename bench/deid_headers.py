@@ -33,7 +33,7 @@ from dxai.actors.outbound import deidentify_file
 from dxai.configs.schema.deid import DeidConfig
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference" / "dicom"
+REFERENCE = REPO / "tests" / "data" / "reference" / "dicom"  # the copy the repository carries
 KEY = b"bench-key-0123456789abcdef012345"
 
 

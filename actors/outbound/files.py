@@ -2,7 +2,9 @@
 
 An output is written only when its instance passed (atomically: complete or absent, never
 partial).  An instance held by the pixel step alone (its header is clean) is written under
-``DST/.held/`` for a reviewer; one whose header verify found PHI is not written at all.
+``DST/.held/`` for a reviewer; one whose header verify found PHI is not written at all.  The
+CLI's writes are atomic but not fsynced one by one (a run is repeated after a crash, and an fsync
+per file would cost more than the de-identification); the daemon's destinations are durable.
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ def held_path(dst: Path, root: Path) -> Path:
 def write_outcome(outcome: InstanceOutcome, dst: Path, held: Path) -> str | None:
     """Write what may be written: a passed output to ``dst``, a pixel-held one to ``held``."""
     if outcome.status == "passed" and outcome.data is not None:
-        write_bytes_atomic(dst, outcome.data)
+        write_bytes_atomic(dst, outcome.data, durable=False)
         return str(dst)
     if outcome.status == "held" and outcome.data is not None:
-        write_bytes_atomic(held, outcome.data)
+        write_bytes_atomic(held, outcome.data, durable=False)
         return str(held)
     return None
 

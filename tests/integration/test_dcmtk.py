@@ -12,7 +12,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from dxai.daemon.validation import run_dciodvfy
+from dxai.actors.validation import run_dciodvfy
 
 LOCAL_AET = "DXAI"
 TOOL_TIMEOUT_S = 60

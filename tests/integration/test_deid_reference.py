@@ -10,8 +10,8 @@ from pydicom import dcmread
 
 from dxai.actors.deid import Deidentifier
 from dxai.actors.outbound import FileReport, deidentify_file
+from dxai.actors.validation.dciodvfy import run_dciodvfy
 from dxai.configs.schema.deid import DeidConfig
-from dxai.daemon.validation.dciodvfy import run_dciodvfy
 
 KEY = b"integration-test-key-0123456789ab"
 PROFILES = ("basic", "research_longitudinal")

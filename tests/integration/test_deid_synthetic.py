@@ -11,8 +11,8 @@ from pydicom import dcmread
 
 from dxai.actors.deid import Deidentifier
 from dxai.actors.outbound import deidentify_file
+from dxai.actors.validation.dciodvfy import run_dciodvfy
 from dxai.configs.schema.deid import DeidConfig
-from dxai.daemon.validation.dciodvfy import run_dciodvfy
 from dxai.synth import GROUND_TRUTH_NAME, generate_corpus
 
 KEY = b"synthetic-test-key-0123456789abcd"

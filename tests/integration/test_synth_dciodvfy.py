@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dxai.daemon.validation.dciodvfy import run_dciodvfy
+from dxai.actors.validation.dciodvfy import run_dciodvfy
 from dxai.synth import generate_corpus
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dxai.actors.validation import parse_dciodvfy_output, run_dciodvfy
 from dxai.configs.errors import ValidatorUnavailableError
-from dxai.daemon.validation import parse_dciodvfy_output, run_dciodvfy
 
 SAMPLE = """\
 Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  PN [1] = <ANON123> - \

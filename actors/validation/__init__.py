@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from dxai.daemon.validation.dciodvfy import DciodvfyReport, parse_dciodvfy_output, run_dciodvfy
+from dxai.actors.validation.dciodvfy import DciodvfyReport, parse_dciodvfy_output, run_dciodvfy
 
 __all__ = ["DciodvfyReport", "parse_dciodvfy_output", "run_dciodvfy"]
