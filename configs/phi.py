@@ -17,6 +17,7 @@ Pure functions over strings: this module imports no room.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -160,7 +161,8 @@ def _forms(
     return out
 
 
-def date_variants(value: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def date_variants(value: str) -> frozenset[str]:
     """Written forms of a date as found in free text (``1996-07-17``, ``17 Jul 1996`` ...).
 
     Every order of :data:`NUMERIC_ORDERS` with each of :data:`NUMERIC_SEPARATORS`, and every
@@ -169,11 +171,12 @@ def date_variants(value: str) -> set[str]:
     """
     parts = parse_date(value)
     if parts is None:
-        return set()
-    return _forms(parts, NUMERIC_SEPARATORS, NAMED_SEPARATORS)
+        return frozenset()
+    return frozenset(_forms(parts, NUMERIC_SEPARATORS, NAMED_SEPARATORS))
 
 
-def date_spellings(value: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def date_spellings(value: str) -> frozenset[str]:
     """Normalised spellings of a date (``19960717``, ``07171996``, ``17JUL1996`` ...).
 
     The :func:`date_variants` forms as :func:`normalise` writes them, without the ones shorter
@@ -181,5 +184,5 @@ def date_spellings(value: str) -> set[str]:
     """
     parts = parse_date(value)
     if parts is None:
-        return set()
-    return {f.upper() for f in _forms(parts, ("",), ("",)) if len(f) >= MIN_SPELLING}
+        return frozenset()
+    return frozenset(f.upper() for f in _forms(parts, ("",), ("",)) if len(f) >= MIN_SPELLING)
