@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-#: A byte-for-byte copy of the project's shared reference data (``../shared/reference``), carried
-#: by the repository so that a fresh clone runs every test; provenance in its README.md and
-#: dicom/MANIFEST.csv (source repository, path, commit, licence and sha256 of every file).
+#: The reference data the repository carries: the files of the project's shared reference set
+#: (``../shared/reference``) that have a clear licence, byte for byte; provenance in its README.md
+#: and dicom/MANIFEST.csv (source repository, path, commit, licence and sha256 of every file).
 SHARED_REFERENCE = TESTS_DIR / "data" / "reference"
+#: Files without a licence to redistribute (the JSL burned-in set) stay outside the repository:
+#: ``DXAI_RESTRICTED_REFERENCE`` names the folder that holds them (``.ci/run`` passes
+#: ``../shared/reference`` when it exists); without it the tests that read them are deselected.
+RESTRICTED_ENV = "DXAI_RESTRICTED_REFERENCE"
 
 _FOLDER_MARKERS = {
     "unit": pytest.mark.unit,
@@ -20,13 +25,40 @@ _FOLDER_MARKERS = {
 }
 
 
+def restricted_reference() -> Path | None:
+    """The folder of restricted reference files, when this run was given one."""
+    value = os.environ.get(RESTRICTED_ENV, "")
+    folder = Path(value) if value else None
+    return folder if folder is not None and (folder / "dicom").is_dir() else None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with the marker named by its folder (unit, integration, gpu)."""
+    """Mark each test by its folder (unit, integration, gpu); deselect ``restricted`` tests
+    when no restricted reference folder was given (one line says so)."""
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(TESTS_DIR)
         marker = _FOLDER_MARKERS.get(rel.parts[0])
         if marker is not None:
             item.add_marker(marker)
+    if restricted_reference() is not None:
+        return
+    keep = [i for i in items if i.get_closest_marker("restricted") is None]
+    dropped = [i for i in items if i.get_closest_marker("restricted") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        print(
+            f"\n{len(dropped)} test(s) deselected: no restricted reference data ({RESTRICTED_ENV})"
+        )
+
+
+@pytest.fixture(scope="session")
+def restricted_burned_in() -> Path:
+    """The restricted burned-in files (JSL set); only ``restricted`` tests ask for it."""
+    folder = restricted_reference()
+    if folder is None:
+        pytest.fail(f"{RESTRICTED_ENV} is not set to a reference folder")
+    return folder / "dicom" / "burned_in"
 
 
 @pytest.fixture(scope="session")

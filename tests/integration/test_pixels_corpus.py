@@ -136,3 +136,18 @@ def test_two_ocr_threads_redact_the_same(tmp_path: Path, redactor: PixelRedactor
         assert reports[0].boxes, rec.path
         assert reports[0].boxes == reports[1].boxes, rec.path
         assert reports[0].status == reports[1].status, rec.path
+
+
+@pytest.mark.restricted
+def test_restricted_burned_in_set_never_releases_legible_phi(
+    restricted_burned_in: Path, redactor: PixelRedactor
+) -> None:
+    """The JSL burned-in files (not carried by the repository): redacted, or held for text it
+    could not read, never released with PHI still legible."""
+    files = sorted(restricted_burned_in.glob("jsl__*.dcm"))
+    assert files, f"no JSL files under {restricted_burned_in}"
+    for path in files:
+        ds = pydicom.dcmread(path)
+        report = redactor.redact_dataset(ds, phi_values(ds), "always")
+        assert report.status in ("redacted", "held"), path.name
+        assert "phi_legible" not in report.held_reasons, path.name
