@@ -136,3 +136,15 @@ class NotAcceptableError(PermanentError):
     """A DICOMweb peer cannot send what the Accept header asked for (HTTP 406)."""
 
     code = "dicomweb_not_acceptable"
+
+
+class SourceNotAllowedError(PermanentError):
+    """An event names a source (URL, peer, path) or destination that the config does not allow."""
+
+    code = "source_not_allowed"
+
+
+class IntakeAuthError(PermanentError):
+    """An input arrived without valid credentials (webhook token or signature)."""
+
+    code = "intake_unauthorized"
