@@ -17,17 +17,8 @@ from dxai.actors.outbound import InstancePipeline, build_pipeline
 from dxai.configs.errors import ConfigError
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.events import StudyEvent
-from dxai.daemon.events.models import DimseSource as DimseSourceSpec
-from dxai.daemon.gateways import (
-    DicomWebGateway,
-    DimseSink,
-    DimseSource,
-    FolderSink,
-    LocalFolderSource,
-    MoveTarget,
-    StudySink,
-    StudySource,
-)
+from dxai.daemon.gateways import StudySource
+from dxai.daemon.gateways.resolve import Routes
 from dxai.daemon.intake.embedded import EmbeddedIntake, EmbeddedPorts
 from dxai.daemon.intake.kafka import KafkaIntake
 from dxai.daemon.jobs import JobStore
@@ -36,6 +27,7 @@ from dxai.daemon.outputs.kafka import KafkaPublisher
 from dxai.daemon.outputs.kafka_txn import TransactionalPublisher, reconcile_pending
 from dxai.daemon.pipeline import Pipeline, PipelineParts, RetryPolicy
 from dxai.daemon.pipeline.inference import open_pixel_actor
+from dxai.daemon.pipeline.staging import Staging
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor, default_sensor
 from dxai.observability.metrics_http import MetricsServer, monitor_loop_lag
@@ -44,64 +36,24 @@ log = get_logger(__name__)
 
 
 def make_source_factory(config: DxaiConfig) -> Callable[[StudyEvent], StudySource]:
-    """A function from event to the study source its ``source`` field names."""
-
-    def source_for(event: StudyEvent) -> StudySource:
-        src = event.source
-        if src.kind == "local":
-            return LocalFolderSource(src.path)
-        if src.kind == "dimse":
-            return _dimse_source(config, src)
-        endpoint = config.source_dicomweb
-        if src.base_url is not None:
-            endpoint = endpoint.model_copy(update={"base_url": src.base_url}) if endpoint else None
-            if endpoint is None:
-                from dxai.configs.schema.services import DicomWebEndpoint
-
-                endpoint = DicomWebEndpoint(base_url=src.base_url)
-        if endpoint is None:
-            raise ConfigError("event asks for dicomweb but source_dicomweb is not configured")
-        return DicomWebGateway(endpoint)
-
-    return source_for
-
-
-def _dimse_source(config: DxaiConfig, src: DimseSourceSpec) -> DimseSource:
-    """C-GET, or C-MOVE to our own SCP (moved files under ``<data_dir>/moves``)."""
-    from dxai.configs.schema.services import DimseEndpoint
-
-    peer = DimseEndpoint(ae_title=src.ae_title, host=src.host, port=src.port)
-    target = None
-    if src.method == "c-move":
-        emb = config.embedded
-        port = src.move_destination_port
-        if port is None and config.mode == "embedded":
-            raise ConfigError("C-MOVE in embedded mode needs the event's move_destination_port")
-        target = MoveTarget(
-            ae_title=src.move_destination_ae or emb.ae_title,
-            port=port or emb.dicom_port,
-            host=emb.bind_host,
-        )
-        if config.mode == "embedded" and target.port == emb.dicom_port:
-            raise ConfigError("C-MOVE destination port is the embedded landing zone's")
-    work = Path(config.state.data_dir) / "moves"
-    return DimseSource(peer, config.embedded.ae_title, src.method, target, work)
+    """A function from event to its study source: only what the config names (see Routes)."""
+    return Routes(config).source_for
 
 
 def results_dir(config: DxaiConfig) -> Path:
     """Embedded outputs: ``<data_dir>/results`` (decisions/, results/, dlq/, instances/)."""
-    return Path(config.state.data_dir) / "results"
+    return config.results_folder()
 
 
-def make_sink(config: DxaiConfig) -> StudySink:
-    """The destination: STOW-RS if configured, else C-STORE, else (embedded) the results folder."""
-    if config.destination_dicomweb is not None:
-        return DicomWebGateway(config.destination_dicomweb)
-    if config.destination_dimse is not None:
-        return DimseSink(config.destination_dimse, config.embedded.ae_title)
-    if config.mode == "embedded":
-        return FolderSink(results_dir(config) / "instances")
-    raise ConfigError("no destination: set destination_dicomweb or destination_dimse")
+def make_routes(config: DxaiConfig) -> Routes:
+    """The configured sources and destinations, checked: a destination exists, TLS files load."""
+    routes = Routes(config)
+    if not routes.destinations:
+        raise ConfigError(
+            "no destination: set destinations, destination_dicomweb or destination_dimse"
+        )
+    routes.check_tls()
+    return routes
 
 
 def _kafka_mode(config: DxaiConfig) -> bool:
@@ -152,16 +104,18 @@ async def _serve(
         processor = await _processor(config, sensor, stack)
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
         publisher, txn = await _publisher(config, store, stack)
-        sink = make_sink(config)
-        stack.push_async_callback(sink.aclose)
+        routes = make_routes(config)
+        stack.push_async_callback(routes.aclose)
         parts = PipelineParts(
             store,
-            make_source_factory(config),
-            sink,
+            routes.source_for,
+            routes.fallback_sink(),
             processor,
             publisher,
             sensor,
             RetryPolicy.from_config(config.kafka),
+            staging=Staging(data_dir / "staging", config.pipeline.staging_max_bytes),
+            sinks=routes.sink_for,
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         resumed = await pipeline.resume_unfinished()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -9,12 +10,22 @@ from pydantic import Field, model_validator
 from dxai.configs.schema.base import Section
 from dxai.configs.schema.deid import DeidConfig
 from dxai.configs.schema.inference import InferenceConfig
+from dxai.configs.schema.routes import (
+    RouteName,
+    default_conflicts,
+    is_loopback,
+    merged_destinations,
+    merged_sources,
+    move_problems,
+)
 from dxai.configs.schema.services import (
+    DestinationSpec,
     DicomWebEndpoint,
     DimseEndpoint,
     KafkaConfig,
     MetricsConfig,
     RayConfig,
+    SourceSpec,
     TracingConfig,
 )
 
@@ -42,15 +53,41 @@ class EmbeddedIntakeConfig(Section):
         "or failed (held batches are kept for review); None keeps every batch.",
     )
     landing_sweep_interval_s: float = Field(default=60.0, gt=0)
+    webhook_bearer_token_file: str | None = Field(
+        default=None,
+        description="POST /events needs 'Authorization: Bearer <token>' (token read per request).",
+    )
+    webhook_hmac_secret_file: str | None = Field(
+        default=None,
+        description="POST /events needs 'X-Dxai-Signature: sha256=<hex HMAC-SHA256 of the body>'.",
+    )
+
+    def webhook_authenticated(self) -> bool:
+        """True when the webhook asks for a token and/or a signature."""
+        return self.webhook_bearer_token_file is not None or (
+            self.webhook_hmac_secret_file is not None
+        )
 
 
 class PipelineConfig(Section):
-    """Per-job behaviour of the orchestration."""
+    """Per-job behaviour of the orchestration.
+
+    Deadlines count from the moment this daemon starts (or resumes) work on a job, so a restart
+    does not spend them.  ``release``: ``study`` (default) sends nothing to the destination
+    until every instance of the study passed; ``series`` streams each series' passed instances
+    as soon as the series is done (a later hold may then follow a partial release).
+    """
 
     decision_deadline_s: float = Field(default=30.0, gt=0)
     job_deadline_s: float = Field(default=900.0, gt=0)
     cpu_workers: int = Field(default=2, ge=1, le=256)
     version: str = "1"
+    release: Literal["study", "series"] = "study"
+    staging_max_bytes: int = Field(default=20 * 1024**3, ge=1024**2)
+    release_chunk_instances: int = Field(default=32, ge=1, le=10_000)
+    release_chunk_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    outbox_retry_initial_s: float = Field(default=0.5, gt=0)
+    outbox_retry_max_s: float = Field(default=30.0, gt=0)
 
 
 class DxaiConfig(Section):
@@ -64,6 +101,8 @@ class DxaiConfig(Section):
     embedded: EmbeddedIntakeConfig = EmbeddedIntakeConfig()
     kafka: KafkaConfig | None = None
     ray: RayConfig | None = None
+    sources: dict[RouteName, SourceSpec] = Field(default_factory=dict)
+    destinations: dict[RouteName, DestinationSpec] = Field(default_factory=dict)
     source_dicomweb: DicomWebEndpoint | None = None
     destination_dicomweb: DicomWebEndpoint | None = None
     destination_dimse: DimseEndpoint | None = None
@@ -77,3 +116,37 @@ class DxaiConfig(Section):
         if self.inference.backend == "ray" and self.ray is None:
             raise ValueError("inference.backend ray requires a ray section")
         return self
+
+    @model_validator(mode="after")
+    def _routes_consistent(self) -> DxaiConfig:
+        legacy_dest = self.destination_dicomweb is not None or self.destination_dimse is not None
+        problems = default_conflicts(
+            self.sources, self.destinations, self.source_dicomweb is not None, legacy_dest
+        )
+        if self.mode == "embedded":
+            problems += move_problems(self.source_routes(), self.embedded.dicom_port)
+            emb = self.embedded
+            if not is_loopback(emb.bind_host) and not emb.webhook_authenticated():
+                problems.append(
+                    "embedded.bind_host: the webhook would take unauthenticated events on a "
+                    "non-loopback address; set embedded.webhook_bearer_token_file and/or "
+                    "embedded.webhook_hmac_secret_file"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def source_routes(self) -> dict[str, SourceSpec]:
+        """Every source an event may name: ``sources`` plus ``source_dicomweb`` as ``default``."""
+        return merged_sources(self.sources, self.source_dicomweb)
+
+    def destination_routes(self) -> dict[str, DestinationSpec]:
+        """Every destination: ``destinations`` plus the legacy one (or, embedded, the folder)."""
+        folder = self.results_folder() / "instances" if self.mode == "embedded" else None
+        return merged_destinations(
+            self.destinations, self.destination_dicomweb, self.destination_dimse, folder
+        )
+
+    def results_folder(self) -> Path:
+        """Embedded outputs: ``<data_dir>/results`` (decisions/, results/, dlq/, instances/)."""
+        return Path(self.state.data_dir) / "results"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dxai.configs.schema.base import Section
 
@@ -37,30 +38,144 @@ class RayConfig(Section):
     num_cpus: int | None = Field(default=None, ge=1)
 
 
-class DicomWebEndpoint(Section):
-    """A DICOMweb service (source archive or destination)."""
+class TlsSettings(Section):
+    """Client TLS: the CA bundle that signs the peer, our client certificate, verification."""
 
-    base_url: str
+    tls_ca_file: str | None = Field(
+        default=None, description="PEM CA bundle for the peer; absent: the system store."
+    )
+    tls_cert_file: str | None = Field(default=None, description="PEM client certificate (mTLS).")
+    tls_key_file: str | None = Field(
+        default=None, description="PEM private key of tls_cert_file (absent: in that file)."
+    )
+    tls_verify: bool = Field(
+        default=True, description="Verify the peer's certificate and host name (keep true)."
+    )
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsSettings:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file needs tls_cert_file")
+        return self
+
+    def tls_customised(self) -> bool:
+        """True when any TLS setting differs from the defaults."""
+        files = (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        return any(f is not None for f in files) or not self.tls_verify
+
+
+class DicomWebEndpoint(TlsSettings):
+    """A DICOMweb service (source archive or destination); ``https`` uses the ``tls_*`` keys."""
+
+    base_url: str = Field(max_length=2048)
     timeout_s: float = Field(default=30.0, gt=0)
     username: str | None = None
     password_file: str | None = None
     # OAuth2 bearer token (cloud archives), read again on every request so that a sidecar can
     # rotate it; exclusive with username/password
     bearer_token_file: str | None = None
+    # STOW-RS sends in requests of at most this many instances / bytes of instances
+    stow_max_instances: int = Field(default=50, ge=1, le=10_000)
+    stow_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 -- raises ValueError on a bad port
+        except ValueError as exc:
+            raise ValueError("not a valid URL") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not carry credentials, a query or a fragment")
+        return value
 
     @model_validator(mode="after")
     def _one_auth(self) -> DicomWebEndpoint:
         if self.bearer_token_file is not None and self.username is not None:
             raise ValueError("use either username/password_file or bearer_token_file, not both")
+        if self.tls_customised() and not self.base_url.lower().startswith("https://"):
+            raise ValueError("tls_* settings need an https:// base_url")
         return self
 
 
-class DimseEndpoint(Section):
-    """A DIMSE peer (C-STORE/C-GET/C-MOVE)."""
+class DimseEndpoint(TlsSettings):
+    """A DIMSE peer (C-STORE/C-GET/C-MOVE); ``tls: true`` wraps the association in TLS."""
 
     ae_title: str = Field(min_length=1, max_length=16)
-    host: str
+    host: str = Field(min_length=1, max_length=255)
     port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    tls_server_hostname: str | None = Field(
+        default=None, description="Name checked against the peer's certificate; default: host."
+    )
+
+    @model_validator(mode="after")
+    def _tls_switch(self) -> DimseEndpoint:
+        if not self.tls and (self.tls_customised() or self.tls_server_hostname is not None):
+            raise ValueError("tls_* settings need tls: true")
+        return self
+
+
+class DicomWebSourceSpec(DicomWebEndpoint):
+    """A configured DICOMweb archive that events may fetch from (QIDO-RS + WADO-RS)."""
+
+    kind: Literal["dicomweb"]
+
+
+class DimseSourceSpec(DimseEndpoint):
+    """A configured DIMSE archive: C-FIND, then C-GET or C-MOVE to our own Storage SCP.
+
+    For ``c-move`` the archive must know ``move_destination_ae`` at this node's address and
+    ``move_destination_port`` (defaults: ``embedded.ae_title`` / ``embedded.dicom_port``, the
+    port in production mode only).  The receiving SCP accepts associations only from
+    ``move_sender_ae`` (default: ``ae_title``, the AE the archive calls us with).
+    """
+
+    kind: Literal["dimse"]
+    method: Literal["c-get", "c-move"] = "c-get"
+    move_destination_ae: str | None = Field(default=None, min_length=1, max_length=16)
+    move_destination_port: int | None = Field(default=None, ge=1, le=65535)
+    move_sender_ae: str | None = Field(default=None, min_length=1, max_length=16)
+
+
+class LocalSourceSpec(Section):
+    """A folder on this machine; events may read only inside it (symlinks resolved)."""
+
+    kind: Literal["local"]
+    root: str = Field(min_length=1, max_length=4096)
+
+
+SourceSpec = Annotated[
+    DicomWebSourceSpec | DimseSourceSpec | LocalSourceSpec, Field(discriminator="kind")
+]
+
+
+class DicomWebDestinationSpec(DicomWebEndpoint):
+    """A configured STOW-RS destination."""
+
+    kind: Literal["dicomweb"]
+
+
+class DimseDestinationSpec(DimseEndpoint):
+    """A configured C-STORE destination."""
+
+    kind: Literal["dimse"]
+
+
+class FolderDestinationSpec(Section):
+    """A configured destination folder (``<study>/<series>/<sop>.dcm`` files)."""
+
+    kind: Literal["folder"]
+    path: str = Field(min_length=1, max_length=4096)
+
+
+DestinationSpec = Annotated[
+    DicomWebDestinationSpec | DimseDestinationSpec | FolderDestinationSpec,
+    Field(discriminator="kind"),
+]
 
 
 class MetricsConfig(Section):

@@ -9,9 +9,19 @@ in headers (see :mod:`dxai.daemon.events.codec`).  The contract is documented in
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
+
+from dxai.configs.schema.routes import RouteName
 
 SCHEMA_VERSION = 1
 
@@ -19,7 +29,8 @@ Uid = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)*$", max_lengt
 JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
 EventType = Literal["study_scheduled_for_exchange", "study_received"]
 Priority = Literal["stat", "urgent", "routine", "low"]
-Decision = Literal["proceed", "hold", "block"]
+#: ``deferred``: the decision deadline passed with work still running; a final decision follows.
+Decision = Literal["proceed", "hold", "block", "deferred"]
 TaskStatus = Literal["passed", "held", "failed", "skipped", "timed_out"]
 
 
@@ -35,38 +46,84 @@ class EventModel(BaseModel):
 
 
 class DicomWebSource(EventModel):
-    """Fetch by QIDO-RS/WADO-RS; ``base_url`` None means the configured ``source_dicomweb``."""
+    """Fetch by QIDO-RS/WADO-RS from a configured DICOMweb source.
+
+    ``name`` picks a configured source; without it, ``base_url`` must equal (scheme, host, port,
+    path) one configured source's, and neither means the ``default`` one.  The configured
+    endpoint and its credentials are used, never the event's URL.
+    """
 
     kind: Literal["dicomweb"] = "dicomweb"
+    name: RouteName | None = None
     base_url: str | None = Field(default=None, max_length=2048)
 
 
 class DimseSource(EventModel):
-    """Fetch by C-GET, or by C-MOVE to our own Storage SCP, from a DIMSE peer.
+    """Fetch by C-GET, or by C-MOVE to our own Storage SCP, from a configured DIMSE source.
 
-    For ``c-move`` the peer must know ``move_destination_ae`` at this node's address and
-    ``move_destination_port``; left out, they default to the daemon's ``embedded.ae_title``
-    and ``embedded.dicom_port`` (production mode only: in embedded mode that port is the
-    landing zone's, so the event must name another).
+    ``name`` picks a configured source; without it, (``ae_title``, ``host``, ``port``) must
+    equal one configured source's.  Method and move destination come from that configuration;
+    an event value is accepted only when it equals the configured one.
     """
 
     kind: Literal["dimse"] = "dimse"
-    ae_title: str = Field(min_length=1, max_length=16)
-    host: str = Field(min_length=1, max_length=255)
-    port: int = Field(ge=1, le=65535)
-    method: Literal["c-get", "c-move"] = "c-get"
+    name: RouteName | None = None
+    ae_title: str | None = Field(default=None, min_length=1, max_length=16)
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    method: Literal["c-get", "c-move"] | None = None
     move_destination_ae: str | None = Field(default=None, min_length=1, max_length=16)
     move_destination_port: int | None = Field(default=None, ge=1, le=65535)
 
+    @model_validator(mode="after")
+    def _peer_or_name(self) -> DimseSource:
+        peer = (self.ae_title, self.host, self.port)
+        if self.name is None and any(p is None for p in peer):
+            raise ValueError("give name, or ae_title, host and port")
+        return self
+
 
 class LocalSource(EventModel):
-    """Read DICOM files from a folder on this machine (embedded landing zone, tests)."""
+    """Read DICOM files from a folder inside a configured local root (or the landing zone).
+
+    ``name`` picks a configured root (``path``, when given, must lie inside it; left out, the
+    root itself); without it, ``path`` must lie inside some configured root.
+    """
 
     kind: Literal["local"] = "local"
-    path: str = Field(min_length=1, max_length=4096)
+    name: RouteName | None = None
+    path: str | None = Field(default=None, min_length=1, max_length=4096)
+
+    @model_validator(mode="after")
+    def _path_or_name(self) -> LocalSource:
+        if self.name is None and self.path is None:
+            raise ValueError("give name or path")
+        return self
 
 
-Source = Annotated[DicomWebSource | DimseSource | LocalSource, Field(discriminator="kind")]
+class NamedSource(EventModel):
+    """``{"name": "pacs"}``: the configured source of that name, whatever its kind."""
+
+    name: RouteName
+
+
+def _source_tag(value: Any) -> str | None:
+    """The union member of a source: its ``kind``, or ``named`` for a bare ``{"name": ...}``."""
+    if isinstance(value, dict):
+        kind = value.get("kind")
+        if kind is None and "name" in value:
+            return "named"
+        return kind if isinstance(kind, str) else None
+    return "named" if isinstance(value, NamedSource) else getattr(value, "kind", None)
+
+
+Source = Annotated[
+    Annotated[DicomWebSource, Tag("dicomweb")]
+    | Annotated[DimseSource, Tag("dimse")]
+    | Annotated[LocalSource, Tag("local")]
+    | Annotated[NamedSource, Tag("named")],
+    Discriminator(_source_tag),
+]
 
 
 class StudyEvent(EventModel):

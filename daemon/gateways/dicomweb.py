@@ -1,22 +1,39 @@
-"""DICOMweb gateway over httpx: QIDO-RS series list, WADO-RS per series, STOW-RS store."""
+"""DICOMweb gateway over httpx: QIDO-RS series and counts, WADO-RS streamed, STOW-RS in pieces."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Sequence
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 
-from dxai.configs.errors import NotAcceptableError, PermanentError, ServiceUnavailableError
+from dxai.configs.errors import (
+    DxaiError,
+    NotAcceptableError,
+    PermanentError,
+    RetrieveIncompleteError,
+    ServiceUnavailableError,
+)
 from dxai.configs.schema.services import DicomWebEndpoint
-from dxai.daemon.gateways.base import StoreReport
-from dxai.daemon.gateways.multipart import build_multipart, split_multipart
+from dxai.daemon.gateways.base import InstanceData, StoreReport, check_complete
+from dxai.daemon.gateways.multipart import (
+    MultipartBody,
+    MultipartParser,
+    MultipartTruncatedError,
+    part_sizes,
+    stow_pieces,
+)
+from dxai.daemon.gateways.tls import client_context
 
 _WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 # asked for again when a peer refuses "transfer-syntax=*" (HTTP 406): its default syntax
 _WADO_ACCEPT_DEFAULT = 'multipart/related; type="application/dicom"'
 _SERIES_UID = "0020000E"
+_COUNT = "00201209"  # NumberOfSeriesRelatedInstances
 _FAILED_SEQ = "00081198"
 _REF_SOP_UID = "00081155"
 
@@ -49,8 +66,11 @@ def _client(endpoint: DicomWebEndpoint) -> httpx.AsyncClient:
         if endpoint.password_file is not None:
             password = Path(endpoint.password_file).read_text(encoding="utf-8").strip()
         auth = httpx.BasicAuth(endpoint.username, password)
+    verify: ssl.SSLContext | bool = True
+    if endpoint.base_url.lower().startswith("https://"):
+        verify = client_context(endpoint)
     return httpx.AsyncClient(
-        base_url=endpoint.base_url.rstrip("/"), timeout=endpoint.timeout_s, auth=auth
+        base_url=endpoint.base_url.rstrip("/"), timeout=endpoint.timeout_s, auth=auth, verify=verify
     )
 
 
@@ -69,61 +89,132 @@ class DicomWebGateway:
     def __init__(self, endpoint: DicomWebEndpoint) -> None:
         self.endpoint = endpoint
         self._http = _client(endpoint)
+        # (study, series) -> NumberOfSeriesRelatedInstances as QIDO-RS said at list time
+        self._expected: dict[tuple[str, str], int | None] = {}
 
-    async def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request, what: str, *, stream: bool = False
+    ) -> httpx.Response:
         try:
-            resp = await self._http.send(request)
+            resp = await self._http.send(request, stream=stream)
         except httpx.TransportError as exc:
             raise ServiceUnavailableError(f"{what}: {type(exc).__name__}") from exc
-        _check(resp, what)
+        try:
+            _check(resp, what)
+        except DxaiError:
+            await resp.aclose()
+            raise
         return resp
 
-    async def list_series(self, study_uid: str) -> list[str]:
-        """QIDO-RS ``/studies/{uid}/series``; raise :class:`StudyNotFoundError` when empty."""
+    async def _series_counts(self, study_uid: str, series_uid: str = "") -> dict[str, int | None]:
+        """QIDO-RS series of a study (or one series): Series UID -> number of instances."""
+        params = {"includefield": _COUNT}
+        if series_uid:
+            params["SeriesInstanceUID"] = series_uid
         req = self._http.build_request(
-            "GET", f"/studies/{study_uid}/series", headers={"Accept": "application/dicom+json"}
+            "GET",
+            f"/studies/{study_uid}/series",
+            params=params,
+            headers={"Accept": "application/dicom+json"},
         )
-        resp = await self._send(req, "qido-rs")
-        rows: list[dict[str, Any]] = resp.json() if resp.content else []
-        uids = [str(r[_SERIES_UID]["Value"][0]) for r in rows if _SERIES_UID in r]
-        if not uids:
+        rows = _json_rows(await self._send(req, "qido-rs"))
+        return {uid: _count(row) for row in rows if (uid := _first(row, _SERIES_UID))}
+
+    async def list_series(self, study_uid: str) -> list[str]:
+        """QIDO-RS ``/studies/{uid}/series``; raise :class:`StudyNotFoundError` when empty.
+
+        Each series' ``NumberOfSeriesRelatedInstances`` is remembered for the completeness
+        check of :meth:`iter_instances`.
+        """
+        counts = await self._series_counts(study_uid)
+        if not counts:
             raise StudyNotFoundError(f"study {study_uid} not found at the source")
-        return uids
+        for uid, count in counts.items():
+            self._expected[(study_uid, uid)] = count
+        return list(counts)
 
     async def iter_instances(self, study_uid: str, series_uid: str) -> AsyncIterator[bytes]:
-        """WADO-RS one series (original transfer syntax), yielding each instance's bytes.
+        """WADO-RS one series (original transfer syntax), yielding each instance as it arrives.
 
-        A peer that refuses the original syntax (406) is asked again for its default one.
-        A single-part ``application/dicom`` answer is taken as one instance.
+        The response is streamed and split incrementally (one instance in memory).  A peer that
+        refuses the original syntax (406) is asked again for its default one; a single-part
+        ``application/dicom`` answer is one instance.  Fewer instances than QIDO-RS reported
+        (at :meth:`list_series`, else asked now), or a body cut before its closing delimiter,
+        raise :class:`RetrieveIncompleteError`.
         """
-        path = f"/studies/{study_uid}/series/{series_uid}"
+        key = (study_uid, series_uid)
+        if key not in self._expected:
+            counts = await self._series_counts(study_uid, series_uid)
+            self._expected[key] = counts.get(series_uid)
+        received = 0
+        parts = self._wado_series(study_uid, series_uid)
+        async with aclosing(parts):  # a consumer that stops early closes the response now
+            async for part in parts:
+                received += 1
+                yield part
+                del part  # not kept while the next one arrives
+        check_complete(received, self._expected[key], "wado-rs", series_uid)
+
+    async def _open_wado(self, path: str) -> httpx.Response:
+        """The streamed WADO-RS response for ``path`` (original syntax, else the default)."""
         req = self._http.build_request("GET", path, headers={"Accept": _WADO_ACCEPT})
         try:
-            resp = await self._send(req, "wado-rs")
+            return await self._send(req, "wado-rs", stream=True)
         except NotAcceptableError:
             req = self._http.build_request("GET", path, headers={"Accept": _WADO_ACCEPT_DEFAULT})
-            resp = await self._send(req, "wado-rs")
-        content_type = resp.headers.get("content-type", "")
-        if content_type.lower().startswith("application/dicom"):
-            yield resp.content
-            return
-        for part in split_multipart(resp.content, content_type):
-            yield part
+            return await self._send(req, "wado-rs", stream=True)
 
-    async def store(self, instances: Sequence[bytes]) -> StoreReport:
-        """STOW-RS ``instances`` in one request; report refused SOP Instance UIDs."""
+    async def _wado_series(self, study_uid: str, series_uid: str) -> AsyncGenerator[bytes, None]:
+        resp = await self._open_wado(f"/studies/{study_uid}/series/{series_uid}")
+        try:
+            content_type = resp.headers.get("content-type", "")
+            if content_type.lower().startswith("application/dicom"):
+                yield b"".join([chunk async for chunk in _body_chunks(resp)])
+                return
+            parser = MultipartParser(content_type)
+            async for chunk in _body_chunks(resp):
+                parts = parser.feed(chunk)
+                while parts:
+                    yield parts.pop(0)  # not kept while the next one arrives
+            try:
+                parser.close()
+            except MultipartTruncatedError as exc:
+                raise RetrieveIncompleteError(f"wado-rs: series {series_uid}: {exc}") from exc
+        finally:
+            await resp.aclose()
+
+    async def store(self, instances: Sequence[InstanceData]) -> StoreReport:
+        """STOW-RS ``instances`` in requests of at most ``stow_max_instances`` instances and
+        ``stow_max_bytes`` bytes (one larger instance goes alone), each body streamed (files
+        are read only while sent); report refused SOP Instance UIDs.
+
+        A request that fails raises: the pieces sent before it stay stored (STOW-RS of the same
+        instances again overwrites them).
+        """
         if not instances:
             return StoreReport(stored=0)
-        body, content_type = build_multipart(instances)
-        req = self._http.build_request(
-            "POST",
-            "/studies",
-            content=body,
-            headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
-        )
+        sizes = await anyio.to_thread.run_sync(part_sizes, instances)
+        limits = (self.endpoint.stow_max_instances, self.endpoint.stow_max_bytes)
+        stored = 0
+        failed: list[str] = []
+        for piece in stow_pieces(sizes, *limits):
+            report = await self._stow([instances[i] for i in piece], [sizes[i] for i in piece])
+            stored += report.stored
+            failed.extend(report.failed_uids)
+        return StoreReport(stored=stored, failed_uids=tuple(failed))
+
+    async def _stow(self, parts: Sequence[InstanceData], sizes: Sequence[int]) -> StoreReport:
+        """One STOW-RS request of ``parts``, its body streamed with a Content-Length."""
+        body = MultipartBody(parts, sizes)
+        headers = {
+            "Content-Type": body.content_type,
+            "Content-Length": str(body.length),
+            "Accept": "application/dicom+json",
+        }
+        req = self._http.build_request("POST", "/studies", content=body, headers=headers)
         resp = await self._send(req, "stow-rs")
         failed = _failed_uids(resp)
-        return StoreReport(stored=len(instances) - len(failed), failed_uids=failed)
+        return StoreReport(stored=len(parts) - len(failed), failed_uids=failed)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -139,3 +230,39 @@ def _failed_uids(resp: httpx.Response) -> tuple[str, ...]:
         return ()
     items = data.get(_FAILED_SEQ, {}).get("Value", []) if isinstance(data, dict) else []
     return tuple(str(i.get(_REF_SOP_UID, {}).get("Value", ["?"])[0]) for i in items)
+
+
+def _json_rows(resp: httpx.Response) -> list[dict[str, Any]]:
+    """The DICOM JSON objects of a QIDO-RS answer (none for an empty body)."""
+    if not resp.content:
+        return []
+    try:
+        rows = resp.json()
+    except ValueError as exc:
+        raise PermanentError("qido-rs: the answer is not DICOM JSON") from exc
+    if not isinstance(rows, list):
+        raise PermanentError("qido-rs: the answer is not a JSON array")
+    return [row for row in rows if isinstance(row, dict)]
+
+
+def _first(row: dict[str, Any], tag: str) -> str:
+    """The first value of ``tag`` in a DICOM JSON object, as text ('' when absent)."""
+    values = row.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def _count(row: dict[str, Any]) -> int | None:
+    """NumberOfSeriesRelatedInstances of a series row; None when the archive did not say."""
+    try:
+        return int(_first(row, _COUNT))
+    except ValueError:
+        return None
+
+
+async def _body_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """A streamed response body chunk by chunk; a broken transfer is retriable."""
+    try:
+        async for chunk in resp.aiter_bytes():
+            yield chunk
+    except httpx.TransportError as exc:
+        raise ServiceUnavailableError(f"wado-rs: {type(exc).__name__}") from exc

@@ -12,7 +12,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError as PydicomInvalid
 
 from dxai.configs.atomic import write_bytes_atomic
-from dxai.daemon.gateways.base import StoreReport
+from dxai.daemon.gateways.base import InstanceData, StoreReport
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
@@ -35,10 +35,18 @@ def _target(root: Path, raw: bytes) -> Path | None:
     return root / study / series / f"{sop}.dcm"
 
 
-def store_files_blocking(root: Path, instances: Sequence[bytes]) -> StoreReport:
-    """Write each instance to ``root/<study>/<series>/<sop>.dcm``; refuse unreadable ones."""
+def store_files_blocking(root: Path, instances: Sequence[InstanceData]) -> StoreReport:
+    """Write each instance to ``root/<study>/<series>/<sop>.dcm``; refuse unreadable ones.
+
+    A file (``Path``) is read only when its turn comes: one instance in memory at a time.
+    """
     failed: list[str] = []
-    for index, raw in enumerate(instances):
+    for index, item in enumerate(instances):
+        try:
+            raw = item.read_bytes() if isinstance(item, Path) else item
+        except OSError:
+            failed.append(f"index-{index}")
+            continue
         target = _target(root, raw)
         if target is None:
             failed.append(f"index-{index}")
@@ -53,8 +61,8 @@ class FolderSink:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    async def store(self, instances: Sequence[bytes]) -> StoreReport:
-        """Write ``instances`` in a worker thread."""
+    async def store(self, instances: Sequence[InstanceData]) -> StoreReport:
+        """Write ``instances`` (bytes, or files read one at a time) in a worker thread."""
         if not instances:
             return StoreReport(stored=0)
         return await anyio.to_thread.run_sync(store_files_blocking, self.root, instances)

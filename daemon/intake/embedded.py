@@ -13,14 +13,17 @@ from typing import Any
 
 import anyio.to_thread
 
-from dxai.configs.errors import DxaiError
+from dxai.configs.errors import ConfigError, DxaiError
 from dxai.configs.schema.root import DxaiConfig
+from dxai.configs.schema.routes import DEFAULT_ROUTE, is_loopback
+from dxai.configs.schema.services import DicomWebSourceSpec
 from dxai.daemon.intake.dicom_scp import QuietTracker, StoreScp
 from dxai.daemon.intake.landing import LandingZone
 from dxai.daemon.intake.landing_sweep import sweep_forever
 from dxai.daemon.intake.mllp import MllpListener
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.webhook import Webhook
+from dxai.daemon.intake.webhook_auth import WebhookAuth
 from dxai.daemon.jobs import JobStore
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
@@ -57,20 +60,22 @@ class EmbeddedIntake:
         self.sensor = sensor
         self.zone = LandingZone(Path(config.state.data_dir) / "landing")
         self.tracker = QuietTracker(config.embedded.study_quiet_period_s, self._complete)
-        self.webhook = Webhook(submit, sensor)
+        self.webhook = Webhook(submit, sensor, WebhookAuth.from_config(config.embedded))
         self.mllp = MllpListener(submit, sensor, self._order_source())
         self._scp: StoreScp | None = None
         self._jobs: set[asyncio.Task[str | None]] = set()
         self.ports: EmbeddedPorts | None = None
 
     def _order_source(self) -> dict[str, Any]:
-        if self.config.source_dicomweb is not None:
+        default = self.config.source_routes().get(DEFAULT_ROUTE)
+        if isinstance(default, DicomWebSourceSpec):
             return {"kind": "dicomweb"}
         return {"kind": "local", "path": str(self.zone.batches.resolve())}
 
     async def start(self) -> EmbeddedPorts:
         """Bind every listener and re-arm studies left in the landing zone by a restart."""
         emb = self.config.embedded
+        await self._check_webhook_auth()
         loop = asyncio.get_running_loop()
         self._scp = StoreScp(self.zone, emb.ae_title, self._arrived, loop)
         dicom = await anyio.to_thread.run_sync(self._scp.start, emb.bind_host, emb.dicom_port)
@@ -83,6 +88,14 @@ class EmbeddedIntake:
         self._start_sweeper()
         self.ports = EmbeddedPorts(dicom=dicom, http=http, mllp=mllp)
         return self.ports
+
+    async def _check_webhook_auth(self) -> None:
+        """Refuse to start an open webhook off loopback, or one whose credentials are unreadable."""
+        auth = self.webhook.auth
+        if auth is None and not is_loopback(self.config.embedded.bind_host):
+            raise ConfigError("embedded.bind_host: an unauthenticated webhook must bind loopback")
+        if auth is not None:
+            await anyio.to_thread.run_sync(auth.check)
 
     def _start_sweeper(self) -> None:
         """Clean finished landing batches (needs the job store and a retention)."""

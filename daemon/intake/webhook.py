@@ -3,7 +3,9 @@
 One request per connection (``Connection: close``), bounded header and body sizes, read
 timeouts.  ``POST /events`` takes the same JSON event contract as the Kafka input topic; the
 answer is 202 with the admission (``accepted``, ``duplicate``...) once the job is durable, or
-400 when the event was dead-lettered.  A stdlib server keeps the base install free of web
+400 when the event was dead-lettered.  With authentication configured (:mod:`webhook_auth`) a
+request without valid credentials gets 401, is counted (``errors``, ``intake_unauthorized``)
+and is neither processed nor dead-lettered.  A stdlib server keeps the base install free of web
 frameworks (starlette/uvicorn only come with the ``ray`` extra).
 """
 
@@ -13,17 +15,19 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 
-from dxai.configs.errors import DxaiError
+from dxai.configs.errors import DxaiError, IntakeAuthError
 from dxai.daemon.events.codec import MAX_EVENT_BYTES
 from dxai.daemon.intake.submit import Submit
 from dxai.daemon.intake.tcp import TcpListener, close_quietly
+from dxai.daemon.intake.webhook_auth import WebhookAuth
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
 log = get_logger(__name__)
 READ_TIMEOUT_S = 15.0
 MAX_HEADER_BYTES = 16_384
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found"}
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized"}
+_REASONS |= {404: "Not Found"}
 _REASONS |= {405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large"}
 _REASONS |= {500: "Internal Server Error", 503: "Service Unavailable"}
 
@@ -101,9 +105,10 @@ class Webhook(TcpListener):
     component = "webhook"
     read_limit_bytes = MAX_HEADER_BYTES
 
-    def __init__(self, submit: Submit, sensor: Sensor) -> None:
+    def __init__(self, submit: Submit, sensor: Sensor, auth: WebhookAuth | None = None) -> None:
         self.submit = submit
         self.sensor = sensor
+        self.auth = auth
         super().__init__()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -130,6 +135,11 @@ class Webhook(TcpListener):
             return 404, {"error": "not found"}
         if request.method != "POST":
             return 405, {"error": "use POST"}
+        try:
+            if not await self._authorized(request):
+                return 401, {"error": IntakeAuthError.code}
+        except DxaiError as exc:
+            return 503, {"error": exc.code}
         self.sensor.count("events_consumed", {"source": "webhook"})
         try:
             admission = await self.submit(request.body, request.headers.get("traceparent"), "http")
@@ -138,3 +148,12 @@ class Webhook(TcpListener):
             return status, {"error": exc.code}
         status = 400 if admission == "dead_letter" else 202
         return status, {"status": admission}
+
+    async def _authorized(self, request: HttpRequest) -> bool:
+        """True when no authentication is configured or the request carries valid credentials."""
+        if self.auth is None or await self.auth.verify(request.headers, request.body):
+            return True
+        code = IntakeAuthError.code
+        self.sensor.count("errors", {"component": "webhook", "error_code": code})
+        log.warning("webhook request refused", extra={"error_code": code})
+        return False

@@ -54,6 +54,8 @@ class JobRecord:
     attempts: int
     created_at: float
     updated_at: float
+    deferred_json: str | None = None
+    deferred_sent: bool = False
 
     @property
     def short_key(self) -> str:

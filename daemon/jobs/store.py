@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   reason TEXT,
   attempts INTEGER NOT NULL DEFAULT 0,
   created_at REAL NOT NULL,
-  updated_at REAL NOT NULL
+  updated_at REAL NOT NULL,
+  deferred_json TEXT,
+  deferred_sent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS pending_outputs (
@@ -49,7 +51,12 @@ CREATE TABLE IF NOT EXISTS pending_outputs (
 _COLUMNS = (
     "job_key, exchange_job_id, study_uid, pipeline_version, state, event_json, traceparent, "
     "decision_json, decision_sent, results_json, results_sent, reason, attempts, "
-    "created_at, updated_at"
+    "created_at, updated_at, deferred_json, deferred_sent"
+)
+#: Columns added after the first schema: added to an older database when it is opened.
+_ADDED_COLUMNS = (
+    ("deferred_json", "TEXT"),
+    ("deferred_sent", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -90,7 +97,18 @@ def _record(row: Any) -> JobRecord:
         attempts=row[12],
         created_at=row[13],
         updated_at=row[14],
+        deferred_json=row[15],
+        deferred_sent=bool(row[16]),
     )
+
+
+async def _add_missing_columns(db: aiosqlite.Connection) -> None:
+    """Bring a job store written by an older version up to the current columns."""
+    async with db.execute("PRAGMA table_info(jobs)") as cur:
+        present = {str(row[1]) for row in await cur.fetchall()}
+    for name, decl in _ADDED_COLUMNS:
+        if name not in present:
+            await db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
 
 class JobStore(AsyncLifecycle):
@@ -108,6 +126,7 @@ class JobStore(AsyncLifecycle):
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")
             await db.executescript(_SCHEMA)
+            await _add_missing_columns(db)
             await db.commit()
         except aiosqlite.Error as exc:
             raise ServiceUnavailableError(f"job store {self.path.name}: {exc}") from exc
@@ -180,9 +199,40 @@ class JobStore(AsyncLifecycle):
         )
 
     async def record_decision(self, key: str, decision_json: str) -> JobRecord:
-        """Store the decision event (outbox) unless one is stored already."""
+        """Store the final decision event (outbox) unless one is stored already."""
         return await self._update(
             key, "decision_json = COALESCE(decision_json, ?)", (decision_json,)
+        )
+
+    async def record_deferred(self, key: str, deferred_json: str) -> JobRecord:
+        """Store the ``deferred`` decision sent at the decision deadline (once per job)."""
+        return await self._update(
+            key, "deferred_json = COALESCE(deferred_json, ?)", (deferred_json,)
+        )
+
+    async def mark_deferred_sent(self, key: str) -> JobRecord:
+        """The deferred decision was sent (or is moot: the final one came first)."""
+        return await self._update(key, "deferred_sent = 1", ())
+
+    async def conclude(
+        self, key: str, state: str, decision_json: str, results_json: str
+    ) -> JobRecord:
+        """Record the final state, decision and results in one transaction (never apart).
+
+        A job concluded before keeps its first conclusion: the decision and the results of a job
+        always come from the same conclusion, so they cannot contradict each other.
+        """
+        job = await self.get(key)
+        if job is None:
+            raise PermanentError(f"unknown job {key[:16]}")
+        if job.decision_json is not None and job.results_json is not None:
+            return job
+        if state not in ALL_STATES or not can_move(job.state, state):
+            raise InvalidTransitionError(f"job {key[:16]}: {job.state} -> {state} not allowed")
+        return await self._update(
+            key,
+            "state = ?, decision_json = ?, results_json = ?, decision_sent = 0, results_sent = 0",
+            (state, decision_json, results_json),
         )
 
     async def mark_decision_sent(self, key: str) -> JobRecord:

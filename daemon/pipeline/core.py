@@ -1,31 +1,37 @@
-"""The Pipeline: validated event -> job store -> fetch -> de-identify -> store -> outputs.
+"""The Pipeline: validated event -> job store -> study work -> decision + results -> outbox.
 
 Fail closed: an instance is sent to the destination only when the processor reports it passed
-(de-identified and verified); a job is ``released`` only when every instance passed.
+(de-identified and verified); by default (``pipeline.release: study``) nothing is sent until
+every instance of the study passed.  Every job ends: whatever its work raises, the job boundary
+(:meth:`Pipeline._guarded`) records a terminal state, a final decision and a dead letter; the
+outbox is retried with backoff while the daemon runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import time
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from dxai.actors.outbound.outcome import InstanceOutcome
-from dxai.actors.outbound.series import InstanceProcessor, read_member, run_series
-from dxai.configs.errors import DxaiError, InvalidEventError
+from dxai.actors.outbound.series import InstanceProcessor
+from dxai.configs.errors import DxaiError, InvalidEventError, RetriableError
 from dxai.configs.lifecycle import AsyncLifecycle
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent, parse_study_event
 from dxai.daemon.gateways.base import StudySink, StudySource
-from dxai.daemon.jobs import JobRecord, JobStore
+from dxai.daemon.jobs import ACTIVE_STATES, JobRecord, JobStore
 from dxai.daemon.outputs.base import Publisher
 from dxai.daemon.pipeline.finish import JobFinisher
 from dxai.daemon.pipeline.outcome import StudyTally
 from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
+from dxai.daemon.pipeline.staging import Staging
+from dxai.daemon.pipeline.study import StudyWork
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 from dxai.observability.tracing import format_traceparent, new_trace
@@ -37,7 +43,11 @@ Admission = Literal["accepted", "duplicate", "in_progress", "resumed", "dead_let
 
 @dataclass
 class PipelineParts:
-    """Everything a pipeline talks to (built by the daemon, faked in unit tests)."""
+    """Everything a pipeline talks to (built by the daemon, faked in unit tests).
+
+    ``sinks`` picks the destination an event names; without it every job goes to ``sink``.
+    ``staging`` None: a private temporary folder (tests); the daemon stages under its data dir.
+    """
 
     store: JobStore
     source_for: SourceFactory
@@ -46,6 +56,12 @@ class PipelineParts:
     publisher: Publisher
     sensor: Sensor
     retry: RetryPolicy
+    sinks: Callable[[StudyEvent], StudySink] | None = None
+    staging: Staging | None = None
+
+    def sink_for(self, event: StudyEvent) -> StudySink:
+        """The destination of ``event``'s job."""
+        return self.sinks(event) if self.sinks is not None else self.sink
 
 
 class Pipeline(AsyncLifecycle):
@@ -56,15 +72,25 @@ class Pipeline(AsyncLifecycle):
         self.config = config
         self._executor = ThreadPoolExecutor(config.cpu_workers, thread_name_prefix="dxai-cpu")
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        if parts.staging is None:
+            root = Path(tempfile.mkdtemp(prefix="dxai-staging-"))
+            parts.staging = Staging(root, config.staging_max_bytes)
+        self.staging: Staging = parts.staging
         self._finisher = JobFinisher(
             parts.store, parts.publisher, parts.sensor, parts.processor.info, config
         )
+        self._study = StudyWork(parts, config, self._executor, self.staging)
 
     async def start(self) -> None:
         """Nothing to acquire: the thread pool exists from construction."""
 
     async def stop(self) -> None:
-        """Drain in-flight jobs, then shut the thread pool down (idempotent)."""
+        """Drain in-flight jobs, then shut the thread pool down (idempotent).
+
+        Outputs a down broker could not take stay in the outbox (sent after the restart).
+        """
+        self._stopping.set()
         await self.drain()
         await asyncio.to_thread(self._executor.shutdown, True)
 
@@ -118,14 +144,27 @@ class Pipeline(AsyncLifecycle):
         self._tasks.pop(key, None)
 
     async def _guarded(self, job: JobRecord) -> None:
+        """The job boundary: every job ends with a terminal state, decision and dead letter."""
         try:
             await self.run_job(job)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a job never takes the daemon down
-            code = exc.code if isinstance(exc, DxaiError) else "internal"
-            self.parts.sensor.count("errors", {"component": "pipeline", "error_code": code})
-            log.exception("job crashed", extra={"job": job.short_key, "error_code": code})
+        except Exception as exc:  # noqa: BLE001 - the one boundary that ends a job, recorded
+            await self._end_crashed(job, exc)
+
+    async def _end_crashed(self, job: JobRecord, exc: Exception) -> None:
+        code = exc.code if isinstance(exc, DxaiError) else "internal_error"
+        log.error("job crashed", extra={"job": job.short_key, "error_code": code})
+        try:
+            current = await self.parts.store.get(job.key)
+            if current is not None and current.state in ACTIVE_STATES:
+                detail = f"{type(exc).__name__} while processing"
+                await self._finisher.conclude_failure(current, code, detail)
+            await asyncio.to_thread(self.staging.remove, job.key)
+            await self._flush_until_sent(job.key)
+        except DxaiError as again:  # the store or the broker itself: left for the restart
+            self.parts.sensor.count("errors", {"component": "pipeline", "error_code": again.code})
+            log.error("job left for the restart", extra={"job": job.short_key})
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait for running jobs (graceful shutdown); cancel what is left after ``timeout_s``."""
@@ -139,59 +178,28 @@ class Pipeline(AsyncLifecycle):
             await asyncio.wait(pending)
 
     async def run_job(self, job: JobRecord) -> JobRecord:
-        """Run one job to its end (or resume it), then flush its outputs."""
-        if job.state in ("received", "fetching", "processing"):
+        """Run one job to its end (or resume it), then send its outputs (retried with backoff)."""
+        if job.state in ACTIVE_STATES:
             await self._finisher.run_with_deadlines(job, self._work)
-        current = await self.parts.store.get(job.key)
-        assert current is not None
-        return await self._finisher.flush(current)
+            await asyncio.to_thread(self.staging.remove, job.key)
+        return await self._flush_until_sent(job.key)
 
     async def _work(self, job: JobRecord, event: StudyEvent) -> StudyTally:
-        return await with_retry(self.parts.retry, lambda: self._process_study(job, event))
+        return await with_retry(self.parts.retry, lambda: self._study.run(job, event))
 
-    async def _process_study(self, job: JobRecord, event: StudyEvent) -> StudyTally:
-        source = self.parts.source_for(event)
-        store = self.parts.store
-        try:
-            await store.set_state(job.key, "fetching")
-            series = await source.list_series(event.study_uid)
-            await store.set_state(job.key, "processing")
-            tally = StudyTally()
-            for series_uid in series:
-                outcomes = await self._process_series(source, event.study_uid, series_uid)
-                await self._store_passed(outcomes, tally)
-            return tally
-        finally:
-            await source.aclose()
-
-    async def _process_series(
-        self, source: StudySource, study_uid: str, series_uid: str
-    ) -> list[InstanceOutcome]:
-        """Fetch the series, then run the per-instance pipeline over it (``dxai deid``'s path)."""
-        members = [
-            await asyncio.to_thread(read_member, raw)
-            async for raw in source.iter_instances(study_uid, series_uid)
-        ]
-        return await run_series(members, self.parts.processor, self._run_timed)
-
-    async def _run_timed(self, _index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
-        """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        out = await loop.run_in_executor(self._executor, call)
-        self.parts.sensor.observe(
-            "instance_s", time.perf_counter() - started, {"component": "deid"}
-        )
-        if out.pixels is not None and out.pixels.scanned:
-            self.parts.sensor.observe("instance_s", out.pixels.seconds, {"component": "pixels"})
-        return out
-
-    async def _store_passed(self, outcomes: list[InstanceOutcome], tally: StudyTally) -> None:
-        for outcome in outcomes:
-            tally.add(outcome)
-            self.parts.sensor.count("instances", {"component": "deid", "status": outcome.status})
-        passed = [data for o in outcomes if (data := o.releasable) is not None]
-        if passed:
-            report = await self.parts.sink.store(passed)
-            tally.released += report.stored
-            tally.refused += len(report.failed_uids)
+    async def _flush_until_sent(self, key: str) -> JobRecord:
+        """Send the job's recorded outputs; a retriable failure is retried with backoff until
+        sent or the pipeline stops (the outbox keeps them for the restart)."""
+        delay = self.config.outbox_retry_initial_s
+        while True:
+            current = await self.parts.store.get(key)
+            assert current is not None
+            try:
+                return await self._finisher.flush(current)
+            except RetriableError as exc:
+                self.parts.sensor.count("errors", {"component": "outbox", "error_code": exc.code})
+                if self._stopping.is_set():
+                    raise
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            delay = min(delay * 2, self.config.outbox_retry_max_s)

@@ -1,4 +1,16 @@
-"""Deadlines, the decision/results outbox and output flushing for one job."""
+"""Deadlines, the decision state machine, the decision/results outbox and flushing, per job.
+
+The decision events of a job (docs/events.md):
+
+- at most one ``deferred`` decision, when the decision deadline passes with work still running
+  (it says nothing about the outcome; the final decision follows);
+- exactly one final decision, ``proceed`` / ``hold`` / ``block``, recorded in the same store
+  transaction as the results event, so the two never contradict each other: ``proceed`` with
+  ``released``, ``hold`` with ``held_for_review``, ``block`` with ``blocked`` or ``failed``.
+
+Deadlines count from the start of this daemon's work on the job (monotonic): a restart does not
+spend them, and a resumed job whose deferred decision was already sent does not send another.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from dxai.configs.errors import DxaiError
+from dxai.configs.errors import DxaiError, RetrieveIncompleteError
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import (
     DecisionEvent,
@@ -46,7 +58,9 @@ class JobFinisher:
         self.store, self.publisher, self.sensor, self.info = store, publisher, sensor, info
         self.config = config
 
-    def _decision(self, job: JobRecord, decision: str, reasons: tuple[Reason, ...]) -> str:
+    def _decision(
+        self, job: JobRecord, decision: str, reasons: tuple[Reason, ...], partial: bool = False
+    ) -> str:
         return DecisionEvent(
             exchange_job_id=job.exchange_job_id,
             study_uid=job.study_uid,
@@ -54,32 +68,45 @@ class JobFinisher:
             pipeline_version=job.pipeline_version,
             decision=decision,  # type: ignore[arg-type]
             reasons=reasons,
-            partial=any(r.code == "deadline_exceeded" for r in reasons),
+            partial=partial,
         ).model_dump_json()
 
     async def run_with_deadlines(self, job: JobRecord, work: Work) -> None:
-        """Run ``work``; decide early (hold, partial) at the decision deadline."""
+        """Run ``work``; send ``deferred`` at the decision deadline; conclude, whatever happens.
+
+        A project error concludes the job (``hold`` for a retrieve that stayed incomplete after
+        its retries, ``block`` otherwise) with a dead letter; anything else propagates to the
+        pipeline's job boundary, which concludes the job the same way.
+        """
         event = StudyEvent.model_validate_json(job.event_json)
+        started = time.monotonic()
         task = asyncio.create_task(work(job, event))
-        until_decision = job.created_at + self.config.decision_deadline_s - time.time()
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, until_decision))
-        if not done:
-            await self._early_decision(job)
-        until_end = job.created_at + self.config.job_deadline_s - time.time()
+        if job.deferred_json is None:
+            done, _ = await asyncio.wait({task}, timeout=self.config.decision_deadline_s)
+            if not done:
+                await self._defer(job)
+        remaining = self.config.job_deadline_s - (time.monotonic() - started)
         try:
-            tally = await asyncio.wait_for(task, timeout=max(0.0, until_end))
+            tally = await asyncio.wait_for(task, timeout=max(0.0, remaining))
         except TimeoutError:
             await self.conclude_failure(job, "deadline_exceeded", "job deadline passed")
+            return
+        except RetrieveIncompleteError as exc:
+            await self.conclude_failure(job, exc.code, str(exc), hold=True)
             return
         except DxaiError as exc:
             await self.conclude_failure(job, exc.code, str(exc))
             return
         await self.conclude(job, tally)
 
-    async def _early_decision(self, job: JobRecord) -> None:
-        reason = Reason(code="deadline_exceeded", detail="de-identification not finished")
-        decision_json = self._decision(job, "hold", (reason,))
-        current = await self.store.record_decision(job.key, decision_json)
+    async def _defer(self, job: JobRecord) -> None:
+        reason = Reason(
+            code="deadline_exceeded",
+            detail="work continues past the decision deadline; the final decision follows",
+            blocking=False,
+        )
+        deferred = self._decision(job, "deferred", (reason,), partial=True)
+        current = await self.store.record_deferred(job.key, deferred)
         await self._send_decision(current)
 
     async def conclude(self, job: JobRecord, tally: StudyTally) -> None:
@@ -112,30 +139,33 @@ class JobFinisher:
         )
         await self._record(job, self._decision(job, decision, reasons), results, state)
 
-    async def conclude_failure(self, job: JobRecord, code: str, detail: str) -> None:
-        """Dead-letter the input, block the job, record a ``failed`` results event."""
+    async def conclude_failure(
+        self, job: JobRecord, code: str, detail: str, *, hold: bool = False
+    ) -> None:
+        """Conclude a job whose work failed: dead letter with ``code``, then ``block`` (state
+        ``failed``) or, with ``hold``, ``hold`` (state ``held_for_review``); nothing released."""
         self.sensor.count("errors", {"component": "pipeline", "error_code": code})
         await self.publisher.dead_letter(
             job.event_json.encode("utf-8"), detail, code, f"job/{job.short_key}"
         )
         self.sensor.count("events_produced", {"topic": "dlq"})
         reason = Reason(code=code, detail=detail[:512])
+        state = "held_for_review" if hold else "failed"
         results = ResultsEvent(
             exchange_job_id=job.exchange_job_id,
             study_uid=job.study_uid,
             job_key=job.key,
             pipeline_version=job.pipeline_version,
-            state="failed",
+            state=state,  # type: ignore[arg-type]
         )
-        await self._record(job, self._decision(job, "block", (reason,)), results, "failed")
+        decision = self._decision(job, "hold" if hold else "block", (reason,))
+        await self._record(job, decision, results, state)
 
     async def _record(
         self, job: JobRecord, decision_json: str, results: ResultsEvent, state: str
     ) -> None:
         store = self.store
-        await store.record_decision(job.key, decision_json)
-        await store.record_results(job.key, results.model_dump_json())
-        await store.set_state(job.key, state)
+        await store.conclude(job.key, state, decision_json, results.model_dump_json())
         log.info("job concluded", extra={"job": job.short_key, "state": state})
         for name, count in (await store.count_by_state()).items():
             self.sensor.set_gauge("jobs", count, {"state": name})
@@ -152,6 +182,7 @@ class JobFinisher:
         return job
 
     async def _send_decision(self, job: JobRecord) -> JobRecord:
+        job = await self._send_deferred(job)
         if job.decision_json is None or job.decision_sent:
             return job
         ctx = continue_trace(job.traceparent)
@@ -160,3 +191,13 @@ class JobFinisher:
         self.sensor.count("events_produced", {"topic": "decisions"})
         self.sensor.observe("decision_latency_s", time.time() - job.created_at)
         return job
+
+    async def _send_deferred(self, job: JobRecord) -> JobRecord:
+        """Send the deferred decision unless sent, or moot (the final decision is recorded)."""
+        if job.deferred_json is None or job.deferred_sent:
+            return job
+        if job.decision_json is None:
+            ctx = continue_trace(job.traceparent)
+            await self.publisher.decision(DecisionEvent.model_validate_json(job.deferred_json), ctx)
+            self.sensor.count("events_produced", {"topic": "decisions"})
+        return await self.store.mark_deferred_sent(job.key)

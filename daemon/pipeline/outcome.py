@@ -18,15 +18,20 @@ class StudyTally(Tally):
 
 
 def decide(tally: StudyTally) -> tuple[str, str, tuple[Reason, ...]]:
-    """(decision, final state, reasons): proceed only when every instance passed and landed."""
+    """(decision, final state, reasons): proceed only when every instance passed and landed.
+
+    ``block`` when nothing of the study is usable (no instance passed or waits for review),
+    ``hold`` otherwise: a reviewer decides (by default nothing was sent: per-study release).
+    """
     if tally.received == 0:
         return "block", "blocked", (Reason(code="empty_study", detail="no instances fetched"),)
-    if tally.passed == tally.received and tally.refused == 0:
+    landed = tally.released == tally.passed and tally.refused == 0
+    if tally.passed == tally.received and landed:
         return "proceed", "released", (Reason(code="deid_verified", blocking=False),)
     reasons = [Reason(code=code) for code in sorted(tally.failure_codes)]
     if tally.refused:
         reasons.append(Reason(code="destination_refused", detail=f"{tally.refused} instances"))
-    if tally.released == 0 and tally.held == 0:
+    if tally.passed == 0 and tally.held == 0:
         return "block", "blocked", tuple(reasons) or (Reason(code="deid_failed"),)
     return "hold", "held_for_review", tuple(reasons) or (Reason(code="held_for_review"),)
 

@@ -53,6 +53,8 @@ def _config_file(tmp: Path) -> Path:
         "pipeline": {"decision_deadline_s": DEADLINE_S, "job_deadline_s": DEADLINE_S},
         "embedded": {"dicom_port": 0, "http_port": 0, "mllp_port": 0},
         "metrics": {"enabled": False},
+        # the only folder the daemon's events may read (``_inputs`` copies the files there)
+        "sources": {"reference": {"kind": "local", "root": str(tmp / "src")}},
     }
     (tmp / "deid.key").write_text("00" * 16 + "ab" * 16 + "\n", encoding="ascii")
     (tmp / "deid.key").chmod(0o600)

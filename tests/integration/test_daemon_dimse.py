@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from dxai.configs.errors import RetrieveRefusedError
+from dxai.configs.errors import (
+    RetrieveIncompleteError,
+    RetrieveRefusedError,
+    ServiceUnavailableError,
+)
 from dxai.configs.schema.root import DxaiConfig
 from dxai.configs.schema.services import DimseEndpoint
 from dxai.daemon.app import DaemonHandle, run_daemon
@@ -125,6 +130,24 @@ async def test_c_find_and_c_move_source(
     await bad.aclose()
 
 
+async def test_move_scp_refuses_every_sender_but_the_expected_one(
+    tmp_path: Path, clean_orthanc: Any, make_ct: Callable[[], Dataset], move_target: MoveTarget
+) -> None:
+    instances = _study(make_ct, 1, 2)
+    _upload(clean_orthanc.source, instances)
+    study = str(pydicom.dcmread(BytesIO(instances[0])).StudyInstanceUID)
+    work = tmp_path / "moves"
+    peer = _peer(clean_orthanc.source)
+    # the SCP waits for "NOTSOURCE": Orthanc (calling AE SOURCE) is a stranger and is rejected
+    expecting_other = replace(move_target, sender_ae="NOTSOURCE")
+    source = DimseSource(peer, CALLING_AE, "c-move", expecting_other, work)
+    series = await source.list_series(study)
+    with pytest.raises((RetrieveIncompleteError, RetrieveRefusedError, ServiceUnavailableError)):
+        [raw async for raw in source.iter_instances(study, series[0])]
+    await source.aclose()
+    assert not work.exists() or not any(p.is_file() for p in work.rglob("*"))
+
+
 @pytest.mark.parametrize("method", ["c-get", "c-move"])
 async def test_job_fetches_by_dimse_and_stores_by_c_store(
     tmp_path: Path,
@@ -137,6 +160,13 @@ async def test_job_fetches_by_dimse_and_stores_by_c_store(
     _upload(clean_orthanc.source, instances)
     study = str(pydicom.dcmread(BytesIO(instances[0])).StudyInstanceUID)
     src, dst = clean_orthanc.source, clean_orthanc.dest
+    peer = {"ae_title": src.aet, "host": src.host, "port": src.dicom_port}
+    move: dict[str, Any] = {}
+    if method == "c-move":
+        move = {
+            "move_destination_ae": move_target.ae_title,
+            "move_destination_port": move_target.port,
+        }
     config = DxaiConfig.model_validate(
         {
             "mode": "embedded",
@@ -145,6 +175,7 @@ async def test_job_fetches_by_dimse_and_stores_by_c_store(
             "embedded": {"dicom_port": 0, "http_port": 0, "mllp_port": 0},
             "destination_dimse": {"ae_title": dst.aet, "host": dst.host, "port": dst.dicom_port},
             "metrics": {"enabled": False},
+            "sources": {"pacs": {"kind": "dimse", **peer, "method": method, **move}},
         }
     )
     event = {
@@ -152,15 +183,8 @@ async def test_job_fetches_by_dimse_and_stores_by_c_store(
         "study_uid": study,
         "destination": "dest",
         "exchange_job_id": "dimse-1",
-        "source": {
-            "kind": "dimse",
-            "ae_title": src.aet,
-            "host": src.host,
-            "port": src.dicom_port,
-            "method": method,
-            "move_destination_ae": move_target.ae_title,
-            "move_destination_port": move_target.port,
-        },
+        # the configured peer, spelled out (an event may also just say {"name": "pacs"})
+        "source": {"kind": "dimse", **peer, "method": method, **move},
     }
     stop = asyncio.Event()
     ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()

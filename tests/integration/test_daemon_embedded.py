@@ -194,7 +194,8 @@ async def test_webhook_event_to_job(tmp_path: Path, make_ct: Callable[[], Datase
         "exchange_job_id": "hook-1",
         "source": {"kind": "local", "path": str(folder)},
     }
-    async with embedded(_config(tmp_path / "state")) as handle:
+    inbox = {"inbox": {"kind": "local", "root": str(folder)}}
+    async with embedded(_config(tmp_path / "state", sources=inbox)) as handle:
         assert handle.ports is not None
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{handle.ports.http}") as http:
             assert (await http.get("/healthz")).status_code == 200

@@ -1,25 +1,31 @@
-"""C-MOVE source: method checks, status mapping and the move destination from event/config."""
+"""C-MOVE source: method checks, status mapping, the move destination from config, who may send."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
 
 from dxai.configs.errors import (
-    ConfigError,
     PermanentError,
     RetrieveIncompleteError,
     RetrieveRefusedError,
     ServiceUnavailableError,
+    SourceNotAllowedError,
 )
 from dxai.configs.schema.root import DxaiConfig
 from dxai.configs.schema.services import DimseEndpoint
 from dxai.daemon.app import make_source_factory
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways import DimseSource, MoveTarget
-from dxai.daemon.gateways.dimse_move import MoveCounts, _check
+from dxai.daemon.gateways.dimse_move import MoveCounts, Receiver, _start_scp, check_retrieve
 
 PEER = DimseEndpoint(ae_title="SOURCE", host="127.0.0.1", port=4242)
 
@@ -34,8 +40,8 @@ def test_unsupported_method_is_permanent_never_a_fallback() -> None:
 
 
 def test_success_with_every_sub_operation_received_passes() -> None:
-    _check(0x0000, MoveCounts(completed=3), 3, "SOURCE")
-    _check(0x0000, MoveCounts(), 0, "SOURCE")  # an empty series
+    check_retrieve(0x0000, MoveCounts(completed=3), 3, "SOURCE")
+    check_retrieve(0x0000, MoveCounts(), 0, "SOURCE")  # an empty series
 
 
 @pytest.mark.parametrize(
@@ -54,7 +60,7 @@ def test_success_with_every_sub_operation_received_passes() -> None:
 )
 def test_other_outcomes_raise(code: int, counts: MoveCounts, received: int, error: type) -> None:
     with pytest.raises(error):
-        _check(code, counts, received, "SOURCE")
+        check_retrieve(code, counts, received, "SOURCE")
 
 
 def _event(**source: Any) -> StudyEvent:
@@ -70,23 +76,77 @@ def _event(**source: Any) -> StudyEvent:
     )
 
 
-def _config(tmp: Path, mode: str) -> DxaiConfig:
-    data: dict[str, Any] = {"mode": mode, "state": {"data_dir": str(tmp)}}
+def _config(tmp: Path, mode: str, **spec: Any) -> DxaiConfig:
+    pacs = {"kind": "dimse", "ae_title": "SOURCE", "host": "127.0.0.1", "port": 4242, **spec}
+    data: dict[str, Any] = {
+        "mode": mode,
+        "state": {"data_dir": str(tmp)},
+        "sources": {"pacs": pacs},
+    }
     if mode == "production":
         data["kafka"] = {"bootstrap_servers": "127.0.0.1:9092"}
     return DxaiConfig.model_validate(data)
 
 
-def test_move_destination_from_event_or_config(tmp_path: Path) -> None:
-    embedded = make_source_factory(_config(tmp_path, "embedded"))
-    source = embedded(_event(method="c-move", move_destination_ae="MV", move_destination_port=9))
-    assert isinstance(source, DimseSource) and source.move_target == MoveTarget("MV", 9)
+def test_move_destination_comes_from_config(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"sources\.pacs\.move_destination_port: required"):
+        _config(tmp_path, "embedded", method="c-move", move_destination_ae="MV")
+    embedded = make_source_factory(
+        _config(
+            tmp_path, "embedded", method="c-move", move_destination_ae="MV", move_destination_port=9
+        )
+    )
+    source = embedded(_event())
+    assert isinstance(source, DimseSource)
+    assert source.move_target == MoveTarget("MV", 9, sender_ae="SOURCE")
     assert source.work_dir == tmp_path / "moves"
-    with pytest.raises(ConfigError):
-        embedded(_event(method="c-move"))  # the landing zone owns embedded.dicom_port
-    with pytest.raises(ConfigError):
-        embedded(_event(method="c-move", move_destination_port=11112))
-    production = make_source_factory(_config(tmp_path, "production"))
-    source = production(_event(method="c-move"))
-    assert isinstance(source, DimseSource) and source.move_target == MoveTarget("DXAI", 11112)
-    assert isinstance(production(_event()), DimseSource)
+    same = embedded(_event(method="c-move", move_destination_ae="MV", move_destination_port=9))
+    assert isinstance(same, DimseSource) and same.move_target == source.move_target
+    for other in (
+        {"move_destination_port": 10},
+        {"move_destination_ae": "EVIL"},
+        {"method": "c-get"},
+    ):
+        with pytest.raises(SourceNotAllowedError):
+            embedded(_event(**other))
+    with pytest.raises(ValidationError, match="landing zone"):
+        _config(tmp_path, "embedded", method="c-move", move_destination_port=11112)
+    production = make_source_factory(_config(tmp_path, "production", method="c-move"))
+    source = production(_event())
+    assert isinstance(source, DimseSource)
+    assert source.move_target == MoveTarget("DXAI", 11112, sender_ae="SOURCE")
+    c_get = make_source_factory(_config(tmp_path, "production"))
+    assert isinstance(c_get(_event()), DimseSource)
+    with pytest.raises(SourceNotAllowedError):
+        c_get(_event(move_destination_port=9))  # a C-GET source has no move destination
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _associate_as(calling_ae: str, target: MoveTarget) -> Any:
+    ae = AE(ae_title=calling_ae)
+    ae.add_requested_context(CTImageStorage)
+    ae.acse_timeout = ae.network_timeout = 10
+    return ae.associate(target.host, target.port, ae_title=target.ae_title)
+
+
+def test_move_scp_takes_only_the_archive(tmp_path: Path) -> None:
+    target = MoveTarget("DXAIMOVE", _free_port())
+    receiver = Receiver(tmp_path)
+    server = _start_scp(target, receiver, "SOURCE")
+    try:
+        stranger = _associate_as("STRANGER", target)
+        assert stranger.is_rejected and not stranger.is_established
+        archive = _associate_as("SOURCE", target)
+        assert archive.is_established
+        ct = get_testdata_file("CT_small.dcm")
+        assert ct is not None
+        status = archive.send_c_store(dcmread(ct))
+        archive.release()
+    finally:
+        server.shutdown()
+    assert status.Status == 0x0000 and len(receiver.paths) == 1

@@ -53,8 +53,8 @@ class MemSink:
     def __init__(self) -> None:
         self.stored: list[bytes] = []
 
-    async def store(self, instances: Sequence[bytes]) -> StoreReport:
-        self.stored.extend(instances)
+    async def store(self, instances: Sequence[bytes | Path]) -> StoreReport:
+        self.stored.extend(i if isinstance(i, bytes) else i.read_bytes() for i in instances)
         return StoreReport(stored=len(instances))
 
     async def aclose(self) -> None:
@@ -82,13 +82,15 @@ class GatedProcessor:
 
     def __init__(self) -> None:
         self.gate = threading.Event()
+        self.waiting = False
         self.info = ProcessorInfo(profile="test", options=(), pixel_mode="never")
         self.pixels = None
 
     def process(self, raw: bytes | Path, *, scan: bool = True) -> InstanceOutcome:
-        assert isinstance(raw, bytes)
+        data = raw if isinstance(raw, bytes) else raw.read_bytes()
+        self.waiting = True
         self.gate.wait(timeout=30)
-        return InstanceOutcome(status="passed", data=raw, study_uid_out="2.25.9")
+        return InstanceOutcome(status="passed", data=data, study_uid_out="2.25.9")
 
 
 def _event(job: str = "job-1") -> bytes:
@@ -165,11 +167,21 @@ async def test_garbage_instance_fails_closed(tmp_path: Path) -> None:
         await pipe.submit(_event(), None, "t/0/0")
         await pipe.drain(30)
     assert [d.decision for d in rig.pub.decisions] == ["hold"]
-    assert rig.pub.res[0].instances_released == 1
-    assert len(rig.sink.stored) == 1
+    assert rig.pub.res[0].instances_released == 0  # per-study release: nothing sent
+    assert rig.sink.stored == []
 
 
-async def test_decision_deadline_emits_partial_hold(tmp_path: Path) -> None:
+async def test_series_release_streams_what_passed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, MemSource([RAW, b"not dicom at all"]))
+    rig.config = rig.config.model_copy(update={"release": "series"})
+    async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
+        await pipe.submit(_event(), None, "t/0/0")
+        await pipe.drain(30)
+    assert [d.decision for d in rig.pub.decisions] == ["hold"]
+    assert rig.pub.res[0].instances_released == 1 and len(rig.sink.stored) == 1
+
+
+async def test_decision_deadline_defers_then_decides(tmp_path: Path) -> None:
     proc = GatedProcessor()
     rig = Rig(tmp_path, MemSource([RAW]), proc, decision_deadline_s=0.2)
     async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
@@ -178,8 +190,9 @@ async def test_decision_deadline_emits_partial_hold(tmp_path: Path) -> None:
         assert rig.pub.res == []
         proc.gate.set()
         await pipe.drain(30)
-    assert len(rig.pub.decisions) == 1
-    assert rig.pub.decisions[0].decision == "hold" and rig.pub.decisions[0].partial
+    deferred, final = rig.pub.decisions  # deferred at the deadline, then the final one
+    assert deferred.decision == "deferred" and deferred.partial
+    assert final.decision == "proceed" and not final.partial
     assert [r.state for r in rig.pub.res] == ["released"]
 
 

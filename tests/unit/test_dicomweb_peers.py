@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,17 @@ from dxai.daemon.gateways.dicomweb import DicomWebGateway
 from dxai.daemon.gateways.multipart import build_multipart
 
 PATH = "/studies/1.2.3/series/1.2.3.4"
+
+
+def _qido_or(wado: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
+    """QIDO-RS answers one series without a count; everything else goes to ``wado``."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/series"):
+            return httpx.Response(200, json=[{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}])
+        return wado(request)
+
+    return httpx.MockTransport(handle)
 
 
 def _gateway(handler: httpx.MockTransport, **endpoint: str) -> DicomWebGateway:
@@ -38,7 +50,7 @@ async def test_peer_refusing_original_syntax_is_asked_for_its_default() -> None:
         body, content_type = build_multipart([b"one", b"two"])
         return httpx.Response(200, content=body, headers={"content-type": content_type})
 
-    assert await _instances(_gateway(httpx.MockTransport(handle))) == [b"one", b"two"]
+    assert await _instances(_gateway(_qido_or(handle))) == [b"one", b"two"]
     assert len(accepts) == 2 and "transfer-syntax" not in accepts[1]
 
 
@@ -46,7 +58,7 @@ async def test_single_part_application_dicom_is_one_instance() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=b"DICM", headers={"content-type": "application/dicom"})
 
-    assert await _instances(_gateway(httpx.MockTransport(handle))) == [b"DICM"]
+    assert await _instances(_gateway(_qido_or(handle))) == [b"DICM"]
 
 
 @pytest.mark.parametrize(
@@ -67,7 +79,7 @@ async def test_bearer_token_is_read_again_for_every_request(tmp_path: Path) -> N
         seen.append(request.headers["authorization"])
         return httpx.Response(200, content=b"DICM", headers={"content-type": "application/dicom"})
 
-    gateway = _gateway(httpx.MockTransport(handle), bearer_token_file=str(token))
+    gateway = _gateway(_qido_or(handle), bearer_token_file=str(token))
     await _instances(gateway)
     token.write_text("rotated\n")
     await _instances(gateway)

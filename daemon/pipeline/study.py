@@ -1,0 +1,148 @@
+"""One study's work: fetch series by series into staging, run the per-instance pipeline, release.
+
+Memory stays bounded: each fetched instance goes to the job's staging area on disk as it
+arrives and is processed from there; passed outputs are staged on disk too.  Release
+(``pipeline.release``): ``study`` (default) sends nothing until every instance of the study
+passed, then sends the staged outputs in bounded chunks; ``series`` sends each series' passed
+outputs once the series is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dxai.actors.outbound.outcome import InstanceOutcome
+from dxai.actors.outbound.series import Member, read_member, run_series
+from dxai.configs.schema.root import PipelineConfig
+from dxai.daemon.events import StudyEvent
+from dxai.daemon.gateways.base import StudySink, StudySource
+from dxai.daemon.jobs import JobRecord
+from dxai.daemon.pipeline.outcome import StudyTally
+from dxai.daemon.pipeline.staging import JobArea, Staging
+
+if TYPE_CHECKING:
+    from dxai.daemon.pipeline.core import PipelineParts
+
+
+def chunks(paths: Sequence[Path], max_items: int, max_bytes: int) -> Iterator[list[Path]]:
+    """``paths`` in order, in groups of at most ``max_items`` files and ``max_bytes`` bytes
+    (a single larger file makes a group of its own)."""
+    group: list[Path] = []
+    size = 0
+    for path in paths:
+        length = path.stat().st_size
+        if group and (len(group) >= max_items or size + length > max_bytes):
+            yield group
+            group, size = [], 0
+        group.append(path)
+        size += length
+    if group:
+        yield group
+
+
+class StudyWork:
+    """Runs the work of one job (called again on a retry: the staging area starts fresh)."""
+
+    def __init__(
+        self,
+        parts: PipelineParts,
+        config: PipelineConfig,
+        executor: ThreadPoolExecutor,
+        staging: Staging,
+    ) -> None:
+        self.parts, self.config, self.executor, self.staging = parts, config, executor, staging
+
+    async def run(self, job: JobRecord, event: StudyEvent) -> StudyTally:
+        """Fetch, process and (when the release rule allows) store the study; its tally."""
+        parts = self.parts
+        sink = parts.sink_for(event)  # refuses an unconfigured destination before any fetch
+        source = parts.source_for(event)
+        area = await asyncio.to_thread(self.staging.open, job.key)
+        try:
+            await parts.store.set_state(job.key, "fetching")
+            series = await source.list_series(event.study_uid)
+            await parts.store.set_state(job.key, "processing")
+            tally = StudyTally()
+            staged: list[Path] = []
+            for series_uid in series:
+                outputs = await self._series(source, event.study_uid, series_uid, area, tally)
+                if self.config.release == "series":
+                    await self._release(sink, outputs, tally)
+                else:
+                    staged.extend(outputs)
+            if staged and tally.passed == tally.received:
+                await self._release(sink, staged, tally)
+            return tally
+        finally:
+            await source.aclose()
+
+    async def _series(
+        self,
+        source: StudySource,
+        study_uid: str,
+        series_uid: str,
+        area: JobArea,
+        tally: StudyTally,
+    ) -> list[Path]:
+        """Stage the series' instances one by one, process them; the passed outputs' paths."""
+        members: list[Member] = []
+        async for raw in source.iter_instances(study_uid, series_uid):
+            members.append(await asyncio.to_thread(_stage, area, raw))
+        staged: dict[int, Path] = {}
+
+        async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
+            out, path = await self._timed(area, members[index], call)
+            if path is not None:
+                staged[index] = path
+            return out
+
+        for outcome in await run_series(members, self.parts.processor, run):
+            tally.add(outcome)
+            self.parts.sensor.count("instances", {"component": "deid", "status": outcome.status})
+        return [staged[i] for i in sorted(staged)]
+
+    async def _timed(
+        self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
+    ) -> tuple[InstanceOutcome, Path | None]:
+        """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        out, path = await loop.run_in_executor(self.executor, _process, area, member, call)
+        elapsed = time.perf_counter() - started
+        self.parts.sensor.observe("instance_s", elapsed, {"component": "deid"})
+        if out.pixels is not None and out.pixels.scanned:
+            self.parts.sensor.observe("instance_s", out.pixels.seconds, {"component": "pixels"})
+        return out, path
+
+    async def _release(self, sink: StudySink, paths: Sequence[Path], tally: StudyTally) -> None:
+        """Send staged outputs to the destination in bounded chunks; count what it took."""
+        cfg = self.config
+        for group in chunks(paths, cfg.release_chunk_instances, cfg.release_chunk_bytes):
+            report = await sink.store(group)  # read from disk by the sink while it sends
+            tally.released += report.stored
+            tally.refused += len(report.failed_uids)
+
+
+def _stage(area: JobArea, raw: bytes) -> Member:
+    """Write a fetched instance to the staging area; the member that points at it (blocking)."""
+    return read_member(area.stage_input(raw))
+
+
+def _process(
+    area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
+) -> tuple[InstanceOutcome, Path | None]:
+    """Process one staged instance; stage its output when it passed (blocking, worker thread)."""
+    outcome = call()
+    source = member.source
+    assert isinstance(source, Path)
+    path = None
+    if outcome.releasable is not None:
+        path = area.stage_output(source, outcome.releasable)
+    area.drop_input(source)
+    return dataclasses.replace(outcome, data=None), path

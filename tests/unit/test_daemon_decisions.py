@@ -1,0 +1,124 @@
+"""The decision state machine: one final decision that agrees with the results, every job ends,
+a restart does not spend the deadline, the outbox retries while the daemon runs."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from test_daemon_pipeline import RAW, GatedProcessor, MemPublisher, MemSource, Rig, _event, _until
+
+from dxai.configs.errors import RetrieveIncompleteError, ServiceUnavailableError
+from dxai.daemon.events import DecisionEvent, StudyEvent
+from dxai.daemon.jobs import JobStore
+from dxai.daemon.pipeline import Pipeline
+from dxai.observability.tracing import TraceContext
+
+
+class CrashingSource(MemSource):
+    """Raises an error no layer expects (not a project error) while listing the series."""
+
+    async def list_series(self, study_uid: str) -> list[str]:
+        raise RuntimeError("driver bug")
+
+
+class ShortSource(MemSource):
+    """Every retrieve of the series comes back short (the archive sent fewer instances)."""
+
+    async def iter_instances(self, study_uid: str, series_uid: str) -> AsyncIterator[bytes]:
+        yield self.instances[0]
+        raise RetrieveIncompleteError("series retrieve short by 1 instance")
+
+
+class FlakyPublisher(MemPublisher):
+    """Refuses the first ``failures`` decisions as a down broker would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ServiceUnavailableError("kafka produce: KafkaConnectionError")
+        await super().decision(event, ctx)
+
+
+async def _run(rig: Rig) -> None:
+    async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
+        await pipe.submit(_event(), None, "t/0/0")
+        await pipe.drain(30)
+
+
+async def test_an_unexpected_exception_still_ends_the_job(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, CrashingSource([RAW]))
+    await _run(rig)
+    assert [(d.decision, d.reasons[0].code) for d in rig.pub.decisions] == [
+        ("block", "internal_error")
+    ]
+    assert [r.state for r in rig.pub.res] == ["failed"]
+    assert [code for _raw, code in rig.pub.dlq] == ["internal_error"]
+    async with JobStore(tmp_path / "jobs.sqlite3") as store:
+        assert (await store.count_by_state())["failed"] == 1 and not await store.unfinished()
+
+
+async def test_a_retrieve_that_stays_short_is_held_never_released(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ShortSource([RAW, RAW]))
+    await _run(rig)
+    assert [(d.decision, d.reasons[0].code) for d in rig.pub.decisions] == [
+        ("hold", "retrieve_incomplete")
+    ]
+    assert [r.state for r in rig.pub.res] == ["held_for_review"]
+    assert rig.sink.stored == []
+
+
+async def test_outbox_retries_a_down_broker_without_a_restart(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, MemSource([RAW]))
+    rig.parts.publisher = rig.pub = FlakyPublisher(failures=3)
+    rig.config = rig.config.model_copy(update={"outbox_retry_initial_s": 0.01})
+    await _run(rig)
+    assert [d.decision for d in rig.pub.decisions] == ["proceed"]
+    assert [r.state for r in rig.pub.res] == ["released"]
+
+
+def _age(db: Path, seconds: float) -> None:
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("UPDATE jobs SET created_at = ?", (time.time() - seconds,))
+    con.close()
+
+
+async def test_a_restart_does_not_spend_the_deadline(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, MemSource([RAW]), decision_deadline_s=30)
+    async with rig.store:
+        ev = StudyEvent.model_validate_json(_event())
+        claim = await rig.store.claim(ev.exchange_job_id, ev.study_uid, "1", _event().decode())
+        await rig.store.set_state(claim.job.key, "fetching")
+    _age(tmp_path / "jobs.sqlite3", 3600)  # admitted an hour ago, then the node died
+    async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
+        assert await pipe.resume_unfinished() == 1
+        await pipe.drain(30)
+    assert [d.decision for d in rig.pub.decisions] == ["proceed"]  # no deadline hold
+    assert [r.state for r in rig.pub.res] == ["released"]
+
+
+async def test_deferred_is_sent_once_across_a_restart(tmp_path: Path) -> None:
+    proc = GatedProcessor()
+    rig = Rig(tmp_path, MemSource([RAW]), proc, decision_deadline_s=0.05)
+    async with rig.store:  # the first run sent its deferred decision, then the node died
+        ev = StudyEvent.model_validate_json(_event())
+        claim = await rig.store.claim(ev.exchange_job_id, ev.study_uid, "1", _event().decode())
+        await rig.store.set_state(claim.job.key, "fetching")
+        await rig.store.record_deferred(claim.job.key, '{"decision": "deferred"}')
+        await rig.store.mark_deferred_sent(claim.job.key)
+    async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
+        assert await pipe.resume_unfinished() == 1
+        await _until(lambda: proc.waiting)
+        gated = time.monotonic()  # held at the gate well past the 0.05 s decision deadline
+        await _until(lambda: time.monotonic() - gated > 0.3)
+        proc.gate.set()
+        await pipe.drain(30)
+    assert [d.decision for d in rig.pub.decisions] == ["proceed"]
+    assert [r.state for r in rig.pub.res] == ["released"]
