@@ -78,6 +78,15 @@ def _number(head: Dataset) -> int:
         return 0
 
 
+def sampled(member: Member, pipeline: InstanceProcessor) -> bool:
+    """Whether ``member``'s series is planned by sampling (else every instance is simply
+    processed, and a caller may start each one as soon as it arrives)."""
+    step = pipeline.pixels
+    if step is None or step.request == "always":
+        return False
+    return step.policy.scan_action(member.modality, member.sop_class) == "sample"
+
+
 def plan(
     members: Sequence[Member], pipeline: InstanceProcessor
 ) -> list[tuple[list[int], list[int]]]:

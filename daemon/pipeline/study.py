@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dxai.actors.outbound.outcome import InstanceOutcome
-from dxai.actors.outbound.series import Member, read_member, run_series
+from dxai.actors.outbound.series import Member, read_member, run_series, sampled
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways.base import StudySink, StudySource
@@ -68,19 +69,36 @@ class StudyWork:
             await parts.store.set_state(job.key, "fetching")
             series = await source.list_series(event.study_uid)
             await parts.store.set_state(job.key, "processing")
-            tally = StudyTally()
-            staged: list[Path] = []
-            for series_uid in series:
-                outputs = await self._series(source, event.study_uid, series_uid, area, tally)
-                if self.config.release == "series":
-                    await self._release(sink, outputs, tally)
-                else:
-                    staged.extend(outputs)
-            if staged and tally.passed == tally.received:
-                await self._release(sink, staged, tally)
-            return tally
+            return await self._study(source, sink, event.study_uid, series, area)
         finally:
             await source.aclose()
+
+    async def _study(
+        self,
+        source: StudySource,
+        sink: StudySink,
+        study_uid: str,
+        series: Sequence[str],
+        area: JobArea,
+    ) -> StudyTally:
+        """Fetch series after series while earlier ones are still processed; release."""
+        tally = StudyTally()
+        work: list[asyncio.Task[list[Path]]] = []
+        try:
+            for series_uid in series:
+                task = await self._series(source, study_uid, series_uid, area, tally)
+                if self.config.release == "series":
+                    await self._release(sink, await task, tally)
+                else:
+                    work.append(task)
+            staged = [path for task in work for path in await task]
+        finally:
+            for task in work:
+                task.cancel()
+            await asyncio.gather(*work, return_exceptions=True)
+        if staged and tally.passed == tally.received:
+            await self._release(sink, staged, tally)
+        return tally
 
     async def _series(
         self,
@@ -89,23 +107,43 @@ class StudyWork:
         series_uid: str,
         area: JobArea,
         tally: StudyTally,
-    ) -> list[Path]:
-        """Stage the series' instances one by one, process them; the passed outputs' paths."""
+    ) -> asyncio.Task[list[Path]]:
+        """Stage the series' instances one by one as they arrive; return the task processing
+        them (started at once per instance, or after the fetch when the series is sampled),
+        whose result is the passed outputs' paths in order."""
         members: list[Member] = []
-        async for raw in source.iter_instances(study_uid, series_uid):
-            members.append(await asyncio.to_thread(_stage, area, raw))
+        started: list[asyncio.Task[InstanceOutcome]] = []
         staged: dict[int, Path] = {}
+        processor = self.parts.processor
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
             out, path = await self._timed(area, members[index], call)
             if path is not None:
                 staged[index] = path
+            tally.add(out)
+            self.parts.sensor.count("instances", {"component": "deid", "status": out.status})
             return out
 
-        for outcome in await run_series(members, self.parts.processor, run):
-            tally.add(outcome)
-            self.parts.sensor.count("instances", {"component": "deid", "status": outcome.status})
-        return [staged[i] for i in sorted(staged)]
+        try:
+            async for raw in source.iter_instances(study_uid, series_uid):
+                members.append(await asyncio.to_thread(_stage, area, raw))
+                if not sampled(members[0], processor):
+                    call = functools.partial(processor.process, members[-1].source)
+                    started.append(asyncio.create_task(run(len(members) - 1, call)))
+        except BaseException:
+            for task in started:
+                task.cancel()
+            await asyncio.gather(*started, return_exceptions=True)
+            raise
+
+        async def finish() -> list[Path]:
+            if started:
+                await asyncio.gather(*started)
+            else:
+                await run_series(members, processor, run)
+            return [staged[i] for i in sorted(staged)]
+
+        return asyncio.create_task(finish())
 
     async def _timed(
         self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
