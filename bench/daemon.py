@@ -13,6 +13,15 @@ reports, as one JSON object (stdout and bench/results/daemon.json):
   redactor on every instance the policy scans, so the latencies above include pixel work).
 
 The corpus is generated once by ``dxai.synth`` and cached in the temp folder.
+
+``--ct`` measures the CT workload instead (JSON to stdout and bench/results/daemon_ct.json):
+``--ct-studies`` studies of ``--ct-slices`` axial CT slices (512 x 512, no burned-in text) go
+through one daemon with ``deid.pixels: never`` and then through a fresh one with ``auto``; it
+reports each wall time, their ratio (auto / never), and the jobs whose decision was taken at
+the decision deadline (a ``deferred`` decision was sent).  Then one more study, whose series
+has PHI burned into one random slice in the middle only, goes through the ``auto`` daemon: the
+report says whether that slice's output lost its text (every glyph covered) and how many
+instances were OCRed.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -38,6 +48,7 @@ from dxai.daemon.app import DaemonHandle, run_daemon
 from dxai.observability.metrics import Sensor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "daemon.json"
+CT_RESULTS = Path(__file__).resolve().parent / "results" / "daemon_ct.json"
 _UID_TAGS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 
@@ -202,6 +213,124 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def ct_workload(seed: int, studies: int, slices: int) -> tuple[list[Path], list[Path], Path]:
+    """The cached CT workload: clean studies' files, the text study's files, its truth file."""
+    root = Path(tempfile.gettempdir()) / f"dxai-bench-ct-{seed}-{studies}-{slices}"
+    truth = root / "text_truth.json"
+    if not truth.exists():
+        from dxai.synth.series import ct_series
+
+        for study in range(studies + 1):
+            text_on = {random.Random(seed).randrange(slices // 4, 3 * slices // 4)}
+            series = ct_series(seed, study, slices, text_on=text_on if study == studies else ())
+            folder = root / ("text" if study == studies else f"s{study}")
+            folder.mkdir(parents=True, exist_ok=True)
+            for n, item in enumerate(series):
+                item.dataset.save_as(folder / f"{n:04d}.dcm", enforce_file_format=True)
+                if item.burned:
+                    records = [b.model_dump() for b in item.burned]
+                    truth.write_text(json.dumps({"slice": n, "burned": records}), "utf-8")
+    clean = sorted(p for s in range(studies) for p in (root / f"s{s}").glob("*.dcm"))
+    return clean, sorted((root / "text").glob("*.dcm")), truth
+
+
+async def deferred_count(handle: DaemonHandle) -> int:
+    """Jobs whose decision deadline passed with work still running (a ``deferred`` sent)."""
+    sql = "SELECT COUNT(*) FROM jobs WHERE deferred_json IS NOT NULL"
+    async with handle.store.db.execute(sql) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def ct_pass(
+    args: argparse.Namespace, pixels: str, files: list[Path], text: tuple[list[Path], Path] | None
+) -> dict[str, Any]:
+    """One daemon (``deid.pixels`` = ``pixels``): send ``files`` (timed), then ``text``."""
+    with tempfile.TemporaryDirectory(prefix="dxai-bench-ct-") as tmp:
+        config = bench_config(Path(tmp), args.workers, args.quiet, pixels)
+        stop = asyncio.Event()
+        ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
+        daemon = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
+        handle = await asyncio.wait_for(ready, 60)
+        assert handle.ports is not None
+        lag: list[float] = []
+        probe = asyncio.create_task(lag_probe(lag))
+        sent: list[float] = []
+        started = time.time()
+        studies = await asyncio.to_thread(send_rounds, handle.ports.dicom, files, 1, sent)
+        rows = await wait_jobs(handle, len(studies), args.timeout)
+        probe.cancel()
+        report = summarise(rows, started, lag, len(studies))
+        report["deferred_decisions"] = await deferred_count(handle)
+        if text is not None:
+            report["text"] = await ct_text(args, handle, config, text, len(rows))
+        stop.set()
+        await daemon
+    return report
+
+
+async def ct_text(
+    args: argparse.Namespace,
+    handle: DaemonHandle,
+    config: DxaiConfig,
+    text: tuple[list[Path], Path],
+    done: int,
+) -> dict[str, Any]:
+    """Send the study with text in one middle slice; was that slice's text removed?"""
+    files, truth_path = text
+    assert handle.ports is not None
+    await asyncio.to_thread(send_rounds, handle.ports.dicom, files, 1, [])
+    rows = await wait_jobs(handle, done + 1, args.timeout)
+    truth = json.loads(truth_path.read_text("utf-8"))
+    results = json.loads(sorted(rows)[-1][2])
+    pixels = next(t for t in results["tasks"] if t["task"] == "pixels")["counts"]
+    folder = config.results_folder() / "instances" / str(results["deidentified_study_uid"])
+    score = await asyncio.to_thread(ct_text_score, folder, files[truth["slice"]], truth)
+    return {"slice": truth["slice"], "pixel_counts": pixels, **score}
+
+
+def ct_text_score(folder: Path, source: Path, truth: dict[str, Any]) -> dict[str, Any]:
+    """Score the released output of the text slice (the study's output in ``folder`` with its
+    InstanceNumber) against the truth: every PHI glyph covered?"""
+    from dxai.actors.pixels.codec import decode
+    from dxai.actors.pixels.evaluate import score_frames, truth_boxes
+    from dxai.synth.manifest import BurnedInText
+
+    number = int(pydicom.dcmread(source, stop_before_pixels=True).InstanceNumber)
+    outputs = folder.rglob("*.dcm")
+    for path in outputs:
+        if int(pydicom.dcmread(path, stop_before_pixels=True).InstanceNumber) == number:
+            before, after = decode(pydicom.dcmread(source)).frames, decode(pydicom.dcmread(path))
+            records = [BurnedInText.model_validate(b) for b in truth["burned"]]
+            score = score_frames(before, after.frames, truth_boxes(records))
+            found = (score.phi_found, score.phi_total)
+            return {"released": True, "phi_found": found, "redacted": found[0] == found[1] > 0}
+    return {"released": False, "phi_found": None, "redacted": False}
+
+
+async def run_ct(args: argparse.Namespace) -> dict[str, Any]:
+    """``--ct``: the clean CT studies through ``never`` then ``auto``; the text study after."""
+    clean, text_files, truth = await asyncio.to_thread(
+        ct_workload, args.seed, args.ct_studies, args.ct_slices
+    )
+    never = await ct_pass(args, "never", clean, None)
+    auto = await ct_pass(args, "auto", clean, (text_files, truth))
+    text = auto.pop("text")
+    return {
+        "workload": f"{args.ct_studies} studies x {args.ct_slices} CT slices 512x512, no text",
+        "cpu_workers": args.workers,
+        "cpus": os.cpu_count(),
+        "wall_s": {"never": never["wall_s"], "auto": auto["wall_s"]},
+        "ratio_auto_never": round(auto["wall_s"] / max(never["wall_s"], 1e-6), 3),
+        "deferred_decisions": {
+            "never": never["deferred_decisions"],
+            "auto": auto["deferred_decisions"],
+        },
+        "text_slice": text,
+        "runs": {"never": never, "auto": auto},
+    }
+
+
 def batch_stats(sensor: Sensor) -> dict[str, dict[str, float]]:
     """Per model: batches run by the daemon's in-process batcher and their mean size."""
     out: dict[str, dict[str, float]] = {}
@@ -223,13 +352,25 @@ def main() -> int:
     parser.add_argument("--quiet", type=float, default=0.5, help="study quiet period (s)")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--pixels", choices=("never", "auto", "always"), default="auto")
+    parser.add_argument("--ct", action="store_true", help="CT studies: never vs auto")
+    parser.add_argument("--ct-studies", type=int, default=6)
+    parser.add_argument("--ct-slices", type=int, default=100)
     args = parser.parse_args()
+    if args.ct:
+        report = asyncio.run(run_ct(args))
+        ok = all(r["studies_finished"] == r["studies_sent"] for r in report["runs"].values())
+        return _save(report, CT_RESULTS, ok and report["text_slice"]["redacted"])
     report = asyncio.run(run(args))
+    return _save(report, RESULTS, report["studies_finished"] == report["studies_sent"])
+
+
+def _save(report: dict[str, Any], path: Path, ok: bool) -> int:
+    """Print the JSON report, write it to ``path``; the exit status."""
     text = json.dumps(report, indent=1)
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n", encoding="utf-8")
-    return 0 if report["studies_finished"] == report["studies_sent"] else 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -108,17 +108,24 @@ def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+async def partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (the broker creates it when nobody wrote to it yet)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+    finally:
+        await producer.stop()
+
+
 async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every JSON value of ``topic`` a read_committed reader sees up to the end offsets."""
+    parts = await partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed"
     )
     await consumer.start()
     try:
-        await consumer.topics()  # refresh metadata: the topic may not exist yet
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        if not parts:
-            return []
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

@@ -11,10 +11,16 @@ boxes.  ``comparison`` sets dxai against each Presidio run: recall per file type
 instance over all files and over the files that Presidio did not crash on.  Prints JSON and
 writes bench/results/pixel_phi.json.
 
-    python bench/pixel_phi.py [--studies 1] [--small] [--skip-presidio] [--threads 1]
+    python bench/pixel_phi.py [--studies 1] [--small] [--skip-presidio] [--threads 1] [--real]
 
 ``--threads`` sets dxai's ONNX Runtime threads (policy ``ocr_threads``); the default 1 matches
-Presidio's single-threaded Tesseract.
+Presidio's single-threaded Tesseract.  dxai gets what the pixel step gives it in production: the
+PHI values and the ``BurnedInAnnotation`` flag of the original header.
+
+``--real`` runs the real scanners' files instead (``bench/pixel_real.py``: the carried burned-in
+files and the JSL set under ``$RESTRICTED_REFERENCE_DIR``, read in place): per file, which
+ground-truth texts OCR still reads after redaction, held or not, s/instance; writes
+bench/results/pixel_phi_real.json.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from typing import Any
 
 import pydicom
 
-from dxai.actors.pixels import PixelRedactor, phi_values
+from dxai.actors.outbound.pixel_step import PixelStep
+from dxai.actors.pixels import PixelRedactor
 from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.evaluate import (
     BENIGN_MAX_CHANGED,
@@ -51,6 +58,7 @@ VENV = Path.home() / ".cache" / "dxai" / "presidio-venv"
 PRESIDIO_RUNS = {"presidio": "", "presidio_psm11": "--psm 11"}
 """Presidio runs: name -> Tesseract config (empty: Presidio's defaults)."""
 RESULTS = Path(__file__).resolve().parent / "results" / "pixel_phi.json"
+REAL_RESULTS = RESULTS.with_name("pixel_phi_real.json")
 PRESIDIO_RUNNER = r"""
 import json, sys, time, traceback, pydicom
 from presidio_analyzer import AnalyzerEngine
@@ -109,7 +117,8 @@ def run_ours(
     for rec in manifest.files:
         start = time.perf_counter()
         ds = pydicom.dcmread(root / rec.path)
-        report = redactor.redact_dataset(ds, phi_values(ds), "always")
+        pre = PixelStep.prepare(ds)
+        report = redactor.redact_dataset(ds, pre.phi_values, "always", flagged=pre.flagged)
         dst = out_dir / rec.path.replace("/", "_")
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
@@ -238,7 +247,16 @@ def main() -> int:
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--skip-presidio", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--real", action="store_true", help="real scanners' files instead")
     args = parser.parse_args()
+    if args.real:
+        from pixel_real import run_real
+
+        real = {"dxai_threads": args.threads, **run_real(args.threads)}
+        REAL_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        REAL_RESULTS.write_text(json.dumps(real, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(real, indent=2))
+        return 0
     with tempfile.TemporaryDirectory(prefix="dxai-pixbench-") as tmp:
         root, work = Path(tmp) / "corpus", Path(tmp)
         manifest = generate_corpus(root, seed=0, studies=args.studies, small=args.small)

@@ -41,9 +41,9 @@ bash scripts/services/up.sh
 stamp "tests: unit + integration (gpu tests run on GPU nodes only)"
 # Reference files the repository may not carry (no licence to redistribute) are read from the
 # shared folder beside the checkout when it exists; without it their tests are deselected.
-if [ -z "${DXAI_RESTRICTED_REFERENCE:-}" ] && [ -d "$ROOT/../shared/reference/dicom" ]; then
-  export DXAI_RESTRICTED_REFERENCE="$ROOT/../shared/reference"
+if [ -z "${RESTRICTED_REFERENCE_DIR:-}" ] && [ -d "$ROOT/../shared/reference/dicom" ]; then
+  export RESTRICTED_REFERENCE_DIR="$ROOT/../shared/reference"
 fi
-stamp "restricted reference data: ${DXAI_RESTRICTED_REFERENCE:-none (restricted tests deselected)}"
+stamp "restricted reference data: ${RESTRICTED_REFERENCE_DIR:-none (restricted tests deselected)}"
 .venv/bin/python -m pytest -m "not gpu" -p no:cacheprovider "$@"
 stamp "done"

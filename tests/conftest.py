@@ -14,9 +14,9 @@ REPO_ROOT = TESTS_DIR.parent
 #: and dicom/MANIFEST.csv (source repository, path, commit, licence and sha256 of every file).
 SHARED_REFERENCE = TESTS_DIR / "data" / "reference"
 #: Files without a licence to redistribute (the JSL burned-in set) stay outside the repository:
-#: ``DXAI_RESTRICTED_REFERENCE`` names the folder that holds them (``.ci/run`` passes
+#: ``RESTRICTED_REFERENCE_DIR`` names the folder that holds them (``.ci/run`` passes
 #: ``../shared/reference`` when it exists); without it the tests that read them are deselected.
-RESTRICTED_ENV = "DXAI_RESTRICTED_REFERENCE"
+RESTRICTED_ENV = "RESTRICTED_REFERENCE_DIR"
 
 _FOLDER_MARKERS = {
     "unit": pytest.mark.unit,

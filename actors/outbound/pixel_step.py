@@ -13,11 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.dataset import Dataset
 
+from dxai.actors.deid.fileio import read_dicom
 from dxai.actors.outbound.outcome import InstanceStatus, PixelSummary
+from dxai.actors.pixels.presence import NO_CORNERS, Probe, probe_dataset
 from dxai.actors.pixels.types import ScanRequest
 from dxai.configs.errors import DxaiError
 from dxai.configs.schema.pixels import PixelPolicyConfig
@@ -35,9 +38,15 @@ class PixelActor(Protocol):
     policy: PixelPolicyConfig
 
     def redact_dataset(
-        self, ds: Dataset, phi_values: Sequence[str], request: ScanRequest = "auto"
+        self,
+        ds: Dataset,
+        phi_values: Sequence[str],
+        request: ScanRequest = "auto",
+        *,
+        flagged: bool = False,
     ) -> PixelReport:
-        """Redact ``ds`` in place; ``phi_values`` come from the original header."""
+        """Redact ``ds`` in place; ``phi_values`` and ``flagged`` (``BurnedInAnnotation`` YES)
+        come from the original header."""
         ...
 
 
@@ -101,11 +110,26 @@ class PixelStep:
         flagged = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
         return PixelInput(tuple(phi_values(ds)), flagged)
 
+    def probe(self, source: bytes | Path) -> Probe:
+        """The presence pass over one instance (blocking): whether it likely needs full OCR.
+
+        Confirms candidate text lines with the actor's detector when it has one (the CPU and
+        the batched redactor do).  An unreadable instance says ``unreadable``: full processing
+        then reports why it fails.
+        """
+        try:
+            ds = read_dicom(source)
+        except Exception:  # noqa: BLE001 - any unreadable input is left to process() to report
+            return Probe("unreadable", NO_CORNERS)
+        # the redactors keep their text detector here; an actor without one: statistics alone
+        detector = getattr(self.actor, "detector", None)
+        return probe_dataset(ds, detector)
+
     def run(self, ds: Dataset, pre: PixelInput, *, scan: bool = True) -> PixelVerdict:
         """Redact ``ds`` (de-identified header) in place; say whether it may be released.
 
-        ``scan`` False (the series plan deferred OCR for this instance) is handled as an
-        instance the policy skips: released unless its original header flags burned-in text.
+        ``scan`` False (the series plan deferred or ruled out OCR for this instance) is handled
+        as an instance the policy skips: released unless its original header flags burned-in text.
         """
         skipped = PixelSummary(status="skipped")
         if not scan:
@@ -114,7 +138,7 @@ class PixelStep:
             if "PixelData" in ds:
                 return PixelVerdict("held", "pixel_actor_unavailable", skipped)
             return PixelVerdict("passed", "", skipped)
-        report = self.actor.redact_dataset(ds, pre.phi_values, self.request)
+        report = self.actor.redact_dataset(ds, pre.phi_values, self.request, flagged=pre.flagged)
         summary, detail = _summary(report), report.as_dict()
         if report.status in ("clean", "redacted"):
             return PixelVerdict("passed", "", summary, detail)

@@ -16,8 +16,9 @@ from itertools import pairwise
 
 import numpy as np
 
+from dxai.actors.pixels.allow import all_text_spans
 from dxai.actors.pixels.det import DetParams, detect_boxes
-from dxai.actors.pixels.phi import PhiTerms, TermHit, phi_spans, term_hits
+from dxai.actors.pixels.phi import PhiTerms, TermHit, label_values, phi_spans, term_hits
 from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_preprocess, width_groups
 from dxai.actors.pixels.types import (
     Box,
@@ -42,6 +43,8 @@ GROUP_GAP = 1.5
 UNREADABLE = 0.5
 # boxes this similar on two frames of an instance hold the same overlay
 SAME_BOX_IOU = 0.6
+# a label's value goes on over at most this many lines below it (a long institution name)
+MAX_CONTINUATION = 4
 
 
 @dataclass(frozen=True)
@@ -107,21 +110,26 @@ def span_box(line: Line, start: int, end: int) -> Box:
     """Pixel box of characters ``start:end`` of a line.
 
     Characters are placed by their CTC time steps; the box reaches half-way to the next
-    character outside the span (at most one character width), or to the line's end.
+    character outside the span that is not a space (at most one character width), or to the
+    line's end.
     """
-    box, spans = line.box, line.rec.char_spans
-    if not spans or len(spans) != len(line.rec.text):
+    box, spans, text = line.box, line.rec.char_spans, line.rec.text
+    if not spans or len(spans) != len(text):
         return box
     width = box.width
     char_w = width / max(len(spans), 1)
     left, right = float(box.x0), float(box.x1)
-    if start > 0:
+    # the neighbours are the nearest characters that are not spaces: a space's time step comes
+    # right after the glyph before it, and half-way to it would cut that glyph
+    prev = next((i for i in range(start - 1, -1, -1) if not text[i].isspace()), None)
+    nxt = next((i for i in range(end, len(text)) if not text[i].isspace()), None)
+    if prev is not None:
         first = box.x0 + spans[start][0] * width
-        before = box.x0 + spans[start - 1][1] * width
+        before = box.x0 + spans[prev][1] * width
         left = max(first - char_w, (first + before) / 2.0)
-    if end < len(spans):
+    if nxt is not None:
         last = box.x0 + spans[end - 1][1] * width
-        after = box.x0 + spans[end][0] * width
+        after = box.x0 + spans[nxt][0] * width
         right = min(last + char_w, (last + after) / 2.0)
     return Box(max(box.x0, int(left)), box.y0, min(box.x1, int(right + 0.999)), box.y1)
 
@@ -144,6 +152,21 @@ class LineGroup:
             out.append((pos, pos + len(line.rec.text)))
             pos += len(line.rec.text) + 1
         return out
+
+    @property
+    def box(self) -> Box:
+        """The box around all fragments."""
+        boxes = [line.box for line in self.lines]
+        return Box(
+            min(b.x0 for b in boxes),
+            min(b.y0 for b in boxes),
+            max(b.x1 for b in boxes),
+            max(b.y1 for b in boxes),
+        )
+
+    def starts(self) -> tuple[int, ...]:
+        """Where each fragment's text begins in :attr:`text` (a label there needs no colon)."""
+        return tuple(a for a, _ in self.offsets())
 
 
 def _same_line(a: Box, b: Box) -> bool:
@@ -206,20 +229,158 @@ def decide(
     redact_all: bool,
     allow: Sequence[re.Pattern[str]],
     width: int = 1 << 30,
+    markers: Sequence[Box] = (),
 ) -> list[PhiBox]:
-    """The PHI parts of ``lines`` as pixel boxes (``width``: the image width, for clipping)."""
+    """The PHI parts of ``lines`` as pixel boxes (``width``: the image width, for clipping).
+
+    A line over one of ``markers`` (text kept on another image of the instance) is held to PHI
+    evidence only, not to ``redact_all``: see :func:`decide_images`.  Each box is cut back
+    where it overlaps another line, so that the kept text of that line stays whole.
+    """
     out: list[PhiBox] = []
-    for group in group_lines(lines):
+    groups = group_lines(lines)
+    for group in groups:
         text = group.text
+        all_text = redact_all and not any(_over(group.box, m) for m in markers)
         found: list[PhiBox] = []
-        for start, end, reason in phi_spans(text, terms, redact_all, allow):
+        for start, end, reason in phi_spans(text, terms, all_text, allow, group.starts()):
             found.extend(PhiBox(box, reason) for box in _map_span(group, start, end))
         for hit in term_hits(text, terms):
             found.extend(PhiBox(box, hit.kind) for box in _extend(group, hit, width))
         out.extend(found)
         out.extend(_unreadable_neighbours(group, found))
-    kept = [line.box for line in lines if not any(_inside(b.box, line.box) for b in out)]
-    return [PhiBox(_clear_of(box.box, kept), box.reason) for box in out]
+    out.extend(label_continuations(groups, allow))
+    kept = {n.box: _kept_parts(n.box, out) for n in lines}
+    return [PhiBox(_clear_of(box.box, _stacked(box.box, kept)), box.reason) for box in out]
+
+
+def _kept_parts(line: Box, found: Sequence[PhiBox]) -> list[Box]:
+    """The parts of a line, left to right, that no PHI box found on it covers."""
+    parts, x = [], line.x0
+    for box in sorted((f.box for f in found if _inside(f.box, line)), key=lambda b: b.x0):
+        if box.x0 > x:
+            parts.append(Box(x, line.y0, box.x0, line.y1))
+        x = max(x, box.x1)
+    if x < line.x1:
+        parts.append(Box(x, line.y0, line.x1, line.y1))
+    return parts
+
+
+def _stacked(box: Box, kept: dict[Box, list[Box]]) -> list[Box]:
+    """The kept parts of the lines above and below ``box`` (not of the line it was found on)."""
+    return [
+        part
+        for line, parts in kept.items()
+        if not _inside(box, line) and not box.y0 <= (line.y0 + line.y1) // 2 < box.y1
+        for part in parts
+    ]
+
+
+def decide_images(
+    images: Sequence[Sequence[Line]],
+    terms: PhiTerms,
+    redact_all: bool,
+    allow: Sequence[re.Pattern[str]],
+    width: int = 1 << 30,
+) -> list[PhiBox]:
+    """The PHI boxes of every image OCRed for one instance (boxes apply to every frame).
+
+    The first image is a frame as it is shown.  The others (further frames, the max and min
+    projections of a cine loop, contrast-enhanced versions) show text the first one showed in
+    another way: a projection superimposes a loop's frame counters into one unreadable glyph,
+    an enhanced image reads ``W:800`` as ``V: 800``.  There a line over a marker the first image
+    kept is held to PHI evidence (header values, labels, patterns) only.
+    """
+    if not images:
+        return []
+    first = decide(images[0], terms, redact_all, allow, width)
+    kept = [n.box for n in images[0] if not any(_inside(b.box, n.box) for b in first)]
+    out = list(first)
+    for lines in images[1:]:
+        out.extend(decide(lines, terms, redact_all, allow, width, kept))
+    return out
+
+
+def _over(box: Box, marker: Box) -> bool:
+    """Whether ``box`` covers a third or more of ``marker`` (or ``marker`` of ``box``)."""
+    return box.intersection(marker) * 3 >= min(box.area, marker.area) > 0
+
+
+def label_continuations(
+    groups: Sequence[LineGroup], allow: Sequence[re.Pattern[str]] = ()
+) -> list[PhiBox]:
+    """Lines that go on with the value of a label on a line above (a two-line institution).
+
+    A value that runs to the end of its line goes on in the lines right below it that start at
+    its left edge (or at the label's, when the label ends its line after a colon), have about
+    its height, do not begin with a label of their own and are not markers of the allow list
+    (``Zoom 1.5x`` under an accession number).
+    """
+    out: list[PhiBox] = []
+    candidates = [g for g in groups if not _only_markers(g.text, allow)]
+    for group in groups:
+        for x in _value_edges(group):
+            above = group
+            for _ in range(MAX_CONTINUATION):
+                below = _line_below(candidates, above, x, group.box.height)
+                if below is None:
+                    break
+                out.extend(PhiBox(line.box, "label_value") for line in below.lines)
+                above = below
+    return out
+
+
+def _only_markers(text: str, allow: Sequence[re.Pattern[str]]) -> bool:
+    """Whether ``text`` has letters and is made of allowed markers only."""
+    has_letters = any(ch.isalpha() for ch in text)
+    return bool(allow) and has_letters and not all_text_spans(text, allow)
+
+
+def _value_edges(group: LineGroup) -> list[int]:
+    """Left pixel edges of label values that reach the end of ``group``'s line."""
+    text = group.text
+    out: list[int] = []
+    for label in label_values(text, group.starts()):
+        if label.value_end < len(text.rstrip()):
+            continue
+        if label.value_end > label.value_start:
+            boxes = _map_span(group, label.value_start, label.value_end)
+        elif label.colon:
+            boxes = _map_span(group, label.start, label.value_start)
+        else:
+            continue
+        out.extend([min(b.x0 for b in boxes)] if boxes else [])
+    return out
+
+
+def _line_below(
+    groups: Sequence[LineGroup], above: LineGroup, x: int, height: int
+) -> LineGroup | None:
+    """The line right below ``above`` that starts at pixel ``x`` and is about ``height`` tall."""
+    top = above.box
+    best: tuple[float, LineGroup] | None = None
+    for group in groups:
+        box = group.box
+        drop = (box.y0 + box.y1 - top.y0 - top.y1) / 2.0
+        if group is above or not 0.4 * height <= drop <= 1.6 * height:
+            continue
+        if not 0.67 * height <= box.height <= 1.5 * height or abs(box.x0 - x) > 0.75 * height:
+            continue
+        if _starts_with_label(group):
+            continue
+        if best is None or drop < best[0]:
+            best = (drop, group)
+    return best[1] if best else None
+
+
+def _starts_with_label(group: LineGroup) -> bool:
+    """Whether a line begins with a label of its own (``Age: 40``, ``Name SMITH``); a label
+    word alone (the ``Hospital`` that ends an institution's name) is none."""
+    head = len(group.text) - len(group.text.lstrip())
+    return any(
+        label.start == head and (label.colon or label.value_end > label.value_start)
+        for label in label_values(group.text, group.starts())
+    )
 
 
 def _inside(box: Box, line: Box) -> bool:

@@ -1,4 +1,11 @@
-"""Deciding which recognised text is PHI: header values, patterns and allow lists."""
+"""Deciding which recognised text is PHI: header values, field labels, patterns, allow lists.
+
+A span of a recognised line is PHI when it matches a value of the instance's own header (names
+in any order, with initials; identifiers; dates in any spelling), when it is the value written
+after a field label (``Name:``, ``DOB``, ``Study Date:``, ``Sonographer:``) whatever the header
+says, or when it has the shape of a date, a time, an age, a long identifier or a phone number.
+Under ``redact_all_text`` every other token is PHI too, except the allow list's markers.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,17 @@ from difflib import SequenceMatcher
 
 from pydicom.dataset import Dataset
 from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
 
-from dxai.configs.phi import MONTH_PATTERN, date_spellings, fold_accents, normalise
+from dxai.actors.pixels.allow import all_text_spans
+from dxai.configs.phi import (
+    MONTH_PATTERN,
+    NAMED_SEPARATORS,
+    NUMERIC_SEPARATORS,
+    date_spellings,
+    fold_accents,
+    normalise,
+)
 from dxai.configs.schema.pixels import DEFAULT_ALLOW
 
 PHI_KEYWORDS = (
@@ -63,12 +79,37 @@ _STOP_WORDS = frozenset(
         "IMAGING",
     ]
 )
+# between the parts of a written date: the separators of the shared vocabulary (configs.phi),
+# numeric ones between numbers, any of them (or a dot and a space: "Jan. 06") around a month name
+_NUM_SEP = "[" + re.escape("".join(NUMERIC_SEPARATORS)) + "]"
+_NAMED_SEP = (
+    "[" + re.escape("".join(sorted({*"".join(NAMED_SEPARATORS + NUMERIC_SEPARATORS)}))) + "]{0,2}"
+)
+_DAY = r"\d{1,2}(?:ST|ND|RD|TH)?"
+_EDGE_L, _EDGE_R = r"(?<![0-9A-Za-z])", r"(?![0-9A-Za-z])"
 _DATE_PATTERNS = (
-    re.compile(r"(?<![\d.])(\d{1,4})[./-](\d{1,2})[./-](\d{2,4})(?![\d.])"),
-    re.compile(r"\b\d{1,2}[ -]?" + MONTH_PATTERN + r"[ -,]*\d{2,4}\b", re.IGNORECASE),
-    re.compile(r"\b" + MONTH_PATTERN + r"[ -]?\d{1,2},?[ -]?\d{4}\b", re.IGNORECASE),
-    re.compile(r"\b\d{4}[ -]?" + MONTH_PATTERN + r"[ -]?\d{1,2}\b", re.IGNORECASE),
+    # 06.01.2008, 2008/01/06, 6/1/08 (checked by _plausible_date)
+    re.compile(rf"(?<![\d.])(\d{{1,4}}){_NUM_SEP}(\d{{1,2}}){_NUM_SEP}(\d{{2,4}})(?![\d.])"),
+    # 06-Jan-2008, 6 January 08, 06JAN2008
+    re.compile(
+        rf"{_EDGE_L}{_DAY}{_NAMED_SEP}{MONTH_PATTERN}{_NAMED_SEP},?\s?(?:\d{{4}}|\d{{2}}){_EDGE_R}",
+        re.IGNORECASE,
+    ),
+    # Jan 6, 2008, January 6th 2008, Jan-06-2008
+    re.compile(rf"{_EDGE_L}{MONTH_PATTERN}{_NAMED_SEP}{_DAY},?{_NAMED_SEP}\d{{4}}{_EDGE_R}", re.I),
+    # 2008 Jan 06, 2008-JAN-6, 1999 Sep23
+    re.compile(rf"(?<!\d)\d{{4}}{_NAMED_SEP}{MONTH_PATTERN}{_NAMED_SEP}{_DAY}{_EDGE_R}", re.I),
+    # 20080106
     re.compile(r"(?<!\d)(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)"),
+)
+# 14:32, 2:56:22 PM, 08:48:26 a.m.
+_TIME_PATTERN = re.compile(
+    r"(?<![\d:.])(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?[AP]\.?M\.?)?(?![\d:])", re.I
+)
+# 57Y, 057Y, 57 yrs, 57 y/o, Age 57, Age:57
+_AGE_PATTERNS = (
+    re.compile(rf"{_EDGE_L}\d{{1,3}}\s?(?:Y/O|Y\.O\.?|YEARS?|YRS|YR|YO|Y){_EDGE_R}", re.I),
+    re.compile(rf"{_EDGE_L}AGE\s?[:=]?\s?\d{{1,3}}(?:\s?(?:Y|YR|YRS|YEARS?)\.?)?{_EDGE_R}", re.I),
 )
 _ID_PATTERN = re.compile(r"(?<![\w.])[A-Z]{0,3}\d[\d-]{4,}\d[A-Z]?(?![\w.])", re.IGNORECASE)
 _PHONE_PATTERN = re.compile(r"(?<!\d)\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\d)")
@@ -84,6 +125,8 @@ class PhiTerms:
     ids: frozenset[str]
     dates: frozenset[str]
     phrases: frozenset[str] = frozenset()
+    # first letters of the parts of person names (``DOE^JOHN`` -> D, J): initials next to a name
+    initials: frozenset[str] = frozenset()
 
     @property
     def empty(self) -> bool:
@@ -113,8 +156,10 @@ def build_terms(values: Iterable[str]) -> PhiTerms:
     ids: set[str] = set()
     dates: set[str] = set()
     phrases: set[str] = set()
+    initials: set[str] = set()
     for raw in values:
         value = fold_accents(raw)
+        initials |= _initials(value)
         dates |= date_spellings(value) if re.fullmatch(r"\s*\d{8}\s*", value) else set()
         for token in re.split(r"[^0-9A-Za-z]+", value):
             norm = normalise(token)
@@ -134,11 +179,17 @@ def build_terms(values: Iterable[str]) -> PhiTerms:
             parts = [normalise(p) for p in value.split("^")[:2]]
             if len("".join(parts)) >= 5:
                 phrases.update({"".join(parts), "".join(reversed(parts))})
-    return PhiTerms(frozenset(words), frozenset(ids), frozenset(dates), frozenset(phrases))
+    return PhiTerms(
+        frozenset(words), frozenset(ids), frozenset(dates), frozenset(phrases), frozenset(initials)
+    )
 
 
-def _token_spans(text: str) -> list[tuple[int, int, str]]:
-    return [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+def _initials(value: str) -> set[str]:
+    """First letters of the parts of a person name (a value with ``^``), upper-case."""
+    if "^" not in value:
+        return set()
+    parts = (normalise(p) for p in re.split(r"[\^\s]+", value))
+    return {p[0] for p in parts if p and p[0].isalpha()}
 
 
 def _word_spans(text: str) -> list[tuple[int, int, str]]:
@@ -234,12 +285,15 @@ def letterise(norm: str) -> str:
 
 
 def pattern_hits(text: str) -> list[tuple[int, int, str]]:
-    """Spans of dates, long identifiers and phone numbers found by pattern."""
+    """Spans of dates, times, ages, long identifiers and phone numbers found by pattern."""
     hits: list[tuple[int, int, str]] = []
     for pattern in _DATE_PATTERNS:
         for m in pattern.finditer(text):
             if pattern is not _DATE_PATTERNS[0] or _plausible_date([str(g) for g in m.groups()]):
                 hits.append((m.start(), m.end(), "date_pattern"))
+    hits.extend((m.start(), m.end(), "time_pattern") for m in _TIME_PATTERN.finditer(text))
+    for pattern in _AGE_PATTERNS:
+        hits.extend((m.start(), m.end(), "age_pattern") for m in pattern.finditer(text))
     for m in _ID_PATTERN.finditer(text):
         if sum(ch.isdigit() for ch in m.group()) >= 6:
             hits.append((m.start(), m.end(), "id_pattern"))
@@ -256,13 +310,8 @@ def _plausible_date(groups: Sequence[str]) -> bool:
     return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)
 
 
-def _allowed(token: str, allow: Sequence[re.Pattern[str]]) -> bool:
-    clean = token.strip(".,:;()[]").upper()
-    return not clean or any(p.fullmatch(clean) for p in allow)
-
-
 def compile_allow(patterns: Sequence[str] = DEFAULT_ALLOW) -> tuple[re.Pattern[str], ...]:
-    """Compile allow-list regexes (matched against whole upper-cased tokens)."""
+    """Compile allow-list regexes (each matches one whole marker: see ``allow.py``)."""
     return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
 
 
@@ -271,20 +320,86 @@ def phi_spans(
     terms: PhiTerms,
     redact_all: bool = False,
     allow: Sequence[re.Pattern[str]] = (),
+    starts: Sequence[int] = (0,),
 ) -> list[tuple[int, int, str]]:
-    """Character spans of ``text`` to redact, each with a short reason word."""
+    """Character spans of ``text`` to redact, each with a short reason word.
+
+    ``starts``: where the lines ``text`` was joined from begin (a label there needs no colon).
+    """
     text = fold_accents(text)  # one for one: spans index the original text
-    spans = [*_substring_hits(text, terms), *pattern_hits(text)]
+    spans = [*_substring_hits(text, terms), *pattern_hits(text), *_name_spans(text, terms)]
+    spans.extend(
+        (label.start, label.value_end, "label")
+        for label in label_values(text, starts)
+        if label.value_end > label.value_start
+    )
+    if redact_all:
+        spans.extend(all_text_spans(text, allow, spans))
+    return join_labels(text, merge_spans(spans))
+
+
+def legible_phi(
+    text: str,
+    terms: PhiTerms,
+    redact_all: bool = False,
+    allow: Sequence[re.Pattern[str]] = (),
+    before: str | None = None,
+) -> bool:
+    """Whether PHI is still readable in ``text``, a line read again after a fill touched it.
+
+    Header values, labels and patterns always count.  Under ``redact_all`` any text that is
+    not an allowed marker counts too; given the line as read before the fill (``before``), only
+    a token of two characters or more that resembles what was filled: read again, a line with a
+    fill in it also yields misread markers (``TH!`` for ``THI``) and characters made up over the
+    fill, and neither is PHI.
+    """
+    text = fold_accents(text)
+    if phi_spans(text, terms, False, allow):
+        return True
+    residue = [text[s:e] for s, e, _ in all_text_spans(text, allow)] if redact_all else []
+    if before is None or not residue:
+        return bool(residue)
+    before = fold_accents(before)
+    filled = normalise(" ".join(before[s:e] for s, e, _ in phi_spans(before, terms, True, allow)))
+    return any(_resembles(normalise(token), filled) for token in residue)
+
+
+def _resembles(token: str, filled: str) -> bool:
+    """A token read after a fill that may be what the fill was over (or part of it)."""
+    return len(token) >= 2 and bool(filled) and fuzz.partial_ratio(token, filled) >= 80
+
+
+def _name_spans(text: str, terms: PhiTerms) -> list[tuple[int, int, str]]:
+    """Words matching a header name, grown over their token and adjacent initials."""
+    out: list[tuple[int, int, str]] = []
     for start, end, token in _word_spans(text):
         if _word_hit(token, terms) is not None:
-            spans.append((*_grow_name(text, start, end), "name"))
-    if redact_all:
-        spans.extend(
-            (start, end, "all_text")
-            for start, end, token in _token_spans(text)
-            if not _allowed(token, allow)
-        )
-    return join_labels(text, merge_spans(spans))
+            out.append((*_grow_initials(text, *_grow_name(text, start, end), terms), "name"))
+    return out
+
+
+# an initial before a name (J. Smith), after it (Smith J, SMITH, J.), a sex letter after it; a
+# bare L or R next to a name is laterality (a marker OCR read on the same line), L. or R. is not
+_INITIAL_BEFORE = re.compile(r"(?<![0-9A-Za-z])(?:([A-Z])\.|([A-KM-QS-Z]))\s?$")
+_INITIAL_AFTER = re.compile(r"^,?\s?(?:([A-Z])\.|([A-KM-QS-Z]))(?![0-9A-Za-z])")
+_SEX_AFTER = re.compile(r"^,?\s?[\[(]?(?:M|F|O|MALE|FEMALE)[\])]?(?![0-9A-Za-z])")
+
+
+def _grow_initials(text: str, start: int, end: int, terms: PhiTerms) -> tuple[int, int]:
+    """Grow a name span over initials of the header's names next to it (J. R. Smith, Smith J)
+    and over a sex letter right after it (DOE JOHN [M])."""
+    for _ in range(3):
+        m = _INITIAL_BEFORE.search(text[:start])
+        if m is None or (m.group(1) or m.group(2)) not in terms.initials:
+            break
+        start = m.start()
+    for _ in range(3):
+        m = _INITIAL_AFTER.match(text[end:])
+        if m is None or (m.group(1) or m.group(2)) not in terms.initials:
+            break
+        end += m.end()
+    sex = _SEX_AFTER.match(text[end:])
+    return start, end + (sex.end() if sex else 0)
 
 
 def _grow_name(text: str, start: int, end: int) -> tuple[int, int]:
@@ -305,6 +420,118 @@ def _grow_name(text: str, start: int, end: int) -> tuple[int, int]:
     while end < len(text) and part_of_name(end):
         end += 1
     return start, end
+
+
+# Field labels: the value written after one is PHI whatever the header says.
+LABEL_WORDS = frozenset(
+    {
+        "NAME",
+        "PATIENT",
+        "PT",
+        "DOB",
+        "BIRTH",
+        "BORN",
+        "AGE",
+        "SEX",
+        "GENDER",
+        "ID",
+        "MRN",
+        "ACC",
+        "ACCESSION",
+        "DATE",
+        "INSTITUTION",
+        "HOSPITAL",
+        "PHYSICIAN",
+        "PHYS",
+        "REF",
+        "REFERRING",
+        "OPERATOR",
+        "TECH",
+        "TECHNOLOGIST",
+        "SONOGRAPHER",
+    }
+)
+# words that belong to a label standing after them ("Study Date", "Date of Birth", "Patient ID")
+_LABEL_QUALIFIERS = frozenset(
+    {"STUDY", "EXAM", "SERIES", "ACQUISITION", "SCAN", "PERFORMING", "ATTENDING", "OF", "NO"}
+)
+# labels that mark a value without a colon anywhere in a line (the others need a colon, or the
+# start of a line: "Age 57" at the start of a line is a label, "5 cm Age" is not)
+_STRONG_LABELS = frozenset({"NAME", "DOB", "MRN", "ACCESSION", "BORN"})
+# a word of a label; 0 and 1 inside letters are OCR's O and I (D0B)
+_LABEL_WORD = re.compile(r"[A-Za-z](?:[A-Za-z]|[01](?=[A-Za-z]))*\.?")
+_LABEL_COLON = re.compile(r"\s*([:;#=\uff1a])\s*|\s*")
+# continuation of a label's words: spaces only
+_LABEL_JOIN = re.compile(r"\s{1,2}")
+
+
+@dataclass(frozen=True)
+class LabelValue:
+    """A field label in a line and the value after it: ``text[value_start:value_end]``."""
+
+    start: int
+    value_start: int
+    value_end: int
+    colon: bool
+
+
+def label_values(text: str, starts: Sequence[int] = (0,)) -> list[LabelValue]:
+    """Field labels in ``text`` and their values, left to right.
+
+    A label is a label word (:data:`LABEL_WORDS`; an OCR misreading one letter of a word of
+    three letters or more counts when a colon follows), with the label or qualifier words just
+    before it ("Study Date", "Patient ID").  It needs a colon after it, or a digit glued to it
+    (``MRN123``), or to begin a line (``starts``), or to be a strong label (``Name``, ``DOB``).
+    Its value runs to the next label or the end of the line (empty when nothing follows).
+    """
+    found: list[tuple[int, int, bool]] = []  # label start, value start, colon
+    run_start: int | None = None
+    previous_end = -1
+    for m in _LABEL_WORD.finditer(text):
+        word = letterise(normalise(m.group()))
+        sep = _LABEL_COLON.match(text, m.end())
+        colon = sep is not None and sep.group(1) is not None
+        joined = previous_end >= 0 and _LABEL_JOIN.fullmatch(text[previous_end : m.start()])
+        run_start = run_start if joined and run_start is not None else m.start()
+        if word in _LABEL_QUALIFIERS or (word in LABEL_WORDS and not colon):
+            previous_end = m.end()
+        else:
+            previous_end = -1
+        if not _label_word(word, colon):
+            run_start = None if word not in _LABEL_QUALIFIERS else run_start
+            continue
+        value_start = sep.end() if sep is not None else m.end()
+        glued = m.end() < len(text) and text[m.end()].isdigit()
+        line_start = not text[:run_start].strip() or any(
+            a <= run_start and not text[a:run_start].strip() for a in starts
+        )
+        if colon or glued or line_start or word in _STRONG_LABELS:
+            found = [f for f in found if f[0] < run_start]  # "Patient" then "Patient ID"
+            found.append((run_start, value_start, colon))
+    return _close_values(text, found)
+
+
+def _label_word(word: str, colon: bool) -> bool:
+    if word in LABEL_WORDS:
+        return True
+    if not colon or len(word) < 3:
+        return False
+    limit = 1 if len(word) < 7 else 2
+    return any(
+        abs(len(word) - len(label)) <= limit and Levenshtein.distance(word, label) <= limit
+        for label in LABEL_WORDS
+        if len(label) >= 3
+    )
+
+
+def _close_values(text: str, found: Sequence[tuple[int, int, bool]]) -> list[LabelValue]:
+    """Each label's value ends where the next label starts, or at the end of the line."""
+    out: list[LabelValue] = []
+    for i, (start, value_start, colon) in enumerate(found):
+        end = found[i + 1][0] if i + 1 < len(found) else len(text)
+        end = max(value_start, len(text[:end].rstrip()))
+        out.append(LabelValue(start, min(value_start, end), end, colon))
+    return out
 
 
 _LABELS = frozenset(

@@ -6,7 +6,7 @@ import copy
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -23,8 +23,10 @@ from dxai.actors.pixels.frames import (
     projections,
     sample_frames,
 )
-from dxai.actors.pixels.ocr import Line, PhiBox, decide, read_images
-from dxai.actors.pixels.phi import PhiTerms, build_terms, compile_allow, phi_spans
+from dxai.actors.pixels.known_regions import REASON as KNOWN_REGION
+from dxai.actors.pixels.known_regions import library_for
+from dxai.actors.pixels.ocr import Line, PhiBox, decide_images, read_images
+from dxai.actors.pixels.phi import PhiTerms, build_terms, compile_allow, legible_phi
 from dxai.actors.pixels.rec_cache import with_cache
 from dxai.actors.pixels.render import (
     DisplayInfo,
@@ -74,6 +76,7 @@ class PixelRedactor:
         """Models default to the CPU ONNX Runtime ones; ``sensor`` counts OCR cache lookups
         (default: the process-wide sensor; the daemon passes its own)."""
         self.policy = policy or PixelPolicyConfig()
+        self._known = library_for(self.policy)  # ConfigError when its script does not parse
         if detector is None or recognizer is None:
             from dxai.actors.pixels.ocr import EngineTextDetector, EngineTextRecognizer
 
@@ -88,7 +91,8 @@ class PixelRedactor:
         self._allow = compile_allow(self.policy.allow_list)
 
     def should_scan(self, ds: Dataset, request: ScanRequest = "auto") -> bool:
-        """Whether the risk policy scans this instance (``sample`` counts as yes here)."""
+        """Whether the risk policy scans this instance (``sample`` and ``presence`` count as yes
+        here: the series plan decides which of their instances are OCRed)."""
         if "PixelData" not in ds:
             return False
         if request == "always":
@@ -98,34 +102,84 @@ class PixelRedactor:
         return action != "skip"
 
     def redact_dataset(
-        self, ds: Dataset, phi_values: Sequence[str], request: ScanRequest = "auto"
+        self,
+        ds: Dataset,
+        phi_values: Sequence[str],
+        request: ScanRequest = "auto",
+        *,
+        known: Sequence[Box] | None = None,
+        flagged: bool = False,
     ) -> PixelReport:
         """Redact PHI text in ``ds`` in place and return what was done.
 
         ``phi_values`` are the PHI strings of the ORIGINAL header (see ``phi.phi_values``).
         On ``held`` the pixels are redacted as far as possible but must not be released.
+        ``known``: the known PHI regions matched on the ORIGINAL header (:meth:`known_regions`);
+        None matches ``ds``.  They are blanked before OCR, and also when the policy skips ``ds``.
+        ``flagged``: the ORIGINAL header says ``BurnedInAnnotation`` YES (the de-identified
+        ``ds`` may not say so any more); the policy's ``burned_in_mode`` then decides what is PHI.
         """
         start = time.perf_counter()
         report = PixelReport(status="skipped", sop_instance_uid=str(ds.get("SOPInstanceUID", "")))
         report.transfer_syntax_in = str(codec.transfer_syntax(ds))
         if not self.should_scan(ds, request):
-            report.transfer_syntax_out = report.transfer_syntax_in
-            return report
+            return self.redact_known_regions(ds, known)
         try:
-            self._process(ds, phi_values, report)
+            regions = self.known_regions(ds) if known is None else known
+            self._process(ds, phi_values, report, regions, flagged)
         except DxaiError as exc:
             report.status, report.error_code = "failed", exc.code
         report.transfer_syntax_out = str(codec.transfer_syntax(ds))
         report.seconds = time.perf_counter() - start
         return report
 
-    def _process(self, ds: Dataset, phi_values: Sequence[str], report: PixelReport) -> None:
+    def known_regions(self, ds: Dataset) -> list[Box]:
+        """The known PHI regions (``pixel_policy.known_regions_file``) of the rules that the
+        header of ``ds`` matches.  Match the ORIGINAL header: de-identification removes some of
+        the attributes rules read (``SeriesDescription``, ``CommentsOnRadiationDose``)."""
+        if self._known is None or "PixelData" not in ds:
+            return []
+        return self._known.match(ds)
+
+    def redact_known_regions(self, ds: Dataset, known: Sequence[Box] | None = None) -> PixelReport:
+        """Blank only the known regions of an instance that is not OCRed (policy ``skip``, or
+        deferred by a ``sample`` series plan); the pixels are decoded only when a rule matched.
+
+        Nothing was read, so the status stays ``skipped`` (the caller's rules for unscanned
+        instances still apply), with the blanked boxes; ``failed`` when they cannot be written.
+        """
+        start = time.perf_counter()
+        report = PixelReport(status="skipped", sop_instance_uid=str(ds.get("SOPInstanceUID", "")))
+        report.transfer_syntax_in = str(codec.transfer_syntax(ds))
+        regions = self.known_regions(ds) if known is None else known
+        if regions and "PixelData" in ds:
+            try:
+                decoded = codec.decode(ds)
+                work = _Work(ds, decoded, display_info(ds, decoded.palette))
+                report.boxes = _blank_known(work, regions)
+                report.scan_action, report.frames = "known_regions", int(decoded.frames.shape[0])
+                codec.encode(ds, decoded)
+            except DxaiError as exc:
+                report.status, report.error_code = "failed", exc.code
+        report.transfer_syntax_out = str(codec.transfer_syntax(ds))
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _process(
+        self,
+        ds: Dataset,
+        phi_values: Sequence[str],
+        report: PixelReport,
+        known: Sequence[Box],
+        flagged: bool = False,
+    ) -> None:
         modality = str(ds.get("Modality", "")).upper()
-        mode = self.policy.text_mode(modality, str(ds.get("SOPClassUID", "")))
+        mode = self.policy.text_mode(modality, str(ds.get("SOPClassUID", "")), flagged)
         report.mode, report.scan_action = mode, "scan"
         snapshot = _snapshot(ds)
         decoded = codec.decode(ds)
         work = _Work(ds, decoded, display_info(ds, decoded.palette))
+        blanked = _blank_known(work, known)  # before OCR: their text is not read
         ctx = _Decide(
             build_terms(phi_values),
             mode == "redact_all_text",
@@ -139,21 +193,17 @@ class PixelRedactor:
         lines = read_images(displays, self.detector, self.recognizer)
         report.text_regions = sum(len(x) for x in lines)
         shape = decoded.frames.shape
-        found = [
-            box
-            for group in lines
-            for box in decide(group, ctx.terms, ctx.redact_all, ctx.allow, shape[2])
-        ]
+        found = decide_images(lines, ctx.terms, ctx.redact_all, ctx.allow, shape[2])
         report.phi_regions = len(found)
         boxes = _union_boxes(found, self.policy.margin_px, shape[2], shape[1])
         if boxes:
             value = fill_value(decoded.frames, work.info.photometric, decoded.palette)
             fill_boxes(decoded.frames, [b.box for b in boxes], value)
-        report.boxes = [
+        report.boxes = blanked + [
             RedactedBox(b.box.x0, b.box.y0, b.box.x1, b.box.y1, b.reason) for b in boxes
         ]
         report.held_reasons = self._verify(work, lines, boxes, ctx)
-        self._finish(ds, snapshot, work, report, changed=bool(boxes))
+        self._finish(ds, snapshot, work, report, changed=bool(boxes or blanked))
 
     def _images(self, frames: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
         """Frames to OCR: the distinct ones when few, else the first plus max/min projections."""
@@ -186,22 +236,22 @@ class PixelRedactor:
             return []
         threshold = self.policy.verify_min_confidence
         reasons: set[str] = set()
-        touched: list[tuple[int, Box]] = []
+        touched: list[tuple[int, Line]] = []
         for index, group in enumerate(lines):
             for line in group:
                 if any(line.box.intersection(b.box) for b in boxes):
-                    touched.append((index, line.box))
-                else:
-                    reasons |= _verify_line(line, ctx, threshold)
+                    touched.append((index, line))
+                else:  # kept as read: held to PHI evidence, not to redact_all_text again
+                    reasons |= _verify_line(line, replace(ctx, redact_all=False), threshold)
         if not touched:
             return sorted(reasons)
         displays = self._displays(work.decoded.frames, work.info)
-        crops = [displays[i][box.y0 : box.y1, box.x0 : box.x1] for i, box in touched]
-        legible = [(box, c) for (_, box), c in zip(touched, crops, strict=True) if _has_ink(c)]
+        crops = [displays[i][n.box.y0 : n.box.y1, n.box.x0 : n.box.x1] for i, n in touched]
+        legible = [(n, c) for (_, n), c in zip(touched, crops, strict=True) if _has_ink(c)]
         if legible:
             recs = self.recognizer.recognize([c for _, c in legible])
-            for (box, _), rec in zip(legible, recs, strict=True):
-                reasons |= _verify_line(Line(box, rec), ctx, threshold)
+            for (n, _), rec in zip(legible, recs, strict=True):
+                reasons |= _verify_line(Line(n.box, rec), ctx, threshold, n.rec.text)
         return sorted(reasons)
 
     def _finish(
@@ -231,11 +281,12 @@ class _Decide:
     line_max_height: int
 
 
-def _verify_line(line: Line, ctx: _Decide, threshold: float) -> set[str]:
+def _verify_line(line: Line, ctx: _Decide, threshold: float, before: str | None = None) -> set[str]:
+    """Hold reasons for a line as read now (``before``: as read before its fill)."""
     out: set[str] = set()
     if line.rec.confidence < threshold and could_hide_text(line, ctx.line_max_height):
         out.add("low_confidence")
-    if phi_spans(line.rec.text, ctx.terms, ctx.redact_all, ctx.allow):
+    if legible_phi(line.rec.text, ctx.terms, ctx.redact_all, ctx.allow, before):
         out.add("phi_legible")
     return out
 
@@ -257,6 +308,16 @@ def could_hide_text(line: Line, max_height: int) -> bool:
 def _has_ink(crop: UInt8Array) -> bool:
     """False when a crop is (almost) one flat colour: nothing left to read."""
     return bool(crop.size) and float(crop.astype(np.float32).std()) > 2.0
+
+
+def _blank_known(work: _Work, known: Sequence[Box]) -> list[RedactedBox]:
+    """Fill the known PHI regions on every frame (clipped to it); their report boxes."""
+    frames = work.decoded.frames
+    clipped = {box.expand(0, frames.shape[2], frames.shape[1]) for box in known}
+    boxes = sorted(box for box in clipped if box.area)
+    if boxes:
+        fill_boxes(frames, boxes, fill_value(frames, work.info.photometric, work.decoded.palette))
+    return [RedactedBox(b.x0, b.y0, b.x1, b.y1, KNOWN_REGION) for b in boxes]
 
 
 def _union_boxes(found: Sequence[PhiBox], margin: int, width: int, height: int) -> list[PhiBox]:

@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 #: What is asked of the pixel step per instance: ``auto`` follows the risk policy (a ``sample``
-#: series counts as scanned here; the series plan decides which of its instances are OCRed),
+#: or ``presence`` series counts as scanned here; the series plan decides which of its
+#: instances are OCRed),
 #: ``always`` OCRs every instance with pixel data.  (``deid.pixels: never`` builds no step.)
 ScanRequest = Literal["auto", "always"]
 FloatArray = npt.NDArray[np.float32]

@@ -37,6 +37,7 @@ from dxai.actors.outbound import (
     write_outcome,
 )
 from dxai.actors.outbound.files import FILE_STATUS, held_path
+from dxai.actors.pixels.presence import Probe
 from dxai.configs.schema import DxaiConfig, load_config
 from dxai.daemon.pipeline.inference import open_pixel_actor
 from dxai.observability.metrics import Sensor
@@ -107,7 +108,10 @@ async def _process(run: _Run, pipeline: InstancePipeline, workers: int, progress
                 progress.advance(task)
                 return out
 
-            await run_series([members[i] for i in numbers], pipeline, one)
+            async def probe(call: Callable[[], Probe]) -> Probe:
+                return await loop.run_in_executor(pool, call)
+
+            await run_series([members[i] for i in numbers], pipeline, one, probe)
 
 
 def _one(run: _Run, number: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:

@@ -154,7 +154,8 @@ class Pipeline(AsyncLifecycle):
 
     async def _end_crashed(self, job: JobRecord, exc: Exception) -> None:
         code = exc.code if isinstance(exc, DxaiError) else "internal_error"
-        log.error("job crashed", extra={"job": job.short_key, "error_code": code})
+        kind = type(exc).__name__  # a class name, never a message (messages may carry PHI)
+        log.error("job crashed", extra={"job": job.short_key, "error_code": code, "reason": kind})
         try:
             current = await self.parts.store.get(job.key)
             if current is not None and current.state in ACTIVE_STATES:

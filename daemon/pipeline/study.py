@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from dxai.actors.outbound.outcome import InstanceOutcome
 from dxai.actors.outbound.series import Member, read_member, run_series, sampled
+from dxai.actors.pixels.presence import Probe
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways.base import StudySink, StudySource
@@ -109,7 +110,8 @@ class StudyWork:
         tally: StudyTally,
     ) -> asyncio.Task[list[Path]]:
         """Stage the series' instances one by one as they arrive; return the task processing
-        them (started at once per instance, or after the fetch when the series is sampled),
+        them (started at once per instance, or after the fetch when the series is planned as a
+        whole: ``sample`` or ``presence``),
         whose result is the passed outputs' paths in order."""
         members: list[Member] = []
         started: list[asyncio.Task[InstanceOutcome]] = []
@@ -140,10 +142,14 @@ class StudyWork:
             if started:
                 await asyncio.gather(*started)
             else:
-                await run_series(members, processor, run)
+                await run_series(members, processor, run, self._offload)
             return [staged[i] for i in sorted(staged)]
 
         return asyncio.create_task(finish())
+
+    async def _offload(self, call: Callable[[], Probe]) -> Probe:
+        """A series' presence pass for one instance, in the CPU pool (before it is processed)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     async def _timed(
         self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome]

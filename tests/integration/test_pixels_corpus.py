@@ -109,8 +109,12 @@ def test_reference_header_phi_no_longer_legible(
     out = _roundtrip(ds)
     assert str(out.file_meta.TransferSyntaxUID) == syntax
     decode(out)
-    # a second pass over the output finds no PHI left to redact
-    again = redactor.redact_dataset(out, phi_values(pydicom.dcmread(path)), "always")
+    # a second pass over the output finds no header PHI left to redact (matched, not every
+    # text: under redact_all_text, the default for US, a kept marker read again a little
+    # differently, MH3 for MHz, would count)
+    match_phi = PixelPolicyConfig(mode_modalities={}, mode_sop_classes={}, burned_in_mode=None)
+    checker = PixelRedactor(match_phi)
+    again = checker.redact_dataset(out, phi_values(pydicom.dcmread(path)), "always")
     assert again.phi_regions == 0
     if shutil.which("dciodvfy"):
         target = tmp_path / "out.dcm"

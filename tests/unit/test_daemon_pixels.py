@@ -44,7 +44,7 @@ class FakeActor:
         self.policy = PixelPolicyConfig()
 
     def redact_dataset(
-        self, ds: Dataset, phi_values: Sequence[str], request: str = "auto"
+        self, ds: Dataset, phi_values: Sequence[str], request: str = "auto", flagged: bool = False
     ) -> PixelReport:
         with self.lock:
             self.calls.append((str(ds.get("PatientName", "")), tuple(phi_values), request))
@@ -130,7 +130,11 @@ async def test_pixel_hold_reaches_decision_and_results(tmp_path: Path) -> None:
 
     class OneHeld(FakeActor):
         def redact_dataset(
-            self, ds: Dataset, phi_values: Sequence[str], request: str = "auto"
+            self,
+            ds: Dataset,
+            phi_values: Sequence[str],
+            request: str = "auto",
+            flagged: bool = False,
         ) -> PixelReport:
             with self.lock:
                 self.status = "held" if self.calls else "redacted"
@@ -138,6 +142,7 @@ async def test_pixel_hold_reaches_decision_and_results(tmp_path: Path) -> None:
             return super().redact_dataset(ds, phi_values, request)
 
     actor = OneHeld()
+    actor.policy = PixelPolicyConfig(scan_modalities={"CT": "sample"})  # OCR both: the sample
     rig = Rig(tmp_path, MemSource([RAW, RAW]), _processor(tmp_path, actor))
     rig.config = rig.config.model_copy(update={"cpu_workers": 1})
     async with rig.store, Pipeline(rig.parts, rig.config) as pipe:

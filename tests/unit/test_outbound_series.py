@@ -60,7 +60,7 @@ class TextOn:
         self.lock = threading.Lock()
 
     def redact_dataset(
-        self, ds: Dataset, phi_values: Sequence[str], request: str = "auto"
+        self, ds: Dataset, phi_values: Sequence[str], request: str = "auto", flagged: bool = False
     ) -> PixelReport:
         number = int(ds.InstanceNumber)
         with self.lock:

@@ -80,7 +80,8 @@ def test_low_confidence_text_holds_instance() -> None:
         def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
             return [Recognition("x?", 0.1) for _ in crops]
 
-    report = PixelRedactor(PixelPolicyConfig(), FakeDetector(), Unsure("")).redact_dataset(
+    match_phi = PixelPolicyConfig(mode_modalities={}, mode_sop_classes={})  # OT: not filled
+    report = PixelRedactor(match_phi, FakeDetector(), Unsure("")).redact_dataset(
         _dataset(), ["DOE^JOHN"], "always"
     )
     assert report.status == "held" and "low_confidence" in report.held_reasons
@@ -154,7 +155,7 @@ def test_lossy_input_written_native_and_marked() -> None:
 def test_policy_resolution() -> None:
     policy = PixelPolicyConfig(mode_modalities={"SC": "redact_all_text"})
     assert policy.scan_action("US", "") == "always"
-    assert policy.scan_action("CT", "") == "sample"
+    assert policy.scan_action("CT", "") == "presence"
     assert policy.scan_action("CT", uid.SecondaryCaptureImageStorage) == "always"
     assert policy.text_mode("SC", "") == "redact_all_text"
     with pytest.raises(ValueError, match="upper-case"):

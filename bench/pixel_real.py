@@ -1,0 +1,210 @@
+"""Burned-in PHI on real scanners' files: which ground-truth texts stay legible after redaction.
+
+The files are read in place: the licensed ones the repository carries
+(``tests/data/reference/dicom/burned_in``) and the JSL set kept outside it
+(``$RESTRICTED_REFERENCE_DIR/dicom/burned_in``, ``jsl__*.dcm`` with a ``*.json`` beside each).
+Each file goes through the production pixel step (:class:`PixelStep`: PHI values and the
+``BurnedInAnnotation`` flag of the original header, default pixel policy, ``--pixels auto``).
+
+Ground truth, per file: the JSL ``annotation`` values (text and box), Presidio's
+``boxes_image_px``, or, for files without either, the PHI values of the header.  A text counts as
+*legible* when OCR of the image (the same PP-OCRv4 models, first frame, enhanced version too for
+wide windows) reads it: its normalised form (or a word of four characters or more) fuzzy-matches
+a line read anywhere (``rapidfuzz.partial_ratio`` >= ``LEGIBLE_RATIO``), or one of its short words
+(1-3 characters) is a word of a line read over its box.  ``recall`` = texts legible before and
+not after / texts legible before.  Output names ground-truth keys (``Age``, ``PatientName``),
+never the values.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from rapidfuzz import fuzz
+
+from dxai.actors.outbound.pixel_step import PixelStep
+from dxai.actors.pixels import PixelRedactor
+from dxai.actors.pixels.codec import decode
+from dxai.actors.pixels.ocr import EngineTextDetector, EngineTextRecognizer, Line, read_images
+from dxai.actors.pixels.phi import PHI_KEYWORDS
+from dxai.actors.pixels.render import display_info, enhance, to_display, wide_window
+from dxai.configs.phi import date_spellings, normalise
+from dxai.configs.schema.pixels import PixelPolicyConfig
+
+REPO = Path(__file__).resolve().parent.parent
+CARRIED = REPO / "tests" / "data" / "reference" / "dicom" / "burned_in"
+LEGIBLE_RATIO = 88
+# words that say nothing about whom an image shows
+_FILLER = frozenset({"AND", "THE", "OF"})
+
+
+@dataclass(frozen=True)
+class Truth:
+    """One ground-truth text: its key (never printed with the value), value and box."""
+
+    key: str
+    value: str
+    box: tuple[int, int, int, int] | None = None
+
+
+def restricted_folder() -> Path | None:
+    """The JSL burned-in folder named by ``RESTRICTED_REFERENCE_DIR``, when present."""
+    value = os.environ.get("RESTRICTED_REFERENCE_DIR", "")
+    folder = Path(value) / "dicom" / "burned_in" if value else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+def real_files(restricted: Path | None) -> list[Path]:
+    """The carried burned-in files, then the JSL ones."""
+    files = sorted(CARRIED.glob("*.dcm"))
+    if restricted is not None:
+        files += sorted(restricted.glob("jsl__*.dcm"))
+    return files
+
+
+def truths(path: Path, ds: pydicom.Dataset) -> tuple[str, list[Truth]]:
+    """Ground truth of ``path``: (source, texts)."""
+    jsl = path.with_suffix(".json")
+    if jsl.is_file():
+        raw = json.loads(jsl.read_text(encoding="utf-8"))
+        out = [_jsl_truth(item) for item in raw["annotation"]]
+        return "json", [t for t in out if t.value.strip()]
+    presidio = path.with_name(path.stem + ".ground_truth.json")
+    if presidio.is_file():
+        raw = json.loads(presidio.read_text(encoding="utf-8"))
+        return "presidio", [
+            Truth(
+                f"box{i}",
+                b["label"],
+                (b["left"], b["top"], b["left"] + b["width"], b["top"] + b["height"]),
+            )
+            for i, b in enumerate(raw["boxes_image_px"])
+        ]
+    return "header", _header_truth(ds)
+
+
+def _jsl_truth(item: dict[str, Any]) -> Truth:
+    value = item["value"]
+    box = value.get("bbox")
+    usable = box is not None and box[2] > box[0]
+    return Truth(item["key"]["text"], value["text"], tuple(box) if usable else None)
+
+
+def _header_truth(ds: pydicom.Dataset) -> list[Truth]:
+    out: list[Truth] = []
+    for keyword in PHI_KEYWORDS:
+        value = str(ds.get(keyword, "") or "").replace("^", " ").strip()
+        if value:
+            out.append(Truth(keyword, value))
+    return out
+
+
+def ocr(ds: pydicom.Dataset, det: EngineTextDetector, rec: EngineTextRecognizer) -> list[Line]:
+    """Lines read on the first frame (and its contrast-enhanced version for wide windows)."""
+    decoded = decode(ds)
+    info = display_info(ds, decoded.palette)
+    image = to_display(decoded.frames[0], info)
+    images = [image, enhance(image)] if wide_window(info, decoded.frames.dtype) else [image]
+    return [line for lines in read_images(images, det, rec) for line in lines]
+
+
+def legible(truth: Truth, lines: list[Line]) -> bool:
+    """Whether OCR still reads ``truth`` (or a meaningful part of it) in ``lines``."""
+    read = [(line, normalise(line.rec.text)) for line in lines]
+    for form in _long_forms(truth.value):
+        for _, text in read:
+            shorter = min(len(form), len(text))
+            if shorter >= 4 and fuzz.partial_ratio(form, text) >= LEGIBLE_RATIO:
+                return True
+    if truth.box is None:
+        return False
+    short = {w for w in _words(truth.value) if len(w) < 4}
+    for line, _ in read:
+        if _overlaps(line, truth.box) and short & set(_words(line.rec.text)):
+            return True
+    return False
+
+
+def _words(text: str) -> list[str]:
+    return [normalise(w) for w in re.split(r"[^0-9A-Za-z]+", text) if w]
+
+
+def _long_forms(value: str) -> list[str]:
+    dates = sorted(date_spellings(value)) if re.fullmatch(r"\d{8}", value.strip()) else []
+    whole = normalise(value)
+    words = [w for w in _words(value) if len(w) >= 4 and w not in _FILLER]
+    return dates or ([whole] if len(whole) >= 4 else []) + words
+
+
+def _overlaps(line: Line, box: tuple[int, int, int, int], pad: int = 3) -> bool:
+    x0, y0, x1, y1 = box
+    b = line.box
+    return b.x0 < x1 + pad and x0 - pad < b.x1 and b.y0 < y1 + pad and y0 - pad < b.y1
+
+
+def run_real(threads: int = 1, restricted: Path | None = None) -> dict[str, Any]:
+    """Redact every real file through the pixel step; per-file recall, held, s/instance."""
+    policy = PixelPolicyConfig(ocr_threads=threads)
+    step = PixelStep(PixelRedactor(policy), "auto")
+    det, rec = EngineTextDetector(threads=threads), EngineTextRecognizer(threads=threads)
+    per_file: dict[str, Any] = {}
+    restricted = restricted or restricted_folder()
+    for path in real_files(restricted):
+        per_file[path.name] = _one(path, step, det, rec)
+    return {"restricted_folder": str(restricted) if restricted else None, **_totals(per_file)}
+
+
+def _one(
+    path: Path, step: PixelStep, det: EngineTextDetector, rec: EngineTextRecognizer
+) -> dict[str, Any]:
+    original = pydicom.dcmread(path)
+    source, texts = truths(path, original)
+    before = ocr(original, det, rec)
+    seen = [t for t in texts if legible(t, before)]
+    ds = copy.deepcopy(original)
+    start = time.perf_counter()
+    verdict = step.run(ds, PixelStep.prepare(original))
+    seconds = time.perf_counter() - start
+    after = ocr(ds, det, rec)
+    left = [t.key for t in seen if legible(t, after)]
+    report = verdict.report or {}
+    return {
+        "truth": source,
+        "texts": len(texts),
+        "legible_before": len(seen),
+        "legible_after": len(left),
+        "recall": round(1 - len(left) / len(seen), 4) if seen else None,
+        "still_legible": left,
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "mode": report.get("mode", ""),
+        "boxes": report.get("boxes_redacted", 0),
+        "lines_before": len(before),
+        "lines_after": len(after),
+        "s_per_instance": round(seconds, 3),
+    }
+
+
+def _totals(per_file: dict[str, Any]) -> dict[str, Any]:
+    seen = sum(f["legible_before"] for f in per_file.values())
+    left = sum(f["legible_after"] for f in per_file.values())
+    seconds = [f["s_per_instance"] for f in per_file.values()]
+    return {
+        "files": len(per_file),
+        "texts_legible_before": seen,
+        "texts_legible_after": left,
+        "recall": round(1 - left / seen, 4) if seen else None,
+        "held": sum(f["status"] == "held" for f in per_file.values()),
+        "lines_before": sum(f["lines_before"] for f in per_file.values()),
+        "lines_after": sum(f["lines_after"] for f in per_file.values()),
+        "s_per_instance": round(sum(seconds) / max(len(seconds), 1), 3),
+        "per_file": per_file,
+    }
