@@ -90,7 +90,7 @@ class InstancePipeline:
             return InstanceOutcome("failed", reason="internal_error", errors=reason)
 
     def _run(self, ds: Dataset, scan: bool) -> InstanceOutcome:
-        pre = self.pixels.prepare(ds) if self.pixels else None
+        pre = self.pixels.inspect(ds) if self.pixels else None
         result = self.deid.deidentify(ds, in_place=True)
         verdict: PixelVerdict | None = None
         if self.pixels is not None and pre is not None:

@@ -10,6 +10,7 @@ same redactor with its own engines.  One actor is shared by the worker threads.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pydicom.dataset import Dataset
 from dxai.actors.deid.fileio import read_dicom
 from dxai.actors.outbound.outcome import InstanceStatus, PixelSummary
 from dxai.actors.pixels.presence import NO_CORNERS, Probe, probe_dataset
-from dxai.actors.pixels.types import ScanRequest
+from dxai.actors.pixels.types import Box, ScanRequest
 from dxai.configs.errors import DxaiError
 from dxai.configs.schema.pixels import PixelPolicyConfig
 from dxai.observability.logging import get_logger
@@ -56,6 +57,9 @@ class PixelInput:
 
     phi_values: tuple[str, ...]
     flagged: bool
+    #: known PHI regions (CTP rules) matched on the original header: de-identification removes
+    #: attributes the rules read, so they are matched before it
+    known: tuple[Box, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,17 @@ class PixelStep:
         flagged = str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
         return PixelInput(tuple(phi_values(ds)), flagged)
 
+    def inspect(self, ds: Dataset) -> PixelInput:
+        """:meth:`prepare` plus the known regions the actor matches on the original header.
+
+        Known regions are an optional capability of an actor (the redactors have it).
+        """
+        pre = self.prepare(ds)
+        match = getattr(self.actor, "known_regions", None)
+        if match is None:
+            return pre
+        return dataclasses.replace(pre, known=tuple(match(ds)))
+
     def probe(self, source: bytes | Path) -> Probe:
         """The presence pass over one instance (blocking): whether it likely needs full OCR.
 
@@ -133,12 +148,15 @@ class PixelStep:
         """
         skipped = PixelSummary(status="skipped")
         if not scan:
-            return _unscanned(ds, pre, skipped, None)
+            return self._known_only(ds, pre, skipped)
         if self.actor is None:
             if "PixelData" in ds:
                 return PixelVerdict("held", "pixel_actor_unavailable", skipped)
             return PixelVerdict("passed", "", skipped)
-        report = self.actor.redact_dataset(ds, pre.phi_values, self.request, flagged=pre.flagged)
+        options: dict[str, Any] = {"flagged": pre.flagged}
+        if hasattr(self.actor, "known_regions"):
+            options["known"] = pre.known
+        report = self.actor.redact_dataset(ds, pre.phi_values, self.request, **options)
         summary, detail = _summary(report), report.as_dict()
         if report.status in ("clean", "redacted"):
             return PixelVerdict("passed", "", summary, detail)
@@ -148,6 +166,17 @@ class PixelStep:
             return PixelVerdict("held", _held_reason(report.held_reasons), summary, detail)
         code = re.sub(r"[^a-z0-9_]", "_", (report.error_code or "failed").lower())[:56]
         return PixelVerdict("failed", f"pixel_{code}", summary, detail)
+
+    def _known_only(self, ds: Dataset, pre: PixelInput, skipped: PixelSummary) -> PixelVerdict:
+        """An instance the series plan does not OCR: its known regions are still blanked."""
+        blank = getattr(self.actor, "redact_known_regions", None)
+        if not pre.known or blank is None:
+            return _unscanned(ds, pre, skipped, None)
+        report: PixelReport = blank(ds, pre.known)
+        if report.status == "failed":
+            code = re.sub(r"[^a-z0-9_]", "_", (report.error_code or "failed").lower())[:56]
+            return PixelVerdict("failed", f"pixel_{code}", _summary(report), report.as_dict())
+        return _unscanned(ds, pre, _summary(report), report.as_dict())
 
 
 def _unscanned(

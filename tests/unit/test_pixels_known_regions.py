@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 
+from dxai.actors.outbound import InstancePipeline, PixelStep, build_pipeline
 from dxai.actors.pixels.known_regions import (
     CONFIG_KEY,
     PACKAGED,
@@ -23,6 +26,7 @@ from dxai.actors.pixels.report import RedactedBox
 from dxai.actors.pixels.types import Box, Recognition, UInt8Array
 from dxai.configs.errors import ConfigError
 from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.configs.schema.root import DxaiConfig
 
 # the sha256 recorded in actors/data/ctp/README.md (CTP commit 361e90f8032f...)
 CTP_SHA256 = "553a86e6717ff373310313df280898b7056c508ca1ac15d95d8496b77ffb0d60"
@@ -407,3 +411,36 @@ def test_config_defaults_and_bounds() -> None:
     assert policy.known_regions is True and policy.known_regions_file is None
     with pytest.raises(ValueError, match="known_regions_file"):
         PixelPolicyConfig(known_regions_file="")
+
+
+# ---------------------------------------------------------- through the per-instance pipeline
+
+
+def _pipeline_input(tmp: Path) -> tuple[bytes, InstancePipeline]:
+    """A GE dose screen as Part 10 bytes, and the pipeline with the fake-OCR redactor."""
+    ds = _ge_dose_screen()
+    ds.PatientName, ds.PatientID = "DOE^JOHN", "MRN123"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid.generate_uid(), uid.generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = (
+        ds.SOPClassUID,
+        ds.SOPInstanceUID,
+    )
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    config = DxaiConfig.model_validate({"state": {"data_dir": str(tmp)}})
+    header_only = build_pipeline(config)[0]
+    return buf.getvalue(), InstancePipeline(header_only.deid, PixelStep(_redactor()[0], "auto"))
+
+
+@pytest.mark.parametrize("scan", [True, False], ids=["ocr", "not-ocred-by-the-plan"])
+def test_rules_match_the_original_header_in_the_pipeline(tmp_path: Path, scan: bool) -> None:
+    """CommentsOnRadiationDose, which the GE rule reads, is removed by header de-id: the rule
+    still matches (on the original header), also when the series plan does not OCR the slice."""
+    raw, pipeline = _pipeline_input(tmp_path)
+    out = pipeline.process(raw, scan=scan)
+    assert out.status == "passed" and out.data is not None
+    result = pydicom.dcmread(BytesIO(out.data))
+    assert "CommentsOnRadiationDose" not in result
+    assert int(np.asarray(result.pixel_array)[0:110, 0:512].max()) == BACKGROUND
+    assert out.pixel_report is not None
+    assert [b["reason"] for b in out.pixel_report["boxes"]][:1] == ["known_region"]
