@@ -23,7 +23,7 @@ from dxai.actors.deid.fileio import read_dicom
 from dxai.actors.outbound.outcome import InstanceStatus, PixelSummary
 from dxai.actors.pixels.presence import NO_CORNERS, Probe, probe_dataset
 from dxai.actors.pixels.types import Box, ScanRequest
-from dxai.configs.errors import DxaiError
+from dxai.configs.errors import ConfigError, DxaiError
 from dxai.configs.schema.pixels import PixelPolicyConfig
 from dxai.observability.logging import get_logger
 
@@ -189,11 +189,14 @@ def _unscanned(
 
 
 def build_cpu_pixel_actor(policy: PixelPolicyConfig) -> PixelActor | None:
-    """The CPU OCR redactor for ``policy``; None (instances get held) when it cannot load."""
+    """The CPU OCR redactor for ``policy``; None (instances get held) when its models cannot
+    load; a configuration error (a known-regions script that does not parse) is raised."""
     try:
         from dxai.actors.pixels import PixelRedactor
 
         return PixelRedactor(policy=policy)
+    except ConfigError:
+        raise
     except (DxaiError, ImportError, OSError, RuntimeError) as exc:
         log.error("pixel actor unavailable", extra={"error_code": type(exc).__name__})
         return None

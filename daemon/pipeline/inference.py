@@ -13,7 +13,7 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
-from dxai.configs.errors import DxaiError
+from dxai.configs.errors import ConfigError, DxaiError
 from dxai.configs.schema.root import DxaiConfig
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
@@ -66,11 +66,15 @@ def batched_pixel_actor(
     """The redactor whose OCR runs through ``client`` (call from a thread); None on failure.
 
     None (instances with pixel data are held) when the recogniser's charset cannot be read.
+    A configuration error (a site's known-regions script that does not parse) is raised: the
+    daemon refuses to start with the message naming the key and line.
     """
     try:
         from dxai.actors.pixels.inference import build_batched_redactor
 
         return build_batched_redactor(policy, client, loop, sensor)
+    except ConfigError:
+        raise
     except _LOAD_ERRORS as exc:
         log.error("pixel actor unavailable", extra={"error_code": type(exc).__name__})
         return None

@@ -175,3 +175,17 @@ def test_cli_pixel_step_unavailable_writes_no_output_and_fails(
     entry = report["files"][0]
     assert entry["status"] in ("held", "failed") and entry["reason"].startswith("pixel_")
     assert entry["dst"] is None or ".held" in entry["dst"]
+
+
+def test_cli_refuses_a_known_regions_script_that_does_not_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DXAI_STATE__DATA_DIR", str(tmp_path / "data"))
+    script = tmp_path / "site.script"
+    script.write_text('{ Modality.equals("CT") \n(0,0,10,10)\n', encoding="utf-8")
+    monkeypatch.setenv("DXAI_DEID__PIXEL_POLICY__KNOWN_REGIONS_FILE", str(script))
+    src = _tree(tmp_path)
+    assert main(["deid", str(src), str(tmp_path / "dst"), "--pixels", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "known_regions_file" in err and "line" in err
+    assert not (tmp_path / "dst" / "a" / "b" / "one.dcm").exists()
