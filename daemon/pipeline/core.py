@@ -83,7 +83,10 @@ class Pipeline(AsyncLifecycle):
         self._study = StudyWork(parts, config, self._executor, self.staging)
 
     async def start(self) -> None:
-        """Nothing to acquire: the thread pool exists from construction."""
+        """Remove staging areas no active job owns (left by a node killed after a conclusion:
+        they hold PHI).  The thread pool exists from construction."""
+        active = {job.key for job in await self.parts.store.unfinished()}
+        await asyncio.to_thread(self.staging.sweep, active)
 
     async def stop(self) -> None:
         """Drain in-flight jobs, then shut the thread pool down (idempotent).

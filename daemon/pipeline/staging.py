@@ -36,6 +36,14 @@ class Staging:
             (folder / sub).mkdir(parents=True, mode=0o700, exist_ok=True)
         return JobArea(self, folder)
 
+    def sweep(self, keep: set[str]) -> int:
+        """Remove every job area whose job is not in ``keep`` (job keys); how many (blocking)."""
+        kept = {key[:32] for key in keep}
+        stale = [p for p in self.root.glob("*") if p.is_dir() and p.name not in kept]
+        for folder in stale:
+            self.remove(folder.name)
+        return len(stale)
+
     def remove(self, job_key: str) -> None:
         """Delete a job's area and give its bytes back (blocking; idempotent)."""
         folder = self.root / job_key[:32]

@@ -122,3 +122,14 @@ async def test_deferred_is_sent_once_across_a_restart(tmp_path: Path) -> None:
         await pipe.drain(30)
     assert [d.decision for d in rig.pub.decisions] == ["proceed"]
     assert [r.state for r in rig.pub.res] == ["released"]
+
+
+async def test_start_sweeps_staging_left_by_finished_jobs(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, MemSource([RAW]))
+    async with rig.store:
+        pipe = Pipeline(rig.parts, rig.config)
+        stale = pipe.staging.root / ("ab" * 16) / "out"
+        stale.mkdir(parents=True)
+        (stale / "00000001.dcm").write_bytes(RAW)
+        async with pipe:
+            assert not (pipe.staging.root / ("ab" * 16)).exists()
