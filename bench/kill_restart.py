@@ -29,19 +29,12 @@ from typing import Any
 import httpx
 import pydicom
 import yaml
+from _services import clear, orthanc_url, save, service
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-REPO = Path(__file__).resolve().parents[1]
-SERVICES = REPO / ".services"
-RESULTS = REPO / "bench" / "results" / "kill_restart.json"
 AGREE = {"proceed": {"released"}, "hold": {"held_for_review"}, "block": {"blocked", "failed"}}
-
-
-def service(*parts: str) -> str:
-    """A value the service scripts wrote under .services/."""
-    return SERVICES.joinpath(*parts).read_text(encoding="utf-8").strip()
 
 
 async def upload_studies(base: str, count: int, series: int, per_series: int) -> list[str]:
@@ -62,13 +55,6 @@ async def upload_studies(base: str, count: int, series: int, per_series: int) ->
                     (await http.post("/instances", content=buf.getvalue())).raise_for_status()
             studies.append(study)
     return studies
-
-
-def clear(base: str) -> None:
-    """Delete every patient of the Orthanc at ``base``."""
-    with httpx.Client(base_url=base, timeout=120) as http:
-        for patient in http.get("/patients").raise_for_status().json():
-            http.delete(f"/patients/{patient}").raise_for_status()
 
 
 def write_config(tmp: Path, bootstrap: str, topic: str, src: str, dst: str, args: Any) -> Path:
@@ -198,8 +184,8 @@ def tally(studies: int, results: list[Any], decisions: list[Any]) -> dict[str, A
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Upload, stream, kill, restart, count."""
     bootstrap = service("kafka", "bootstrap")
-    src = f"http://127.0.0.1:{service('orthanc', 'source', 'http_port')}"
-    dst = f"http://127.0.0.1:{service('orthanc', 'dest', 'http_port')}"
+    src = orthanc_url("source")
+    dst = orthanc_url("dest")
     clear(src)
     clear(dst)
     studies = await upload_studies(src, args.studies, args.series, args.per_series)
@@ -242,10 +228,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    text = json.dumps(result, indent=1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    save("kill_restart", result)
     return 0
 
 

@@ -31,19 +31,11 @@ import httpx
 import numpy as np
 import pydicom
 import yaml
+from _services import clear, orthanc_url, save
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-REPO = Path(__file__).resolve().parents[1]
-SERVICES = REPO / ".services" / "orthanc"
-RESULTS = REPO / "bench" / "results" / "transfer.json"
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-
-
-def orthanc_url(name: str) -> str:
-    """The REST root of the test Orthanc ``name`` (source or dest)."""
-    port = (SERVICES / name / "http_port").read_text(encoding="utf-8").strip()
-    return f"http://127.0.0.1:{port}"
 
 
 def make_instance(study: str, series: str, number: int, rows: int, cols: int) -> bytes:
@@ -71,13 +63,6 @@ async def upload(base: str, study: str, count: int, rows: int, cols: int) -> int
             (await http.post("/instances", content=data)).raise_for_status()
             sent += len(data)
     return sent
-
-
-def clear(base: str) -> None:
-    """Delete every patient of the Orthanc at ``base``."""
-    with httpx.Client(base_url=base, timeout=120) as http:
-        for patient in http.get("/patients").raise_for_status().json():
-            http.delete(f"/patients/{patient}").raise_for_status()
 
 
 async def relay_study(http: httpx.AsyncClient, src: str, dst: str, study: str) -> None:
@@ -241,10 +226,7 @@ def main() -> int:
     parser.add_argument("--skip-big", action="store_true")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    text = json.dumps(result, indent=1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    save("transfer", result)
     return 0
 
 
