@@ -90,7 +90,7 @@ def _number(head: Dataset) -> int:
         return 0
 
 
-def sampled(member: Member, pipeline: InstanceProcessor) -> bool:
+def planned_as_whole(member: Member, pipeline: InstanceProcessor) -> bool:
     """Whether ``member``'s series is planned as a whole (``sample`` or ``presence``: the
     series must be complete first), else every instance is simply processed, and a caller may
     start each one as soon as it arrives."""
@@ -110,16 +110,21 @@ class SeriesPlan:
     rest: list[int]
 
 
+def series_groups(members: Sequence[Member]) -> list[list[int]]:
+    """Member indices grouped by SeriesInstanceUID (a member without one alone), in order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, member in enumerate(members):
+        groups[member.series_uid or f"#{index}"].append(index)
+    return list(groups.values())
+
+
 def plan(members: Sequence[Member], pipeline: InstanceProcessor) -> list[SeriesPlan]:
     """Per series (by SeriesInstanceUID; unreadable members alone), how it is scanned."""
     step = pipeline.pixels
     if step is None or step.request == "always":
         return [SeriesPlan("always", list(range(len(members))), [])]
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, member in enumerate(members):
-        groups[member.series_uid or f"#{index}"].append(index)
     plans: list[SeriesPlan] = []
-    for indices in groups.values():
+    for indices in series_groups(members):
         head = members[indices[0]]
         action = step.policy.scan_action(head.modality, head.sop_class)
         if action != "sample":

@@ -84,8 +84,6 @@ class PipelineConfig(Section):
     version: str = "1"
     release: Literal["study", "series"] = "study"
     staging_max_bytes: int = Field(default=20 * 1024**3, ge=1024**2)
-    release_chunk_instances: int = Field(default=32, ge=1, le=10_000)
-    release_chunk_bytes: int = Field(default=64 * 1024**2, ge=1024)
     outbox_retry_initial_s: float = Field(default=0.5, gt=0)
     outbox_retry_max_s: float = Field(default=30.0, gt=0)
 

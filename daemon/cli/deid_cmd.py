@@ -15,7 +15,6 @@ import functools
 import json
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -27,7 +26,6 @@ from dxai.actors.outbound import (
     FileReport,
     InstanceOutcome,
     InstancePipeline,
-    Member,
     PipelineChoice,
     Tally,
     build_pipeline,
@@ -37,6 +35,7 @@ from dxai.actors.outbound import (
     write_outcome,
 )
 from dxai.actors.outbound.files import FILE_STATUS, held_path
+from dxai.actors.outbound.series import series_groups
 from dxai.actors.pixels.presence import Probe
 from dxai.configs.schema import DxaiConfig, load_config
 from dxai.daemon.pipeline.inference import open_pixel_actor
@@ -83,22 +82,18 @@ class _Run:
     tally: Tally = dataclasses.field(default_factory=Tally)
 
 
-def _series(members: list[Member]) -> list[list[int]]:
-    """Member indices grouped by series (inputs without one each alone), in input order."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, member in enumerate(members):
-        groups[member.series_uid or f"#{index}"].append(index)
-    return list(groups.values())
-
-
 async def _process(run: _Run, pipeline: InstancePipeline, workers: int, progress: Any) -> None:
     """Every series through :func:`run_series`, the CPU work in ``workers`` threads."""
     loop = asyncio.get_running_loop()
     task = progress.add_task("de-identifying", total=len(run.files))
     with ThreadPoolExecutor(workers, thread_name_prefix="dxai-deid") as pool:
+
+        async def probe(call: Callable[[], Probe]) -> Probe:
+            return await loop.run_in_executor(pool, call)
+
         reads = [loop.run_in_executor(pool, read_member, path) for path, _rel in run.files]
         members = list(await asyncio.gather(*reads))
-        for numbers in _series(members):
+        for numbers in series_groups(members):
 
             async def one(
                 i: int, call: Callable[[], InstanceOutcome], numbers: list[int] = numbers
@@ -107,9 +102,6 @@ async def _process(run: _Run, pipeline: InstancePipeline, workers: int, progress
                 run.tally.add(out)
                 progress.advance(task)
                 return out
-
-            async def probe(call: Callable[[], Probe]) -> Probe:
-                return await loop.run_in_executor(pool, call)
 
             await run_series([members[i] for i in numbers], pipeline, one, probe)
 

@@ -3,8 +3,8 @@
 Memory stays bounded: each fetched instance goes to the job's staging area on disk as it
 arrives and is processed from there; passed outputs are staged on disk too.  Release
 (``pipeline.release``): ``study`` (default) sends nothing until every instance of the study
-passed, then sends the staged outputs in bounded chunks; ``series`` sends each series' passed
-outputs once the series is done.
+passed, then sends the staged outputs (the sink bounds each request); ``series`` sends each
+series' passed outputs once the series is done.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import asyncio
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dxai.actors.outbound.outcome import InstanceOutcome
-from dxai.actors.outbound.series import Member, read_member, run_series, sampled
+from dxai.actors.outbound.series import Member, planned_as_whole, read_member, run_series
 from dxai.actors.pixels.presence import Probe
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
@@ -30,22 +30,6 @@ from dxai.daemon.pipeline.staging import JobArea, Staging
 
 if TYPE_CHECKING:
     from dxai.daemon.pipeline.core import PipelineParts
-
-
-def chunks(paths: Sequence[Path], max_items: int, max_bytes: int) -> Iterator[list[Path]]:
-    """``paths`` in order, in groups of at most ``max_items`` files and ``max_bytes`` bytes
-    (a single larger file makes a group of its own)."""
-    group: list[Path] = []
-    size = 0
-    for path in paths:
-        length = path.stat().st_size
-        if group and (len(group) >= max_items or size + length > max_bytes):
-            yield group
-            group, size = [], 0
-        group.append(path)
-        size += length
-    if group:
-        yield group
 
 
 class StudyWork:
@@ -94,9 +78,7 @@ class StudyWork:
                     work.append(task)
             staged = [path for task in work for path in await task]
         finally:
-            for task in work:
-                task.cancel()
-            await asyncio.gather(*work, return_exceptions=True)
+            await _cancel_all(work)
         if staged and tally.passed == tally.received:
             await self._release(sink, staged, tally)
         return tally
@@ -129,13 +111,11 @@ class StudyWork:
         try:
             async for raw in source.iter_instances(study_uid, series_uid):
                 members.append(await asyncio.to_thread(_stage, area, raw))
-                if not sampled(members[0], processor):
+                if not planned_as_whole(members[0], processor):
                     call = functools.partial(processor.process, members[-1].source)
                     started.append(asyncio.create_task(run(len(members) - 1, call)))
         except BaseException:
-            for task in started:
-                task.cancel()
-            await asyncio.gather(*started, return_exceptions=True)
+            await _cancel_all(started)
             raise
 
         async def finish() -> list[Path]:
@@ -165,12 +145,19 @@ class StudyWork:
         return out, path
 
     async def _release(self, sink: StudySink, paths: Sequence[Path], tally: StudyTally) -> None:
-        """Send staged outputs to the destination in bounded chunks; count what it took."""
-        cfg = self.config
-        for group in chunks(paths, cfg.release_chunk_instances, cfg.release_chunk_bytes):
-            report = await sink.store(group)  # read from disk by the sink while it sends
-            tally.released += report.stored
-            tally.refused += len(report.failed_uids)
+        """Send staged outputs to the destination; count what it took.  The sink bounds its
+        requests (``stow_max_instances`` / ``stow_max_bytes``) and reads each file only while
+        sending it."""
+        report = await sink.store(paths)
+        tally.released += report.stored
+        tally.refused += len(report.failed_uids)
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` (finished ones are left as they are) and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _stage(area: JobArea, raw: bytes) -> Member:
