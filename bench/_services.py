@@ -4,6 +4,7 @@ and writing the one JSON result (stdout and bench/results/<name>.json)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,18 @@ def service(*parts: str) -> str:
 def orthanc_url(name: str) -> str:
     """The REST root of the test Orthanc ``name`` (source or dest)."""
     return f"http://127.0.0.1:{service('orthanc', name, 'http_port')}"
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def orthancs_cpu_s() -> float:
+    """CPU seconds both test Orthancs have used so far."""
+    return sum(cpu_s(int(service("orthanc", name, "orthanc.pid"))) for name in ("source", "dest"))
 
 
 def clear(base: str) -> None:

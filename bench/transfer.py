@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import httpx
 import numpy as np
 import pydicom
 import yaml
-from _services import clear, orthanc_url, save
+from _services import clear, cpu_s, orthanc_url, orthancs_cpu_s, save
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -81,12 +82,16 @@ async def relay_study(http: httpx.AsyncClient, src: str, dst: str, study: str) -
         sent.raise_for_status()
 
 
-async def ceiling(src: str, dst: str, studies: list[str]) -> float:
-    """Seconds for the plain concurrent relay of every study."""
-    started = time.monotonic()
+async def ceiling(src: str, dst: str, studies: list[str]) -> dict[str, float]:
+    """Seconds (and CPU seconds: relay, Orthancs) for the plain concurrent relay of every study."""
+    started, cpu, orthancs = time.monotonic(), time.process_time(), orthancs_cpu_s()
     async with httpx.AsyncClient(timeout=600) as http:
         await asyncio.gather(*(relay_study(http, src, dst, s) for s in studies))
-    return time.monotonic() - started
+    return {
+        "seconds": time.monotonic() - started,
+        "cpu_s": time.process_time() - cpu,
+        "orthancs_cpu_s": orthancs_cpu_s() - orthancs,
+    }
 
 
 def daemon_config(tmp: Path, src: str, dst: str, port: int) -> Path:
@@ -144,7 +149,7 @@ async def _drive(
                 if time.monotonic() > end or proc.poll() is not None:
                     raise RuntimeError("the daemon did not start") from None
                 await asyncio.sleep(0.2)
-        started = time.monotonic()
+        started, cpu_before, orthancs = time.monotonic(), cpu_s(proc.pid), orthancs_cpu_s()
         for n, study in enumerate(studies):
             event = {
                 "event_type": "study_received",
@@ -159,8 +164,15 @@ async def _drive(
             raise RuntimeError("the daemon exited")
         await asyncio.sleep(0.1)
     seconds = time.monotonic() - started
+    orthancs = orthancs_cpu_s() - orthancs
     states = [json.loads(p.read_text())["state"] for p in results.glob("*.json")]
-    return {"seconds": round(seconds, 2), "states": states, "peak_rss_mb": peak_rss_mb(proc.pid)}
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_s": round(cpu_s(proc.pid) - cpu_before, 2),
+        "orthancs_cpu_s": round(orthancs, 2),
+        "states": states,
+        "peak_rss_mb": peak_rss_mb(proc.pid),
+    }
 
 
 async def throughput(args: argparse.Namespace, src: str, dst: str) -> dict[str, Any]:
@@ -177,10 +189,16 @@ async def throughput(args: argparse.Namespace, src: str, dst: str) -> dict[str, 
         "studies": args.studies,
         "instances": args.studies * args.slices,
         "bytes": size,
-        "ceiling_s": round(plain, 2),
+        "ceiling_s": round(plain["seconds"], 2),
+        "ceiling_cpu_s": {
+            "relay": round(plain["cpu_s"], 2),
+            "orthancs": round(plain["orthancs_cpu_s"], 2),
+        },
         "daemon_s": daemon["seconds"],
-        "ratio": round(plain / daemon["seconds"], 3),
+        "daemon_cpu_s": {"daemon": daemon["cpu_s"], "orthancs": daemon["orthancs_cpu_s"]},
+        "ratio": round(plain["seconds"] / daemon["seconds"], 3),
         "states": sorted(set(daemon["states"])),
+        "cores": os.cpu_count(),
         "goal": "ratio >= 0.9",
     }
 

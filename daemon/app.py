@@ -114,7 +114,11 @@ async def _serve(
             publisher,
             sensor,
             RetryPolicy.from_config(config.kafka),
-            staging=Staging(data_dir / "staging", config.pipeline.staging_max_bytes),
+            staging=Staging(
+                data_dir / "staging",
+                config.pipeline.staging_max_bytes,
+                config.pipeline.staging_memory_max_bytes,
+            ),
             sinks=routes.sink_for,
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))

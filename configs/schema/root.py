@@ -76,6 +76,9 @@ class PipelineConfig(Section):
     does not spend them.  ``release``: ``study`` (default) sends nothing to the destination
     until every instance of the study passed; ``series`` streams each series' passed instances
     as soon as the series is done (a later hold may then follow a partial release).
+    Staging: instances wait for the release in memory while all jobs together hold less than
+    ``staging_memory_max_bytes`` there, then on disk under the data dir, up to
+    ``staging_max_bytes``.
     """
 
     decision_deadline_s: float = Field(default=30.0, gt=0)
@@ -84,6 +87,7 @@ class PipelineConfig(Section):
     version: str = "1"
     release: Literal["study", "series"] = "study"
     staging_max_bytes: int = Field(default=20 * 1024**3, ge=1024**2)
+    staging_memory_max_bytes: int = Field(default=256 * 1024**2, ge=0)
     outbox_retry_initial_s: float = Field(default=0.5, gt=0)
     outbox_retry_max_s: float = Field(default=30.0, gt=0)
 

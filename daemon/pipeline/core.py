@@ -75,7 +75,7 @@ class Pipeline(AsyncLifecycle):
         self._stopping = asyncio.Event()
         if parts.staging is None:
             root = Path(tempfile.mkdtemp(prefix="dxai-staging-"))
-            parts.staging = Staging(root, config.staging_max_bytes)
+            parts.staging = Staging(root, config.staging_max_bytes, config.staging_memory_max_bytes)
         self.staging: Staging = parts.staging
         self._finisher = JobFinisher(
             parts.store, parts.publisher, parts.sensor, parts.processor.info, config

@@ -1,7 +1,8 @@
 """One study's work: fetch series by series into staging, run the per-instance pipeline, release.
 
-Memory stays bounded: each fetched instance goes to the job's staging area on disk as it
-arrives and is processed from there; passed outputs are staged on disk too.  Release
+Memory stays bounded: each fetched instance goes to the job's staging area as it arrives (in
+memory within the daemon's budget, else on disk) and is processed from there; passed outputs
+are staged the same way.  Release
 (``pipeline.release``): ``study`` (default) sends nothing until every instance of the study
 passed, then sends the staged outputs (the sink bounds each request); ``series`` sends each
 series' passed outputs once the series is done.
@@ -15,7 +16,6 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dxai.actors.outbound.outcome import InstanceOutcome
@@ -26,7 +26,7 @@ from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import JobRecord
 from dxai.daemon.pipeline.outcome import StudyTally
-from dxai.daemon.pipeline.staging import JobArea, Staging
+from dxai.daemon.pipeline.staging import JobArea, Staged, Staging
 
 if TYPE_CHECKING:
     from dxai.daemon.pipeline.core import PipelineParts
@@ -68,7 +68,7 @@ class StudyWork:
     ) -> StudyTally:
         """Fetch series after series while earlier ones are still processed; release."""
         tally = StudyTally()
-        work: list[asyncio.Task[list[Path]]] = []
+        work: list[asyncio.Task[list[Staged]]] = []
         try:
             for series_uid in series:
                 task = await self._series(source, study_uid, series_uid, area, tally)
@@ -90,14 +90,14 @@ class StudyWork:
         series_uid: str,
         area: JobArea,
         tally: StudyTally,
-    ) -> asyncio.Task[list[Path]]:
+    ) -> asyncio.Task[list[Staged]]:
         """Stage the series' instances one by one as they arrive; return the task processing
         them (started at once per instance, or after the fetch when the series is planned as a
         whole: ``sample`` or ``presence``),
         whose result is the passed outputs' paths in order."""
         members: list[Member] = []
         started: list[asyncio.Task[InstanceOutcome]] = []
-        staged: dict[int, Path] = {}
+        staged: dict[int, Staged] = {}
         processor = self.parts.processor
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
@@ -118,7 +118,7 @@ class StudyWork:
             await _cancel_all(started)
             raise
 
-        async def finish() -> list[Path]:
+        async def finish() -> list[Staged]:
             if started:
                 await asyncio.gather(*started)
             else:
@@ -133,7 +133,7 @@ class StudyWork:
 
     async def _timed(
         self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
-    ) -> tuple[InstanceOutcome, Path | None]:
+    ) -> tuple[InstanceOutcome, Staged | None]:
         """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
@@ -144,7 +144,7 @@ class StudyWork:
             self.parts.sensor.observe("instance_s", out.pixels.seconds, {"component": "pixels"})
         return out, path
 
-    async def _release(self, sink: StudySink, paths: Sequence[Path], tally: StudyTally) -> None:
+    async def _release(self, sink: StudySink, paths: Sequence[Staged], tally: StudyTally) -> None:
         """Send staged outputs to the destination; count what it took.  The sink bounds its
         requests (``stow_max_instances`` / ``stow_max_bytes``) and reads each file only while
         sending it."""
@@ -161,17 +161,21 @@ async def _cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
 
 
 def _stage(area: JobArea, raw: bytes) -> Member:
-    """Write a fetched instance to the staging area; the member that points at it (blocking)."""
-    return read_member(area.stage_input(raw))
+    """Write a fetched instance to the staging area; the member that points at it (blocking).
+
+    The planning facts are read from the bytes in memory, not from the staged file: pydicom
+    asks a file for its position at every element, one system call each, and every call gives
+    up the GIL to the de-identification threads (a convoy that made this the costliest step).
+    """
+    return dataclasses.replace(read_member(raw), source=area.stage_input(raw))
 
 
 def _process(
     area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
-) -> tuple[InstanceOutcome, Path | None]:
+) -> tuple[InstanceOutcome, Staged | None]:
     """Process one staged instance; stage its output when it passed (blocking, worker thread)."""
     outcome = call()
     source = member.source
-    assert isinstance(source, Path)
     path = None
     if outcome.releasable is not None:
         path = area.stage_output(source, outcome.releasable)

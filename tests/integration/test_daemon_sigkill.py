@@ -41,7 +41,12 @@ def _write_config(tmp: Path, bootstrap: str, topic: str, pair: Any, transactiona
         "mode": "production",
         "state": {"data_dir": str(tmp / "state")},
         "deid": {"pixels": "never"},
-        "pipeline": {"decision_deadline_s": DECISION_DEADLINE_S, "cpu_workers": 1},
+        # staged on disk only (no memory tier): the kill is timed by the staged files
+        "pipeline": {
+            "decision_deadline_s": DECISION_DEADLINE_S,
+            "cpu_workers": 1,
+            "staging_memory_max_bytes": 0,
+        },
         "kafka": kafka_section(
             bootstrap, topic, session_timeout_ms=6000, transactional=transactional
         ),

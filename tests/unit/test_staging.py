@@ -1,0 +1,62 @@
+"""The staging area's two tiers: memory within the daemon's budget, disk past it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dxai.configs.errors import ServiceUnavailableError
+from dxai.daemon.pipeline.staging import Staging
+
+pytestmark = pytest.mark.unit
+
+
+def test_within_the_memory_budget_nothing_is_written(tmp_path: Path) -> None:
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=100)
+    area = staging.open("job-a")
+    kept = area.stage_input(b"x" * 60)
+    assert kept == b"x" * 60
+    assert staging.held_bytes == 60
+    assert not list((tmp_path / "job-a").rglob("*.dcm"))
+    out = area.stage_output(kept, b"y" * 30)
+    assert out == b"y" * 30 and staging.held_bytes == 90
+    area.drop_input(kept)
+    assert staging.held_bytes == 30
+
+
+def test_past_the_memory_budget_instances_go_to_disk(tmp_path: Path) -> None:
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=100)
+    area = staging.open("job-b")
+    first = area.stage_input(b"a" * 80)
+    second = area.stage_input(b"b" * 80)
+    assert isinstance(first, bytes)
+    assert isinstance(second, Path) and second.read_bytes() == b"b" * 80
+    assert second.stat().st_mode & 0o777 == 0o600
+    out = area.stage_output(first, b"c" * 80)  # the budget is still spent by the input
+    assert isinstance(out, Path) and out.parent.name == "out"
+    other = area.stage_output(second, b"d" * 10)
+    assert other == b"d" * 10
+    assert staging.used_bytes == 160
+    area.drop_input(second)
+    assert not second.exists() and staging.used_bytes == 80
+
+
+def test_removing_a_job_gives_its_memory_and_disk_back(tmp_path: Path) -> None:
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=100)
+    area = staging.open("job-c")
+    area.stage_input(b"m" * 90)
+    area.stage_input(b"d" * 50)
+    keep = staging.open("job-d")
+    keep.stage_input(b"k" * 5)
+    staging.remove("job-c")
+    assert staging.held_bytes == 5 and staging.used_bytes == 0
+    assert not (tmp_path / "job-c").exists()
+
+
+def test_disk_budget_still_refuses_past_max_bytes(tmp_path: Path) -> None:
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=0)
+    area = staging.open("job-e")
+    area.stage_input(b"z" * (1024**2 - 10))
+    with pytest.raises(ServiceUnavailableError):
+        area.stage_input(b"z" * 20)
