@@ -36,6 +36,8 @@ from dxai.actors.pixels.render import (
     wide_window,
 )
 from dxai.actors.pixels.report import PixelReport, RedactedBox
+from dxai.actors.pixels.second_reader import REASON as SECOND_READER
+from dxai.actors.pixels.second_reader import SecondReader, build_second_reader
 from dxai.actors.pixels.types import (
     Box,
     ScanRequest,
@@ -52,6 +54,9 @@ CLEAN_PIXEL_CODE = ("113101", "DCM", "Clean Pixel Data Option")
 LINE_MAX_HEIGHT_PX = 64
 LINE_MAX_HEIGHT_SHARE = 0.12
 MIN_LINE_CHARS = 3
+# a fill over this share of a line's height covers those columns (what is left is too thin)
+COVERED_HEIGHT = 0.7
+MIN_CHAR_WIDTH_PX = 4
 
 
 @dataclass
@@ -72,11 +77,17 @@ class PixelRedactor:
         detector: TextDetector | None = None,
         recognizer: TextRecognizer | None = None,
         sensor: Sensor | None = None,
+        second_reader: SecondReader | None = None,
     ) -> None:
         """Models default to the CPU ONNX Runtime ones; ``sensor`` counts OCR cache lookups
-        (default: the process-wide sensor; the daemon passes its own)."""
+        (default: the process-wide sensor; the daemon passes its own).  ``second_reader``
+        defaults to the policy's (``second_reader``; ConfigError when it cannot load)."""
         self.policy = policy or PixelPolicyConfig()
         self._known = library_for(self.policy)  # ConfigError when its script does not parse
+        self.second_reader = second_reader or build_second_reader(
+            self.policy.second_reader if self.policy.verify else "none",
+            self.policy.tessdata_dir,
+        )
         if detector is None or recognizer is None:
             from dxai.actors.pixels.ocr import EngineTextDetector, EngineTextRecognizer
 
@@ -203,6 +214,8 @@ class PixelRedactor:
             RedactedBox(b.box.x0, b.box.y0, b.box.x1, b.box.y1, b.reason) for b in boxes
         ]
         report.held_reasons = self._verify(work, lines, boxes, ctx)
+        if self.second_reader is not None:
+            self._second_read(work, ctx, report)
         self._finish(ds, snapshot, work, report, changed=bool(boxes or blanked))
 
     def _images(self, frames: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
@@ -228,9 +241,12 @@ class PixelRedactor:
     def _verify(
         self, work: _Work, lines: list[list[Line]], boxes: list[PhiBox], ctx: _Decide
     ) -> list[str]:
-        """Read again every line a fill touched; hold on legible PHI or unreadable text.
+        """Read again what fills left of every line they touched; hold on legible PHI or
+        unreadable text.
 
-        Lines no fill touched were read once already: only their confidence is checked.
+        Only the parts of a line no fill covers are read (:func:`remainders`): a crop with a
+        filled block in it reads poorly whatever is left beside it.  Lines no fill touched were
+        read once already: only their confidence is checked.
         """
         if not self.policy.verify:
             return []
@@ -246,13 +262,36 @@ class PixelRedactor:
         if not touched:
             return sorted(reasons)
         displays = self._displays(work.decoded.frames, work.info)
-        crops = [displays[i][n.box.y0 : n.box.y1, n.box.x0 : n.box.x1] for i, n in touched]
-        legible = [(n, c) for (_, n), c in zip(touched, crops, strict=True) if _has_ink(c)]
-        if legible:
-            recs = self.recognizer.recognize([c for _, c in legible])
-            for (n, _), rec in zip(legible, recs, strict=True):
-                reasons |= _verify_line(Line(n.box, rec), ctx, threshold, n.rec.text)
+        pieces: list[tuple[Line, Box]] = []
+        crops: list[UInt8Array] = []
+        for index, line in touched:
+            for part in remainders(line.box, [b.box for b in boxes]):
+                crop = displays[index][part.y0 : part.y1, part.x0 : part.x1]
+                if _has_ink(crop):
+                    pieces.append((line, part))
+                    crops.append(crop)
+        if crops:
+            recs = self.recognizer.recognize(crops)
+            for (line, part), rec in zip(pieces, recs, strict=True):
+                reasons |= _verify_line(Line(part, rec), ctx, threshold, line.rec.text)
         return sorted(reasons)
+
+    def _second_read(self, work: _Work, ctx: _Decide, report: PixelReport) -> None:
+        """The independent verify: the second reader reads each OCRed image after the fills;
+        PHI evidence it reads holds the instance, its boxes kept for the reviewer."""
+        assert self.second_reader is not None
+        report.second_reader = self.second_reader.name
+        floor = self.policy.second_reader_min_confidence
+        found: set[Box] = set()
+        for image in self._images(work.decoded.frames):
+            for line in self.second_reader.read(to_display(image, work.info)):
+                if line.confidence >= floor and legible_phi(line.text, ctx.terms, False, ctx.allow):
+                    found.add(line.box)
+        if found:
+            report.held_reasons = sorted({*report.held_reasons, SECOND_READER})
+            report.held_boxes += [
+                RedactedBox(b.x0, b.y0, b.x1, b.y1, SECOND_READER) for b in sorted(found)
+            ]
 
     def _finish(
         self,
@@ -303,6 +342,28 @@ def could_hide_text(line: Line, max_height: int) -> bool:
     if not read or line.box.height > max_height:
         return False
     return len(read.replace(" ", "")) >= MIN_LINE_CHARS or line.box.width >= 2 * line.box.height
+
+
+def remainders(line: Box, fills: Sequence[Box]) -> list[Box]:
+    """The parts of a horizontal text line that the fills leave readable, left to right.
+
+    A fill covers the columns it spans when it covers at least ``COVERED_HEIGHT`` of the line's
+    height (the strip above or below it is too thin for a character); what is left between
+    covered columns counts when it is at least as wide as half the line's height (a character).
+    """
+    spans: list[tuple[int, int]] = []
+    for fill in fills:
+        x0, x1 = max(line.x0, fill.x0), min(line.x1, fill.x1)
+        height = min(line.y1, fill.y1) - max(line.y0, fill.y0)
+        if x1 > x0 and height >= COVERED_HEIGHT * line.height:
+            spans.append((x0, x1))
+    out: list[Box] = []
+    x = line.x0
+    for x0, x1 in [*sorted(spans), (line.x1, line.x1)]:
+        if x0 - x >= max(MIN_CHAR_WIDTH_PX, line.height // 2):
+            out.append(Box(x, line.y0, x0, line.y1))
+        x = max(x, x1)
+    return out
 
 
 def _has_ink(crop: UInt8Array) -> bool:

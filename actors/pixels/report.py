@@ -33,6 +33,10 @@ class PixelReport:
     frames: int = 0
     frames_ocr: int = 0
     held_reasons: list[str] = field(default_factory=list)
+    # where PHI was still legible after the fills (for the reviewer of a hold; reason per box)
+    held_boxes: list[RedactedBox] = field(default_factory=list)
+    # the independent verify's engine ("" when it did not run)
+    second_reader: str = ""
     transfer_syntax_in: str = ""
     transfer_syntax_out: str = ""
     seconds: float = 0.0

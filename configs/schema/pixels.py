@@ -101,6 +101,14 @@ class PixelPolicyConfig(Section):
     margin_px: int = Field(default=2, ge=0, le=50)
     verify: bool = True
     verify_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    # the independent verify (with ``verify``): a second OCR engine reads every OCRed image after
+    # the fills; PHI it reads with at least ``second_reader_min_confidence`` holds the instance
+    # (reason ``second_reader_phi``).  tesseract: Debian's tesseract-ocr data through tesserocr,
+    # from ``tessdata_dir`` (None: TESSDATA_PREFIX, else /usr/share/tesseract-ocr/*/tessdata);
+    # the redactor is not built (ConfigError) when it cannot load.  none: off.
+    second_reader: Literal["tesseract", "none"] = "tesseract"
+    second_reader_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    tessdata_dir: str | None = Field(default=None, min_length=1)
     allow_list: tuple[str, ...] = DEFAULT_ALLOW
     max_ocr_frames: int = Field(default=4, ge=1, le=64)
     det_max_side: int = Field(default=960, ge=320, le=4096)
