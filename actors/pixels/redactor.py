@@ -213,7 +213,8 @@ class PixelRedactor:
         report.boxes = blanked + [
             RedactedBox(b.box.x0, b.box.y0, b.box.x1, b.box.y1, b.reason) for b in boxes
         ]
-        report.held_reasons = self._verify(work, lines, boxes, ctx)
+        report.held_boxes = self._verify(work, lines, boxes, ctx)
+        report.held_reasons = sorted({b.reason for b in report.held_boxes})
         if self.second_reader is not None:
             self._second_read(work, ctx, report)
         self._finish(ds, snapshot, work, report, changed=bool(boxes or blanked))
@@ -240,9 +241,9 @@ class PixelRedactor:
 
     def _verify(
         self, work: _Work, lines: list[list[Line]], boxes: list[PhiBox], ctx: _Decide
-    ) -> list[str]:
+    ) -> list[RedactedBox]:
         """Read again what fills left of every line they touched; hold on legible PHI or
-        unreadable text.
+        unreadable text.  The boxes that hold, each with its reason (for the reviewer).
 
         Only the parts of a line no fill covers are read (:func:`remainders`): a crop with a
         filled block in it reads poorly whatever is left beside it.  Lines no fill touched were
@@ -251,30 +252,38 @@ class PixelRedactor:
         if not self.policy.verify:
             return []
         threshold = self.policy.verify_min_confidence
-        reasons: set[str] = set()
+        held: list[RedactedBox] = []
         touched: list[tuple[int, Line]] = []
         for index, group in enumerate(lines):
             for line in group:
                 if any(line.box.intersection(b.box) for b in boxes):
                     touched.append((index, line))
                 else:  # kept as read: held to PHI evidence, not to redact_all_text again
-                    reasons |= _verify_line(line, replace(ctx, redact_all=False), threshold)
-        if not touched:
-            return sorted(reasons)
+                    kept = replace(ctx, redact_all=False)
+                    held += _held(line.box, _verify_line(line, kept, threshold))
+        if touched:
+            held += self._reread(work, touched, [b.box for b in boxes], ctx)
+        return held
+
+    def _reread(
+        self, work: _Work, touched: list[tuple[int, Line]], fills: list[Box], ctx: _Decide
+    ) -> list[RedactedBox]:
+        """Read the remainders of the touched lines on the filled images; what holds."""
         displays = self._displays(work.decoded.frames, work.info)
         pieces: list[tuple[Line, Box]] = []
         crops: list[UInt8Array] = []
         for index, line in touched:
-            for part in remainders(line.box, [b.box for b in boxes]):
+            for part in remainders(line.box, fills):
                 crop = displays[index][part.y0 : part.y1, part.x0 : part.x1]
                 if _has_ink(crop):
                     pieces.append((line, part))
                     crops.append(crop)
-        if crops:
-            recs = self.recognizer.recognize(crops)
-            for (line, part), rec in zip(pieces, recs, strict=True):
-                reasons |= _verify_line(Line(part, rec), ctx, threshold, line.rec.text)
-        return sorted(reasons)
+        held: list[RedactedBox] = []
+        recs = self.recognizer.recognize(crops) if crops else []
+        threshold = self.policy.verify_min_confidence
+        for (line, part), rec in zip(pieces, recs, strict=True):
+            held += _held(part, _verify_line(Line(part, rec), ctx, threshold, line.rec.text))
+        return held
 
     def _second_read(self, work: _Work, ctx: _Decide, report: PixelReport) -> None:
         """The independent verify: the second reader reads each OCRed image after the fills;
@@ -318,6 +327,10 @@ class _Decide:
     redact_all: bool
     allow: tuple[re.Pattern[str], ...]
     line_max_height: int
+
+
+def _held(box: Box, reasons: set[str]) -> list[RedactedBox]:
+    return [RedactedBox(box.x0, box.y0, box.x1, box.y1, reason) for reason in sorted(reasons)]
 
 
 def _verify_line(line: Line, ctx: _Decide, threshold: float, before: str | None = None) -> set[str]:

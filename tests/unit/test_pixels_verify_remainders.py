@@ -76,3 +76,19 @@ def test_a_whole_line_fill_is_not_read_again_as_a_low_confidence_sliver() -> Non
     report = PixelRedactor(policy, _Detector(), reader).redact_dataset(_dataset(), ["DOE^JOHN"])
     assert report.status == "redacted", report.held_reasons
     assert reader.crops == [(LINE.height, LINE.width)]  # read once, never again
+
+
+class _Unsure:
+    def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
+        return [Recognition("x7qz", 0.2) for _ in crops]
+
+
+def test_a_hold_carries_the_box_and_reason_for_the_reviewer() -> None:
+    policy = PixelPolicyConfig(second_reader="none", default_mode="match_phi")
+    report = PixelRedactor(policy, _Detector(), _Unsure()).redact_dataset(_dataset(), ["DOE^JOHN"])
+    assert report.status == "held"
+    assert report.held_reasons == ["low_confidence"]
+    assert [(b.x0, b.y0, b.x1, b.y1, b.reason) for b in report.held_boxes] == [
+        (LINE.x0, LINE.y0, LINE.x1, LINE.y1, "low_confidence")
+    ]
+    assert report.as_dict()["held_boxes"][0]["reason"] == "low_confidence"
