@@ -1,0 +1,15 @@
+"""The hash-chained audit log: every intake, fetch, decision, release and review action."""
+
+from dxai.daemon.audit.chain import GENESIS, AuditRecord, ChainCheck, check_chain
+from dxai.daemon.audit.store import FILE_NAME, AuditLog, read_records, verify_log
+
+__all__ = [
+    "FILE_NAME",
+    "GENESIS",
+    "AuditLog",
+    "AuditRecord",
+    "ChainCheck",
+    "check_chain",
+    "read_records",
+    "verify_log",
+]
