@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 
 from dxai.actors.outbound import InstancePipeline, build_pipeline
 from dxai.configs.errors import ConfigError
 from dxai.configs.schema.root import DxaiConfig
+from dxai.daemon.audit import FILE_NAME as AUDIT_FILE
+from dxai.daemon.audit import AuditLog
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways import StudySource
 from dxai.daemon.gateways.resolve import Routes
@@ -103,6 +107,8 @@ async def _serve(
         await stack.enter_async_context(MetricsServer(config.metrics, sensor))
         processor = await _processor(config, sensor, stack)
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
+        audit = await stack.enter_async_context(AuditLog(data_dir / AUDIT_FILE))
+        await audit.append("config_loaded", "", _config_facts(config))
         publisher, txn = await _publisher(config, store, stack)
         routes = make_routes(config)
         stack.push_async_callback(routes.aclose)
@@ -120,6 +126,7 @@ async def _serve(
                 config.pipeline.staging_memory_max_bytes,
             ),
             sinks=routes.sink_for,
+            audit=audit,
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         resumed = await pipeline.resume_unfinished()
@@ -138,6 +145,18 @@ async def _serve(
             await stop.wait()
         finally:
             await intake.stop()
+
+
+def _config_facts(config: DxaiConfig) -> dict[str, Any]:
+    """What the audit log keeps of the configuration a daemon starts with: its hash, no values."""
+    text = config.model_dump_json()
+    return {
+        "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "mode": config.mode,
+        "pipeline_version": config.pipeline.version,
+        "profile": config.deid.profile,
+        "pixels": config.deid.pixels,
+    }
 
 
 async def _processor(config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack) -> InstancePipeline:

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -41,6 +41,17 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 _SELECT = "SELECT seq, ts, kind, actor, job_key, data, prev_hash, hash FROM audit ORDER BY rowid"
+
+
+class Auditor(Protocol):
+    """What the pipeline records to: one append per thing that happened to a job."""
+
+    async def append(
+        self, kind: str, job_key: str = "", data: Mapping[str, Any] | None = None, *,
+        actor: str = "system:daemon",
+    ) -> AuditRecord:  # fmt: skip
+        """Append one record (committed on return)."""
+        ...
 
 
 class AuditLog(AsyncLifecycle):

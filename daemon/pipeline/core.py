@@ -23,6 +23,7 @@ from dxai.actors.outbound.series import InstanceProcessor
 from dxai.configs.errors import DxaiError, InvalidEventError, RetriableError
 from dxai.configs.lifecycle import AsyncLifecycle
 from dxai.configs.schema.root import PipelineConfig
+from dxai.daemon.audit import Auditor
 from dxai.daemon.events import StudyEvent, parse_study_event
 from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import ACTIVE_STATES, JobRecord, JobStore
@@ -47,6 +48,7 @@ class PipelineParts:
 
     ``sinks`` picks the destination an event names; without it every job goes to ``sink``.
     ``staging`` None: a private temporary folder (tests); the daemon stages under its data dir.
+    ``audit``: the hash-chained audit log (intake, fetch, release, decision records); None: off.
     """
 
     store: JobStore
@@ -58,6 +60,7 @@ class PipelineParts:
     retry: RetryPolicy
     sinks: Callable[[StudyEvent], StudySink] | None = None
     staging: Staging | None = None
+    audit: Auditor | None = None
 
     def sink_for(self, event: StudyEvent) -> StudySink:
         """The destination of ``event``'s job."""
@@ -78,7 +81,7 @@ class Pipeline(AsyncLifecycle):
             parts.staging = Staging(root, config.staging_max_bytes, config.staging_memory_max_bytes)
         self.staging: Staging = parts.staging
         self._finisher = JobFinisher(
-            parts.store, parts.publisher, parts.sensor, parts.processor.info, config
+            parts.store, parts.publisher, parts.sensor, parts.processor.info, config, parts.audit
         )
         self._study = StudyWork(parts, config, self._executor, self.staging)
 
@@ -118,6 +121,9 @@ class Pipeline(AsyncLifecycle):
             traceparent or format_traceparent(new_trace()),
         )
         if claim.created:
+            if self.parts.audit is not None:
+                data = {"study_uid": event.study_uid, "origin": origin}
+                await self.parts.audit.append("intake", claim.job.key, data)
             self._start(claim.job)
             return "accepted"
         if claim.job.key in self._tasks:

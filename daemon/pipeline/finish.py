@@ -36,6 +36,7 @@ from dxai.observability.tracing import continue_trace
 
 if TYPE_CHECKING:
     from dxai.actors.outbound.outcome import ProcessorInfo
+    from dxai.daemon.audit import Auditor
     from dxai.daemon.jobs import JobStore
     from dxai.daemon.outputs.base import Publisher
     from dxai.observability.metrics import Sensor
@@ -54,9 +55,10 @@ class JobFinisher:
         sensor: Sensor,
         info: ProcessorInfo,
         config: PipelineConfig,
+        audit: Auditor | None = None,
     ) -> None:
         self.store, self.publisher, self.sensor, self.info = store, publisher, sensor, info
-        self.config = config
+        self.config, self.audit = config, audit
 
     def _decision(
         self, job: JobRecord, decision: str, reasons: tuple[Reason, ...], partial: bool = False
@@ -165,6 +167,8 @@ class JobFinisher:
         self, job: JobRecord, decision_json: str, results: ResultsEvent, state: str
     ) -> None:
         store = self.store
+        if self.audit is not None:  # first: a conclusion the log cannot record is not made
+            await self.audit.append("decision", job.key, _audit_data(decision_json, results))
         await store.conclude(job.key, state, decision_json, results.model_dump_json())
         log.info("job concluded", extra={"job": job.short_key, "state": state})
         for name, count in (await store.count_by_state()).items():
@@ -201,3 +205,24 @@ class JobFinisher:
             await self.publisher.decision(DecisionEvent.model_validate_json(job.deferred_json), ctx)
             self.sensor.count("events_produced", {"topic": "decisions"})
         return await self.store.mark_deferred_sent(job.key)
+
+
+def _audit_data(decision_json: str, results: ResultsEvent) -> dict[str, Any]:
+    """The audit record of a conclusion: decision, reason codes, counts, the certificate's
+    profile (codes and counts only: reason details may quote what a peer said)."""
+    decision = DecisionEvent.model_validate_json(decision_json)
+    certificate = results.certificate
+    return {
+        "decision": decision.decision,
+        "reasons": [r.code for r in decision.reasons],
+        "state": results.state,
+        "study_uid": results.study_uid,
+        "deidentified_study_uid": results.deidentified_study_uid,
+        "instances_received": results.instances_received,
+        "instances_released": results.instances_released,
+        "instances_held": results.instances_held,
+        "profile": certificate.profile if certificate else None,
+        "options": list(certificate.options) if certificate else [],
+        "pixel_mode": certificate.pixel_mode if certificate else None,
+        "pipeline_version": results.pipeline_version,
+    }

@@ -53,10 +53,19 @@ class StudyWork:
         try:
             await parts.store.set_state(job.key, "fetching")
             series = await source.list_series(event.study_uid)
+            await self._audit(job, "fetch", {"study_uid": event.study_uid, "series": len(series)})
             await parts.store.set_state(job.key, "processing")
-            return await self._study(source, sink, event.study_uid, series, area)
+            tally = await self._study(source, sink, event.study_uid, series, area)
+            if tally.released or tally.refused:
+                data = {"instances_stored": tally.released, "instances_refused": tally.refused}
+                await self._audit(job, "release", {**data, "destination": event.destination})
+            return tally
         finally:
             await source.aclose()
+
+    async def _audit(self, job: JobRecord, kind: str, data: dict[str, Any]) -> None:
+        if self.parts.audit is not None:
+            await self.parts.audit.append(kind, job.key, data)
 
     async def _study(
         self,

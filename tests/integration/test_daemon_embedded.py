@@ -19,6 +19,8 @@ from pydicom.dataset import Dataset
 
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.app import DaemonHandle
+from dxai.daemon.audit import FILE_NAME as AUDIT_FILE
+from dxai.daemon.audit import read_records, verify_log
 from dxai.daemon.intake.mllp import END, frame
 from dxai.observability.metrics import Sensor
 
@@ -122,6 +124,23 @@ async def test_storescu_study_to_destination_orthanc(tmp_path: Path, clean_ortha
         assert len(stored) == result["instances_released"] > 0
         for ds in stored:
             assert str(ds.PatientName) not in {str(i.PatientName) for i in inputs.values()}
+    _check_audit(tmp_path, inputs, len(studies))
+
+
+def _check_audit(data_dir: Path, inputs: dict[str, Dataset], studies: int) -> None:
+    """Every job's intake, fetch, release and decision are in an intact chain, without PHI."""
+    records = list(read_records(data_dir / AUDIT_FILE))
+    assert verify_log(data_dir / AUDIT_FILE).ok
+    kinds = [r.kind for r in records]
+    assert kinds[0] == "config_loaded"
+    for kind in ("intake", "fetch", "release", "decision"):
+        assert kinds.count(kind) == studies, kinds
+    released = [r.data for r in records if r.kind == "release"]
+    assert sum(d["instances_stored"] for d in released) == len(inputs)
+    assert {r.data["decision"] for r in records if r.kind == "decision"} == {"proceed"}
+    text = "\n".join(json.dumps(r.as_dict()) for r in records)
+    tokens = set().union(*(input_phi(ds) for ds in inputs.values()))
+    assert not leaked(tokens, text), "the audit log holds input PHI"
 
 
 def _orm(control_id: str, study_uid: str | None) -> str:
