@@ -172,6 +172,12 @@ class DeidCertificate(EventModel):
     verified: bool
     pipeline_version: str
     issued_at: datetime = Field(default_factory=utc_now)
+    # SHA-256 (hex) of every released instance, sorted: the receiver can check what arrived
+    instances_sha256: tuple[str, ...] = ()
+    # where the decision stands in the audit chain: its record's sequence number and the hash
+    # of the record before it (``dxai audit export`` shows both)
+    audit_seq: int | None = Field(default=None, ge=1)
+    audit_prev_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class TaskResult(EventModel):

@@ -125,6 +125,7 @@ class JobFinisher:
             instances_deidentified=tally.passed,
             verified=tally.received > 0 and tally.passed == tally.received,
             pipeline_version=job.pipeline_version,
+            instances_sha256=tuple(sorted(tally.output_sha256)) if tally.released else (),
         )
         results = ResultsEvent(
             exchange_job_id=job.exchange_job_id,
@@ -168,7 +169,13 @@ class JobFinisher:
     ) -> None:
         store = self.store
         if self.audit is not None:  # first: a conclusion the log cannot record is not made
-            await self.audit.append("decision", job.key, _audit_data(decision_json, results))
+            record = await self.audit.append(
+                "decision", job.key, _audit_data(decision_json, results)
+            )
+            if results.certificate is not None:
+                position = {"audit_seq": record.seq, "audit_prev_hash": record.prev_hash}
+                certificate = results.certificate.model_copy(update=position)
+                results = results.model_copy(update={"certificate": certificate})
         await store.conclude(job.key, state, decision_json, results.model_dump_json())
         log.info("job concluded", extra={"job": job.short_key, "state": state})
         for name, count in (await store.count_by_state()).items():

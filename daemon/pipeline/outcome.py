@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dxai.actors.outbound.tally import Tally
 from dxai.daemon.events import Reason, TaskResult
@@ -15,6 +15,8 @@ class StudyTally(Tally):
 
     released: int = 0
     refused: int = 0
+    # SHA-256 of every passed output, in the order they were staged (the certificate's list)
+    output_sha256: list[str] = field(default_factory=list)
 
 
 def decide(tally: StudyTally) -> tuple[str, str, tuple[Reason, ...]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,9 +111,10 @@ class StudyWork:
         processor = self.parts.processor
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
-            out, path = await self._timed(area, members[index], call)
+            out, path, digest = await self._timed(area, members[index], call)
             if path is not None:
                 staged[index] = path
+                tally.output_sha256.append(digest)
             tally.add(out)
             self.parts.sensor.count("instances", {"component": "deid", "status": out.status})
             return out
@@ -142,16 +144,16 @@ class StudyWork:
 
     async def _timed(
         self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
-    ) -> tuple[InstanceOutcome, Staged | None]:
+    ) -> tuple[InstanceOutcome, Staged | None, str]:
         """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        out, path = await loop.run_in_executor(self.executor, _process, area, member, call)
+        out, path, digest = await loop.run_in_executor(self.executor, _process, area, member, call)
         elapsed = time.perf_counter() - started
         self.parts.sensor.observe("instance_s", elapsed, {"component": "deid"})
         if out.pixels is not None and out.pixels.scanned:
             self.parts.sensor.observe("instance_s", out.pixels.seconds, {"component": "pixels"})
-        return out, path
+        return out, path, digest
 
     async def _release(self, sink: StudySink, paths: Sequence[Staged], tally: StudyTally) -> None:
         """Send staged outputs to the destination; count what it took.  The sink bounds its
@@ -181,12 +183,14 @@ def _stage(area: JobArea, raw: bytes) -> Member:
 
 def _process(
     area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
-) -> tuple[InstanceOutcome, Staged | None]:
-    """Process one staged instance; stage its output when it passed (blocking, worker thread)."""
+) -> tuple[InstanceOutcome, Staged | None, str]:
+    """Process one staged instance; stage its output when it passed, with the output's SHA-256
+    for the certificate (blocking, worker thread)."""
     outcome = call()
     source = member.source
-    path = None
+    path, digest = None, ""
     if outcome.releasable is not None:
         path = area.stage_output(source, outcome.releasable)
+        digest = hashlib.sha256(outcome.releasable).hexdigest()
     area.drop_input(source)
-    return dataclasses.replace(outcome, data=None), path
+    return dataclasses.replace(outcome, data=None), path, digest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -122,9 +123,36 @@ async def test_storescu_study_to_destination_orthanc(tmp_path: Path, clean_ortha
     for result in results:
         stored = client.retrieve_study(result["deidentified_study_uid"])
         assert len(stored) == result["instances_released"] > 0
+        sent = set(result["certificate"]["instances_sha256"])
+        for sop_uid in {str(ds.SOPInstanceUID) for ds in stored}:
+            assert _orthanc_sha256(clean_orthanc.dest, sop_uid) in sent
         for ds in stored:
             assert str(ds.PatientName) not in {str(i.PatientName) for i in inputs.values()}
     _check_audit(tmp_path, inputs, len(studies))
+    _check_certificates(tmp_path, results)
+
+
+def _check_certificates(data_dir: Path, results: list[dict[str, Any]]) -> None:
+    """Each released study's certificate lists the SHA-256 of what the destination holds and
+    points at its decision in the audit chain."""
+    decisions = {r.seq: r for r in read_records(data_dir / AUDIT_FILE) if r.kind == "decision"}
+    for result in results:
+        cert = result["certificate"]
+        record = decisions[cert["audit_seq"]]
+        assert record.prev_hash == cert["audit_prev_hash"]
+        assert record.job_key == result["job_key"]
+        assert len(cert["instances_sha256"]) == result["instances_released"]
+
+
+def _orthanc_sha256(orthanc: Any, sop_uid: str) -> str:
+    """SHA-256 of the file Orthanc stored for ``sop_uid`` (as received: Orthanc keeps it)."""
+    with httpx.Client(base_url=orthanc.base_url, timeout=30) as http:
+        found = http.post(
+            "/tools/find", json={"Level": "Instance", "Query": {"SOPInstanceUID": sop_uid}}
+        )
+        (instance,) = found.raise_for_status().json()
+        data = http.get(f"/instances/{instance}/file").raise_for_status().content
+    return hashlib.sha256(data).hexdigest()
 
 
 def _check_audit(data_dir: Path, inputs: dict[str, Dataset], studies: int) -> None:
