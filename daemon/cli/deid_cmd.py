@@ -40,6 +40,7 @@ from dxai.actors.pixels.presence import Probe
 from dxai.configs.schema import DxaiConfig, load_config
 from dxai.daemon.pipeline.inference import open_pixel_actor
 from dxai.observability.metrics import Sensor
+from dxai.observability.progress import cli_progress
 
 
 def register(sub: Any) -> None:
@@ -100,7 +101,8 @@ async def _process(run: _Run, pipeline: InstancePipeline, workers: int, progress
             ) -> InstanceOutcome:
                 out = await loop.run_in_executor(pool, _one, run, numbers[i], call)
                 run.tally.add(out)
-                progress.advance(task)
+                counts = {"held": run.tally.held, "failed": run.tally.failed}
+                progress.update(task, advance=1, **counts)
                 return out
 
             await run_series([members[i] for i in numbers], pipeline, one, probe)
@@ -135,12 +137,6 @@ def _summary(
     return out
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from rich.progress import Progress
-
-    return Progress(disable=not enabled or total < 2, transient=True)
-
-
 def _announce_key(path: Path, created: bool) -> None:
     if created:
         print(
@@ -168,7 +164,8 @@ async def _main(args: argparse.Namespace, cfg: DxaiConfig, run: _Run) -> Instanc
         pipeline, key = await asyncio.to_thread(build)
         _announce_key(key.path, key.created)
         try:
-            with _progress(len(run.files), not args.no_progress) as progress:
+            enabled = not args.no_progress and len(run.files) > 1
+            with cli_progress(enabled) as progress:
                 await _process(run, pipeline, cfg.pipeline.cpu_workers, progress)
         finally:
             pipeline.close()

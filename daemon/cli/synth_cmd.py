@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from dxai.configs.errors import ConfigError
+from dxai.observability.progress import cli_progress
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -61,13 +60,7 @@ def _split(text: str | None) -> list[str] | None:
 def _run(args: argparse.Namespace) -> int:
     synth = _synth()
     modalities = [m.upper() for m in _split(args.modalities) or synth.DEFAULT_MODALITIES]
-    columns = (
-        TextColumn("synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=True) as progress:
+    with cli_progress() as progress:
         task = progress.add_task("synth", total=None)
 
         def report(done: int, total: int) -> None:
