@@ -18,9 +18,18 @@ Presidio's single-threaded Tesseract.  dxai gets what the pixel step gives it in
 PHI values and the ``BurnedInAnnotation`` flag of the original header.
 
 ``--real`` runs the real scanners' files instead (``bench/pixel_real.py``: the carried burned-in
-files and the JSL set under ``$RESTRICTED_REFERENCE_DIR``, read in place): per file, which
-ground-truth texts OCR still reads after redaction, held or not, s/instance; writes
-bench/results/pixel_phi_real.json.
+files and the JSL set under ``$RESTRICTED_REFERENCE_DIR``, read in place), dxai and (unless
+``--skip-presidio``) both Presidio runs on the same files, the same way as above (Presidio's runner
+writes its redacted files to a scratch folder).  Every engine's output gets the same metric: which
+ground-truth texts PP-OCR still reads after redaction (``legible_after``, ``still_legible``), with
+crashes per file (a crash leaves every text legible) and s/instance (the redaction call alone, the
+file already read).  dxai's holds are counted per reason (``held_by_reason``; ``second_reader_phi``
+is its independent Tesseract verify); Presidio never holds, so all of its outputs count as
+released.  The top-level keys are dxai's (as before); ``engines`` has each engine's totals
+(``recall``: over all outputs; ``recall_released``: over the outputs that would leave) and each
+Presidio run's per-file rows; ``comparison`` sets dxai's s/instance against each Presidio run's
+over the files that run did not crash on (goal: dxai's at most Presidio's) and released recall.
+Writes bench/results/pixel_phi_real.json.
 """
 
 from __future__ import annotations
@@ -73,14 +82,17 @@ job = json.loads(sys.stdin.read())
 ocr_kwargs = {"config": job["tesseract_config"]} if job["tesseract_config"] else None
 out = {}
 for src, dst in job["pairs"]:
-    t = time.perf_counter()
+    t = r = time.perf_counter()
     try:
         ds = pydicom.dcmread(src)
+        r = time.perf_counter()
         red = engine.redact(ds, fill="contrast", use_metadata=True, ocr_kwargs=ocr_kwargs)
+        s_redact = time.perf_counter() - r
         red.save_as(dst)
-        out[src] = {"ok": True, "s": time.perf_counter() - t}
+        out[src] = {"ok": True, "s": time.perf_counter() - t, "s_redact": s_redact}
     except Exception as exc:
-        out[src] = {"ok": False, "s": time.perf_counter() - t, "error": type(exc).__name__}
+        now = time.perf_counter()
+        out[src] = {"ok": False, "s": now - t, "s_redact": now - r, "error": type(exc).__name__}
 print(json.dumps(out))
 """
 
@@ -132,12 +144,10 @@ def run_ours(
     return results
 
 
-def run_presidio(
-    root: Path, manifest: CorpusManifest, out_dir: Path, tesseract_config: str = ""
-) -> dict[str, Any]:
-    """Redact every file with Presidio in its own process (OMP_THREAD_LIMIT=1)."""
+def presidio_batch(pairs: list[tuple[str, str]], tesseract_config: str = "") -> dict[str, Any]:
+    """Redact each (source, destination) pair with Presidio in its own process
+    (OMP_THREAD_LIMIT=1); per source: ok, s (with reading and writing), s_redact, error."""
     python = ensure_presidio()
-    pairs = [(str(root / r.path), str(out_dir / r.path.replace("/", "_"))) for r in manifest.files]
     env = {**os.environ, "OMP_THREAD_LIMIT": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [str(python), "-c", PRESIDIO_RUNNER],
@@ -150,13 +160,52 @@ def run_presidio(
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError("presidio runner failed: " + proc.stderr[-2000:])
-    raw = json.loads(lines[-1])
-    return {
-        r.path: {
-            **raw.get(str(root / r.path), {"ok": False, "s": 0.0}),
-            "dst": str(out_dir / r.path.replace("/", "_")),
-        }
+    raw: dict[str, Any] = json.loads(lines[-1])
+    return raw
+
+
+def _outputs(pairs: dict[str, tuple[str, str]], tesseract_config: str) -> dict[str, Any]:
+    """:func:`presidio_batch` over ``pairs`` (key -> source, destination), keyed back."""
+    raw = presidio_batch(list(pairs.values()), tesseract_config)
+    missing = {"ok": False, "s": 0.0, "error": "no_result"}
+    return {key: {**raw.get(src, missing), "dst": dst} for key, (src, dst) in pairs.items()}
+
+
+def run_presidio(
+    root: Path, manifest: CorpusManifest, out_dir: Path, tesseract_config: str = ""
+) -> dict[str, Any]:
+    """Redact every corpus file with Presidio; per-file seconds, status and output path."""
+    pairs = {
+        r.path: (str(root / r.path), str(out_dir / r.path.replace("/", "_")))
         for r in manifest.files
+    }
+    return _outputs(pairs, tesseract_config)
+
+
+def presidio_real(files: list[Path], work: Path) -> dict[str, dict[str, Any]]:
+    """Every Presidio run over the real files, outputs under ``work/<run>``: run -> file
+    name -> ok, s, s_redact, error, dst."""
+    runs: dict[str, dict[str, Any]] = {}
+    for name, tesseract_config in PRESIDIO_RUNS.items():
+        (work / name).mkdir()
+        pairs = {p.name: (str(p), str(work / name / p.name)) for p in files}
+        runs[name] = _outputs(pairs, tesseract_config)
+    return runs
+
+
+def real_mode(threads: int, skip_presidio: bool) -> dict[str, Any]:
+    """The real scanners' files: dxai, then each Presidio run scored the same way."""
+    from pixel_real import LEGIBLE_RATIO, real_files, restricted_folder, run_real
+
+    restricted = restricted_folder()
+    with tempfile.TemporaryDirectory(prefix="dxai-pixreal-") as tmp:
+        peers = {} if skip_presidio else presidio_real(real_files(restricted), Path(tmp))
+        result = run_real(threads, restricted, peers)
+    return {
+        "dxai_threads": threads,
+        **result,
+        "presidio_runs": {} if skip_presidio else PRESIDIO_RUNS,
+        "legible_rule": f"PP-OCR still reads it (rapidfuzz partial_ratio >= {LEGIBLE_RATIO})",
     }
 
 
@@ -250,9 +299,7 @@ def main() -> int:
     parser.add_argument("--real", action="store_true", help="real scanners' files instead")
     args = parser.parse_args()
     if args.real:
-        from pixel_real import run_real
-
-        real = {"dxai_threads": args.threads, **run_real(args.threads)}
+        real = real_mode(args.threads, args.skip_presidio)
         REAL_RESULTS.parent.mkdir(parents=True, exist_ok=True)
         REAL_RESULTS.write_text(json.dumps(real, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(real, indent=2))

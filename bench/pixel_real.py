@@ -14,6 +14,12 @@ a line read anywhere (``rapidfuzz.partial_ratio`` >= ``LEGIBLE_RATIO``), or one 
 (1-3 characters) is a word of a line read over its box.  ``recall`` = texts legible before and
 not after / texts legible before.  Output names ground-truth keys (``Age``, ``PatientName``),
 never the values.
+
+Peer engines (``pixel_phi --real`` runs Presidio) redact the same files elsewhere; their output
+files are scored here with the same OCR and the same legibility test (:func:`score_peer`), and
+:mod:`_pixel_real_totals` sums each engine and sets dxai against each peer.  dxai's time is the
+pixel step alone (the file already read); a peer's ``s_per_instance`` is its redaction call
+alone too (``s_with_io`` adds reading and writing the file).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from _pixel_real_totals import SECOND_READER, compare, dxai_totals, engines, recall
 from rapidfuzz import fuzz
 
 from dxai.actors.outbound.pixel_step import PixelStep
@@ -150,61 +157,128 @@ def _overlaps(line: Line, box: tuple[int, int, int, int], pad: int = 3) -> bool:
     return b.x0 < x1 + pad and x0 - pad < b.x1 and b.y0 < y1 + pad and y0 - pad < b.y1
 
 
-def run_real(threads: int = 1, restricted: Path | None = None) -> dict[str, Any]:
-    """Redact every real file through the pixel step; per-file recall, held, s/instance."""
-    policy = PixelPolicyConfig(ocr_threads=threads)
-    step = PixelStep(PixelRedactor(policy), "auto")
-    det, rec = EngineTextDetector(threads=threads), EngineTextRecognizer(threads=threads)
-    per_file: dict[str, Any] = {}
-    restricted = restricted or restricted_folder()
-    for path in real_files(restricted):
-        per_file[path.name] = _one(path, step, det, rec)
-    return {"restricted_folder": str(restricted) if restricted else None, **_totals(per_file)}
+Peers = dict[str, dict[str, dict[str, Any]]]
+"""Peer engines' outputs: run name -> file name -> ok, s, s_redact, error, dst (``pixel_phi``)."""
 
 
-def _one(
-    path: Path, step: PixelStep, det: EngineTextDetector, rec: EngineTextRecognizer
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Baseline:
+    """One real file before redaction: its ground truth and what OCR reads on it."""
+
+    original: pydicom.Dataset
+    source: str
+    texts: list[Truth]
+    before: list[Line]
+    seen: list[Truth]
+
+
+def baseline(path: Path, det: EngineTextDetector, rec: EngineTextRecognizer) -> Baseline:
+    """Read ``path``, its ground truth, and which texts OCR reads on it before redaction."""
     original = pydicom.dcmread(path)
     source, texts = truths(path, original)
     before = ocr(original, det, rec)
-    seen = [t for t in texts if legible(t, before)]
-    ds = copy.deepcopy(original)
+    return Baseline(original, source, texts, before, [t for t in texts if legible(t, before)])
+
+
+def run_real(
+    threads: int = 1, restricted: Path | None = None, peers: Peers | None = None
+) -> dict[str, Any]:
+    """Redact every real file through the pixel step and score it; score each peer engine's
+    outputs of the same files with the same OCR and legibility test; totals per engine."""
+    policy = PixelPolicyConfig(ocr_threads=threads)
+    step = PixelStep(PixelRedactor(policy), "auto")
+    det, rec = EngineTextDetector(threads=threads), EngineTextRecognizer(threads=threads)
+    restricted = restricted or restricted_folder()
+    peers = peers or {}
+    per_file: dict[str, Any] = {}
+    peer_files: dict[str, dict[str, Any]] = {name: {} for name in peers}
+    for path in real_files(restricted):
+        base = baseline(path, det, rec)
+        per_file[path.name] = _one(base, step, det, rec)
+        for name, outputs in peers.items():
+            peer_files[name][path.name] = score_peer(base, outputs.get(path.name), det, rec)
+    totals = dxai_totals(per_file)
+    return {
+        "restricted_folder": str(restricted) if restricted else None,
+        **totals,
+        "engines": engines(totals, peer_files),
+        "comparison": compare(per_file, peer_files),
+    }
+
+
+def _one(
+    base: Baseline, step: PixelStep, det: EngineTextDetector, rec: EngineTextRecognizer
+) -> dict[str, Any]:
+    ds = copy.deepcopy(base.original)
     start = time.perf_counter()
-    verdict = step.run(ds, PixelStep.prepare(original))
+    verdict = step.run(ds, PixelStep.prepare(base.original))
     seconds = time.perf_counter() - start
     after = ocr(ds, det, rec)
-    left = [t.key for t in seen if legible(t, after)]
+    left = [t.key for t in base.seen if legible(t, after)]
     report = verdict.report or {}
     return {
-        "truth": source,
-        "texts": len(texts),
-        "legible_before": len(seen),
+        "truth": base.source,
+        "texts": len(base.texts),
+        "legible_before": len(base.seen),
         "legible_after": len(left),
-        "recall": round(1 - len(left) / len(seen), 4) if seen else None,
+        "recall": recall(len(base.seen), len(left)),
         "still_legible": left,
         "status": verdict.status,
         "reason": verdict.reason,
         "mode": report.get("mode", ""),
         "boxes": report.get("boxes_redacted", 0),
-        "lines_before": len(before),
+        "lines_before": len(base.before),
         "lines_after": len(after),
         "s_per_instance": round(seconds, 3),
+        "held_reasons": held_reasons(verdict.status, verdict.reason, report),
+        "second_reader": report.get("second_reader", ""),
+        "released": verdict.status == "passed",
+        "crashed": verdict.status == "failed",
     }
 
 
-def _totals(per_file: dict[str, Any]) -> dict[str, Any]:
-    seen = sum(f["legible_before"] for f in per_file.values())
-    left = sum(f["legible_after"] for f in per_file.values())
-    seconds = [f["s_per_instance"] for f in per_file.values()]
+def held_reasons(status: str, reason: str, report: dict[str, Any]) -> list[str]:
+    """Every reason a held instance was held for: the redactor's (``pixel_`` prefixed, as the
+    pixel step names them; the second reader's ``second_reader_phi`` as it is), else the
+    step's own (an instance not OCRed, no actor)."""
+    if status != "held":
+        return []
+    raw = report.get("held_reasons") or []
+    named = {r if r == SECOND_READER else f"pixel_{r}" for r in raw}
+    return sorted(named) or [reason]
+
+
+def score_peer(
+    base: Baseline,
+    output: dict[str, Any] | None,
+    det: EngineTextDetector,
+    rec: EngineTextRecognizer,
+) -> dict[str, Any]:
+    """A peer engine's output of one file, scored as dxai's is.  A crash (no output, or one
+    that does not decode) leaves every text legible, as the synthetic mode counts a crash."""
+    output = output or {"ok": False, "s": 0.0, "error": "no_result"}
+    after, error = _read_output(output, det, rec)
+    left = [t.key for t in base.seen if after is None or legible(t, after)]
     return {
-        "files": len(per_file),
-        "texts_legible_before": seen,
-        "texts_legible_after": left,
-        "recall": round(1 - left / seen, 4) if seen else None,
-        "held": sum(f["status"] == "held" for f in per_file.values()),
-        "lines_before": sum(f["lines_before"] for f in per_file.values()),
-        "lines_after": sum(f["lines_after"] for f in per_file.values()),
-        "s_per_instance": round(sum(seconds) / max(len(seconds), 1), 3),
-        "per_file": per_file,
+        "legible_before": len(base.seen),
+        "legible_after": len(left),
+        "recall": recall(len(base.seen), len(left)),
+        "still_legible": left,
+        "crashed": after is None,
+        "error": error,
+        "lines_after": None if after is None else len(after),
+        "s_per_instance": round(float(output.get("s_redact", output["s"])), 3),
+        "s_with_io": round(float(output["s"]), 3),
     }
+
+
+def _read_output(
+    output: dict[str, Any], det: EngineTextDetector, rec: EngineTextRecognizer
+) -> tuple[list[Line] | None, str]:
+    """OCR lines of a peer's output file (None and why when there is none to read)."""
+    if not output.get("ok"):
+        return None, str(output.get("error") or "crashed")
+    try:
+        return ocr(pydicom.dcmread(output["dst"]), det, rec), ""
+    except Exception as exc:
+        return None, f"unreadable_output:{type(exc).__name__}"
