@@ -201,10 +201,15 @@ class RayServeClient(BatcherRouter, AsyncLifecycle):
                 include_dashboard=False,
             )
             self._owns_ray = True
-        serve.start(proxy_location="Disabled")
+        attach = rc.applications == "attach"
+        if not attach:
+            serve.start(proxy_location="Disabled")
         for name in enabled_models(self._config, self._registry):
             self._deployed.append(name)
-            self._deploy(serve, name)
+            if attach:  # a RayService deployed them (see serve_app): check they run
+                _check_running(serve, name)
+            else:
+                self._deploy(serve, name)
 
     def _deploy(self, serve: Any, name: str) -> None:
         spec = self._registry.get(name)
@@ -251,6 +256,8 @@ class RayServeClient(BatcherRouter, AsyncLifecycle):
 
         serve = _import_serve()
         names, self._deployed = list(self._deployed), []
+        if self._ray_config.applications == "attach":
+            names = []  # not ours to delete
         if ray.is_initialized():
             for name in names:
                 serve.delete(f"{APP_PREFIX}{name}")
@@ -274,6 +281,16 @@ class RayServeClient(BatcherRouter, AsyncLifecycle):
         if runner is None:
             raise UnknownModelError(f"model {model_name!r} is not deployed by this client")
         return runner.shared_memory
+
+
+def _check_running(serve: Any, model_name: str) -> None:
+    """BackendUnavailableError unless ``model_name``'s Serve application is RUNNING."""
+    app = _app_names(model_name)[1]
+    overview = serve.status().applications.get(app)
+    status = getattr(overview, "status", None) or "MISSING"
+    state = str(getattr(status, "value", status))
+    if state != "RUNNING":
+        raise BackendUnavailableError(f"ray serve application {app} is {state}, not RUNNING")
 
 
 def _app_names(model_name: str) -> tuple[str, str]:

@@ -10,7 +10,16 @@ name or a date may be written.  That knowledge lives here once, so the two canno
   the name separators ``^`` and ``=`` read as spaces, also one character for one;
 - :func:`normalise` keeps upper-case ASCII letters and digits only (the OCR matching form);
 - :func:`date_variants` / :func:`date_spellings` give the written / normalised forms of a
-  ``YYYYMMDD`` date (``1996-07-17``, ``07/17/1996``, ``17 Jul 1996``, ``17JUL1996`` ...).
+  ``YYYYMMDD`` date (``1996-07-17``, ``07/17/1996``, ``17 Jul 1996``, ``17JUL1996`` ...);
+- :func:`fold_text` is the matching form of free text: case, accents and transliteration folded
+  (``Łukaszewicz`` -> ``lukaszewicz``, ``Straße`` -> ``strasse``, ``Søren`` -> ``soren``),
+  punctuation read as single spaces (``Müller-Lüdenscheidt`` -> ``muller ludenscheidt``);
+  :func:`fold_text_offsets` gives the same text with the original position of each character,
+  and :func:`spelling_forms` the folded forms a value may be typed in (``Jürgen`` ->
+  ``jurgen``, ``juergen``; ``Mueller`` -> ``mueller``, ``muller``).
+
+Patterns for PHI that a header does not carry (phone numbers, addresses, dates in free text
+...) are in :mod:`dxai.configs.phi_patterns`.
 
 Pure functions over strings: this module imports no room.
 """
@@ -186,3 +195,151 @@ def date_spellings(value: str) -> frozenset[str]:
     if parts is None:
         return frozenset()
     return frozenset(f.upper() for f in _forms(parts, ("",), ("",)) if len(f) >= MIN_SPELLING)
+
+
+# Letters that do not decompose to a base letter under NFKD, and how a clerk types them.
+TRANSLITERATIONS: dict[str, str] = {
+    "ß": "ss",
+    "ẞ": "ss",
+    "æ": "ae",
+    "Æ": "ae",
+    "œ": "oe",
+    "Œ": "oe",
+    "ø": "o",
+    "Ø": "o",
+    "ł": "l",
+    "Ł": "l",
+    "đ": "d",
+    "Đ": "d",
+    "ð": "d",
+    "Ð": "d",
+    "þ": "th",
+    "Þ": "th",
+    "ı": "i",
+    "ħ": "h",
+    "Ħ": "h",
+    "ŧ": "t",
+    "Ŧ": "t",
+    "ŀ": "l",
+    "Ŀ": "l",
+    "ĸ": "k",
+    "ŋ": "ng",
+    "Ŋ": "ng",
+    "ſ": "s",
+}
+# The other common way to type a letter (German umlauts, Nordic letters): ü -> ue, ø -> oe.
+ALTERNATE_SPELLINGS: dict[str, str] = {
+    "ä": "ae",
+    "ö": "oe",
+    "ü": "ue",
+    "ø": "oe",
+    "å": "aa",
+    "æ": "ae",
+}
+_DIGRAPHS = re.compile("ae|oe|ue")
+_DIGRAPH_LETTER = {"ae": "a", "oe": "o", "ue": "u"}
+# a digraph-collapsed form shorter than this (``Doe`` -> ``do``) is too common to look for
+MIN_COLLAPSED = 4
+
+
+def _match_fold(ch: str) -> str:
+    """One character in the matching form: lower-case letters and digits, else a space."""
+    if ch in TRANSLITERATIONS:
+        return TRANSLITERATIONS[ch]
+    out: list[str] = []
+    for base in unicodedata.normalize("NFKD", ch):
+        if unicodedata.combining(base):
+            continue
+        for low in base.casefold():
+            if unicodedata.combining(low):
+                continue
+            low = TRANSLITERATIONS.get(low, low)
+            out.append(low if low.isalnum() else " ")
+    return "".join(out)
+
+
+_ASCII_MATCH = str.maketrans(
+    {chr(c): (chr(c).lower() if chr(c).isalnum() else " ") for c in range(128)}
+)
+_MATCH_FOLDS = _Folds(_match_fold, {})
+
+
+def fold_text(text: str) -> str:
+    """``text`` in the matching form: folded and transliterated, words joined by one space.
+
+    Lower case without accents (``Jürgen`` -> ``jurgen``), letters without a decomposition
+    transliterated (:data:`TRANSLITERATIONS`: ``ł`` -> ``l``, ``ß`` -> ``ss``, ``ø`` -> ``o``),
+    every other character that is not a letter or digit (punctuation, ``^``, line breaks) read
+    as a space, and runs of spaces collapsed, without leading or trailing space.  Not one
+    character for one: :func:`fold_text_offsets` maps positions back to ``text``.
+    """
+    table = _ASCII_MATCH if text.isascii() else _MATCH_FOLDS
+    return " ".join(text.translate(table).split())
+
+
+_WORDS = re.compile(r"[^ ]+")
+
+
+def fold_text_offsets(text: str) -> tuple[str, list[int], list[int]]:
+    """:func:`fold_text` and, for each of its characters, where it starts and ends in ``text``.
+
+    ``folded[a:b]`` was written from ``text[starts[a]:ends[b - 1]]``.
+    """
+    raw = text.translate(_ASCII_MATCH if text.isascii() else _MATCH_FOLDS)
+    if len(raw) != len(text):  # a character became several (ß -> ss): map them one by one
+        return _offsets_by_character(text)
+    starts: list[int] = []
+    for word in _WORDS.finditer(raw):  # one character for one: only the spaces collapse
+        if starts:
+            starts.append(starts[-1] + 1)  # the first space after the previous word
+        starts.extend(range(word.start(), word.end()))
+    return " ".join(raw.split()), starts, [index + 1 for index in starts]
+
+
+def _offsets_by_character(text: str) -> tuple[str, list[int], list[int]]:
+    """:func:`fold_text_offsets` for a text in which some character folds to several."""
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for index, ch in enumerate(text):
+        piece = ch.lower() if ch.isascii() and ch.isalnum() else _MATCH_FOLDS[ord(ch)]
+        for out in piece:
+            if out == " " and (not chars or chars[-1] == " "):
+                continue
+            chars.append(out)
+            starts.append(index)
+            ends.append(index + 1)
+    if chars and chars[-1] == " ":
+        del chars[-1], starts[-1], ends[-1]
+    return "".join(chars), starts, ends
+
+
+def _alternate(text: str) -> str:
+    lowered = text.lower()
+    return "".join(ALTERNATE_SPELLINGS.get(ch, ch) for ch in lowered)
+
+
+@functools.lru_cache(maxsize=65536)
+def spelling_forms(value: str) -> frozenset[str]:
+    """The matching forms (:func:`fold_text`) in which ``value`` may be typed in free text.
+
+    The folded value itself; with umlauts or Nordic letters also their other spelling
+    (``Jürgen`` -> ``juergen``, ``Søren`` -> ``soeren``); with ``ae``/``oe``/``ue`` also the
+    form without the ``e`` (``Mueller`` -> ``muller``, which is how ``Müller`` folds) when it
+    keeps at least :data:`MIN_COLLAPSED` characters; with punctuation inside a word also the
+    word closed up (``O'Brien`` -> ``obrien``).  Empty forms are left out.
+    """
+    forms = {fold_text(value), fold_text(_alternate(value))}
+    forms |= {" ".join(_collapse(word) for word in form.split()) for form in forms}
+    if _INNER_PUNCTUATION.search(value):
+        forms.add(fold_text(_INNER_PUNCTUATION.sub("", value)))
+    return frozenset(f for f in forms if f)
+
+
+_INNER_PUNCTUATION = re.compile(r"(?<=\w)[-'’.](?=\w)")
+
+
+def _collapse(word: str) -> str:
+    """``word`` with ``ae``/``oe``/``ue`` read as ``a``/``o``/``u``, unless it gets too short."""
+    collapsed = _DIGRAPHS.sub(lambda m: _DIGRAPH_LETTER[m.group()], word)
+    return collapsed if len(collapsed) >= MIN_COLLAPSED else word

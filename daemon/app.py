@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import signal
@@ -16,13 +17,14 @@ from typing import Any
 import anyio.to_thread
 
 from dxai.actors.outbound import InstancePipeline, build_pipeline
-from dxai.configs.errors import ConfigError
+from dxai.configs.errors import ConfigError, ServiceUnavailableError
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.audit import FILE_NAME as AUDIT_FILE
 from dxai.daemon.audit import AuditLog
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways import StudySource
 from dxai.daemon.gateways.resolve import Routes
+from dxai.daemon.health import RouteProbes, models_check, staging_check
 from dxai.daemon.intake.embedded import EmbeddedIntake, EmbeddedPorts
 from dxai.daemon.intake.kafka import KafkaIntake
 from dxai.daemon.jobs import JobStore
@@ -32,6 +34,8 @@ from dxai.daemon.outputs.kafka_txn import TransactionalPublisher, reconcile_pend
 from dxai.daemon.pipeline import Pipeline, PipelineParts, RetryPolicy
 from dxai.daemon.pipeline.inference import open_pixel_actor
 from dxai.daemon.pipeline.staging import Staging
+from dxai.daemon.review import ReviewComponent, open_review, open_review_store
+from dxai.observability.health import CheckResult, HealthState
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor, default_sensor
 from dxai.observability.metrics_http import MetricsServer, monitor_loop_lag
@@ -66,12 +70,18 @@ def _kafka_mode(config: DxaiConfig) -> bool:
 
 @dataclass(frozen=True)
 class DaemonHandle:
-    """What a running daemon exposes to its embedder (tests, ``dxai demo``)."""
+    """What a running daemon exposes to its embedder (tests, ``dxai demo``).
+
+    ``metrics_port``: where ``/metrics``, ``/healthz`` and ``/readyz`` answer (None: disabled).
+    """
 
     pipeline: Pipeline
     store: JobStore
     ports: EmbeddedPorts | None
     results: Path
+    health: HealthState | None = None
+    metrics_port: int | None = None
+    review: ReviewComponent | None = None
 
 
 async def run_daemon(
@@ -83,6 +93,8 @@ async def run_daemon(
     """Run until ``stop`` is set (or SIGTERM/SIGINT): resume unfinished jobs, then consume.
 
     ``ready`` is called once every listener is bound (embedded) or the consumer is starting.
+    On stop, intake stops first; running jobs get ``pipeline.drain_grace_s`` to finish, the
+    rest are cancelled (unfinished in the store, resumed at the next start); then it returns.
     """
     stop = stop or asyncio.Event()
     sensor = sensor or default_sensor()
@@ -103,15 +115,28 @@ async def _serve(
     ready: Callable[[DaemonHandle], None] | None,
 ) -> None:
     data_dir = Path(config.state.data_dir)
+    health = HealthState(config.health.loop_timeout_s)
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(MetricsServer(config.metrics, sensor))
-        processor = await _processor(config, sensor, stack)
+        metrics = await stack.enter_async_context(MetricsServer(config.metrics, sensor, health))
+        processor, loaded = await _processor(config, sensor, stack)
+        health.add("models", models_check(config, loaded))
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
         audit = await stack.enter_async_context(AuditLog(data_dir / AUDIT_FILE))
         await audit.append("config_loaded", "", _config_facts(config))
-        publisher, txn = await _publisher(config, store, stack)
         routes = make_routes(config)
         stack.push_async_callback(routes.aclose)
+        _watch_routes(config, health, stop, stack)
+        staging = Staging(
+            data_dir / "staging",
+            config.pipeline.staging_max_bytes,
+            config.pipeline.staging_memory_max_bytes,
+        )
+        health.add("staging", staging_check(staging, config.health.staging_ready_max_fraction))
+        outputs = await _publisher_when_broker_answers(config, store, stack, health, stop)
+        if outputs is None:
+            return  # stopped while waiting for the broker
+        publisher, txn = outputs
+        review_keeper = await open_review_store(config, audit)
         parts = PipelineParts(
             store,
             routes.source_for,
@@ -120,31 +145,69 @@ async def _serve(
             publisher,
             sensor,
             RetryPolicy.from_config(config.kafka),
-            staging=Staging(
-                data_dir / "staging",
-                config.pipeline.staging_max_bytes,
-                config.pipeline.staging_memory_max_bytes,
-            ),
+            staging=staging,
             sinks=routes.sink_for,
             audit=audit,
+            review=review_keeper,
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
+        review = await open_review(config, review_keeper, store, audit, pipeline, stack)
         resumed = await pipeline.resume_unfinished()
         log.info("daemon started", extra={"count": resumed, "state": config.mode})
-        if _kafka_mode(config):
-            assert config.kafka is not None
-            if ready is not None:
-                ready(DaemonHandle(pipeline, store, None, results_dir(config)))
-            await KafkaIntake(config.kafka, pipeline, sensor, txn).run(stop)
-            return
-        intake = EmbeddedIntake(config, pipeline.submit, sensor, store)
-        ports = await intake.start()
+        handle = DaemonHandle(pipeline, store, None, results_dir(config), health, metrics.port)
+        handle = dataclasses.replace(handle, review=review)
         try:
-            if ready is not None:
-                ready(DaemonHandle(pipeline, store, ports, results_dir(config)))
-            await stop.wait()
+            await _intake(config, handle, txn, sensor, stop, ready)
         finally:
-            await intake.stop()
+            health.set_phase("draining")
+            log.info("daemon draining", extra={"count": pipeline.in_flight})
+
+
+async def _intake(
+    config: DxaiConfig,
+    handle: DaemonHandle,
+    txn: TransactionalPublisher | None,
+    sensor: Sensor,
+    stop: asyncio.Event,
+    ready: Callable[[DaemonHandle], None] | None,
+) -> None:
+    """Take events until ``stop``: the Kafka consumer, or the embedded listeners."""
+    health = handle.health
+    assert health is not None
+    if _kafka_mode(config):
+        assert config.kafka is not None
+        kafka = KafkaIntake(config.kafka, handle.pipeline, sensor, txn, config.health)
+        health.add("kafka", kafka.check)
+        health.set_phase("serving")
+        if ready is not None:
+            ready(handle)
+        await kafka.run(stop)
+        return
+    intake = EmbeddedIntake(config, handle.pipeline.submit, sensor, handle.store)
+    ports = await intake.start()
+    try:
+        health.set_phase("serving")
+        if ready is not None:
+            ready(dataclasses.replace(handle, ports=ports))
+        await stop.wait()
+    finally:
+        await intake.stop()
+
+
+def _watch_routes(
+    config: DxaiConfig, health: HealthState, stop: asyncio.Event, stack: AsyncExitStack
+) -> None:
+    """Probe the configured routes in the background until the daemon stops."""
+    probes = RouteProbes(config)
+    probes.register(health)
+    task = asyncio.create_task(probes.run(stop), name="route-probes")
+    stack.push_async_callback(_cancel, task)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _config_facts(config: DxaiConfig) -> dict[str, Any]:
@@ -159,8 +222,11 @@ def _config_facts(config: DxaiConfig) -> dict[str, Any]:
     }
 
 
-async def _processor(config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack) -> InstancePipeline:
-    """The per-instance pipeline whose pixel OCR goes through the daemon's InferenceClient.
+async def _processor(
+    config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack
+) -> tuple[InstancePipeline, bool]:
+    """The per-instance pipeline whose pixel OCR goes through the daemon's InferenceClient,
+    and whether that pixel actor (its models) loaded.
 
     The client is on ``stack`` before the pipeline, so it stops after the pipeline drained.
     """
@@ -168,7 +234,38 @@ async def _processor(config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack) 
     build = functools.partial(build_pipeline, config, actor, cpu_fallback=False)
     pipeline, _key = await anyio.to_thread.run_sync(build)
     stack.callback(pipeline.close)
-    return pipeline
+    return pipeline, actor is not None
+
+
+async def _publisher_when_broker_answers(
+    config: DxaiConfig,
+    store: JobStore,
+    stack: AsyncExitStack,
+    health: HealthState,
+    stop: asyncio.Event,
+) -> tuple[Publisher, TransactionalPublisher | None] | None:
+    """The publisher, retried with backoff while the broker does not answer (alive, not ready:
+    a pod started before its broker waits instead of crashing); None if stopped first."""
+    retry = RetryPolicy.from_config(config.kafka)
+    delay = retry.initial_s
+    while not stop.is_set():
+        try:
+            async with AsyncExitStack() as attempt:
+                outputs = await _publisher(config, store, attempt)
+                stack.push_async_callback(attempt.pop_all().aclose)
+                return outputs
+        except ServiceUnavailableError as exc:
+            _broker_down(health, type(exc.__cause__ or exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, retry.max_s)
+    return None
+
+
+def _broker_down(health: HealthState, cause: str) -> None:
+    result = CheckResult(False, f"broker not connected ({cause})")
+    health.add("kafka", lambda: result)
+    log.warning("kafka broker unreachable", extra={"error_code": cause})
 
 
 async def _publisher(

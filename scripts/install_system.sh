@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Install the system packages the integration tests need (Debian/Ubuntu, as root or with sudo):
 # Orthanc + DICOMweb plugin, DCMTK, dicom3tools (dciodvfy), a Java 17 runtime and Maven (to fetch
-# the Kafka broker's jars), Tesseract's English data (the pixel step's independent verify).
+# the Kafka broker's jars), Tesseract's English data (the pixel step's independent verify),
+# Chromium and its WebDriver (the review page's browser test drives them headless).
 # Idempotent: does nothing when every command is already present.
 # Debian's orthanc package would start a system-wide Orthanc service; the tests never use it, so
 # service starts are refused during the install (policy-rc.d) and the unit is disabled after.
 set -euo pipefail
 
-PACKAGES=(orthanc orthanc-dicomweb dcmtk dicom3tools openjdk-17-jre-headless maven fonts-dejavu-core libgl1 libglib2.0-0 tesseract-ocr)
+PACKAGES=(orthanc orthanc-dicomweb dcmtk dicom3tools openjdk-17-jre-headless maven fonts-dejavu-core libgl1 libglib2.0-0 tesseract-ocr chromium chromium-driver)
 DICOMWEB_PLUGIN="${DICOMWEB_PLUGIN:-/usr/share/orthanc/plugins/libOrthancDicomWeb.so}"
 
 have_all() {
   local cmd
-  for cmd in Orthanc storescu findscu echoscu dciodvfy java mvn curl; do
+  for cmd in Orthanc storescu findscu echoscu dciodvfy java mvn curl chromium chromedriver; do
     command -v "$cmd" >/dev/null || [[ -x "/usr/sbin/$cmd" ]] || return 1
   done
   [[ -f "$DICOMWEB_PLUGIN" ]] && [[ -d /usr/share/fonts/truetype/dejavu ]] \

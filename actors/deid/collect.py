@@ -88,4 +88,4 @@ def collect(slot: Slot, ctx: WalkContext) -> None:
         uids = (u.strip("\x00 ") for u in slot.text().split("\\"))
         ctx.original_uids.update(u for u in uids if tracked_uid(u))
     elif vr in TEXT_VRS:
-        ctx.collector.add(slot.text(), vr)
+        ctx.collector.add(slot.text(), vr, int(slot.tag))

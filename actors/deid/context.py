@@ -48,6 +48,8 @@ class WalkContext:
     uid_map: dict[str, str] = field(default_factory=dict)
     original_uids: set[str] = field(default_factory=set)
     deferred: list[tuple[Dataset, BaseTag, str]] = field(default_factory=list)
+    clean_documents: bool = False  # clean encapsulated documents instead of a dummy
+    documents: list[Dataset] = field(default_factory=list)  # datasets whose document to clean
     defaults: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 

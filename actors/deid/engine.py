@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,6 +19,13 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
+from dxai.actors.deid.document import (
+    cleaned_document,
+    document_bytes,
+    dummy_document,
+    mime_type,
+    set_document,
+)
 from dxai.actors.deid.iod import iod_family
 from dxai.actors.deid.marking import mark
 from dxai.actors.deid.phi import PhiMatcher
@@ -24,7 +33,7 @@ from dxai.actors.deid.pseudonym import Pseudonymizer
 from dxai.actors.deid.table import compile_table
 from dxai.actors.deid.values import dummy_value, encodings_of, raw_text
 from dxai.actors.deid.verify import VerifyResult, verify
-from dxai.actors.deid.walker import WalkContext, walk
+from dxai.actors.deid.walker import FREE_TEXT_VRS, WalkContext, is_free_text, walk
 from dxai.configs.errors import DeidentificationError
 from dxai.configs.schema.deid import DeidProfile
 
@@ -45,6 +54,7 @@ class DeidResult:
     date_offset_days: int | None
     patient_pseudonym: tuple[str, str] | None = None  # (original PatientID, pseudonym)
     warnings: list[str] = field(default_factory=list)
+    free_text_seconds: float = 0.0  # time spent cleaning text and documents (after the walk)
 
 
 def _date_mode(options: frozenset[str]) -> str:
@@ -85,6 +95,8 @@ class Deidentifier:
         self.pseudo = Pseudonymizer(key=key, date_shift_max_days=date_shift_max_days)
         self.keep_tags = _keep_tags(profile.keep_tags)
         self.date_mode = _date_mode(self.options)
+        self.clean_documents = profile.clean_encapsulated_documents
+        self._free_text: dict[tuple[int, str], bool] = {}
 
     def _context(self, ds: Dataset) -> WalkContext:
         patient_id = _top_text(ds, 0x00100020)
@@ -96,6 +108,7 @@ class Deidentifier:
             date_mode=self.date_mode,
             offset_days=self.pseudo.date_offset_days(patient_id),
             patient_id=patient_id,
+            clean_documents=self.clean_documents,
         )
 
     def deidentify(self, ds: Dataset, *, in_place: bool = False) -> DeidResult:
@@ -104,7 +117,10 @@ class Deidentifier:
         ctx = self._context(out)
         walk(out, ctx)
         tokens = ctx.collector.final_tokens()
+        started = time.perf_counter()
         _scrub_deferred(ctx, tokens)
+        _clean_documents(ctx, tokens)
+        free_text_seconds = time.perf_counter() - started
         mark(out, self.profile_name, self.options, self.date_mode)
         _fix_file_meta(out)
         pseudonym = out.get("PatientID")
@@ -118,14 +134,28 @@ class Deidentifier:
             date_offset_days=ctx.offset_days if self.date_mode == "shift" else None,
             patient_pseudonym=(ctx.patient_id, str(pseudonym)) if pseudonym else None,
             warnings=ctx.errors,
+            free_text_seconds=free_text_seconds,
         )
 
     def verify(
         self, output: Dataset, phi_values: Iterable[str], *, original_uids: Iterable[str] = ()
     ) -> VerifyResult:
-        """Scan ``output`` for PHI tokens (and original UIDs unless UIDs are retained)."""
+        """Scan ``output`` for PHI tokens (and original UIDs unless UIDs are retained).
+
+        The elements this profile cleans as text (:func:`~dxai.actors.deid.walker.is_free_text`)
+        and every encapsulated document are also searched for PHI patterns.
+        """
         uids = () if "retain_uids" in self.options else original_uids
-        return verify(output, phi_values, original_uids=uids)
+        return verify(output, phi_values, original_uids=uids, free_text=self.is_free_text)
+
+    def is_free_text(self, tag: int, vr: str) -> bool:
+        """True for an element that this profile cleans as text (PHI patterns apply)."""
+        key = (tag, vr)
+        known = self._free_text.get(key)
+        if known is None:
+            known = is_free_text(tag, vr, self.table, self.keep_tags)
+            self._free_text[key] = known  # same answer from any thread: a benign race
+        return known
 
 
 def _sop_class(ds: Dataset) -> str:
@@ -165,11 +195,25 @@ def _scrub_deferred(ctx: WalkContext, tokens: frozenset[str]) -> None:
             del ds[tag]
             ctx.counts["C_unreadable_removed"] += 1
             continue
-        cleaned = matcher.scrub(text)
+        cleaned = matcher.scrub(text, patterns=vr in FREE_TEXT_VRS)
         if cleaned != text.strip():
             # A value that was nothing but PHI gets a dummy: it may be Type 1.
             ds[tag] = DataElement(tag, vr, cleaned or dummy_value(vr))
             ctx.counts["C_cleaned"] += 1
+
+
+def _scrub_document(tokens: frozenset[str], text: str) -> str:
+    return PhiMatcher.for_text(tokens, text).scrub(text, patterns=True)
+
+
+def _clean_documents(ctx: WalkContext, tokens: frozenset[str]) -> None:
+    """Clean each encapsulated document left for it (see :mod:`dxai.actors.deid.document`)."""
+    scrub = functools.partial(_scrub_document, tokens)
+    for ds in ctx.documents:
+        mime = mime_type(ds)
+        cleaned = cleaned_document(document_bytes(ds), mime, scrub)
+        set_document(ds, dummy_document(mime) if cleaned is None else cleaned)
+        ctx.counts["C_document" if cleaned is not None else "D_document"] += 1
 
 
 def _fix_file_meta(ds: Dataset) -> None:

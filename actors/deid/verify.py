@@ -1,14 +1,21 @@
-"""The verify pass: scan every element of an output for PHI tokens and original UIDs.
+"""The verify pass: scan every element of an output for PHI tokens, PHI patterns and UIDs.
 
 Every depth, private tags and the File Meta are scanned.  Text is decoded in the dataset's own
-character set; OB/UN values are searched as Latin-1 and UTF-8 text.  Pixel data (and other bulk
-numeric data, which holds no text) is out of scope here: burned-in text is the pixel pipeline's
-job.  Findings carry the tag path and a hash of the token, never the token itself.
+character set; OB/UN values are searched as Latin-1 and UTF-8 text.  Tokens are looked for in
+every typed spelling (case, accents, transliteration and punctuation folded: see
+:class:`~dxai.actors.deid.phi.PhiMatcher`).  Free-text elements (those the profile cleans as
+text: the ``free_text`` predicate) are also searched for PHI patterns that no header value
+gives (:func:`dxai.configs.phi_patterns.pattern_spans`: phone numbers, addresses, dates, names
+after titles ...).  An encapsulated document is read as its text (a PDF through pypdf) and
+searched for both; a PDF whose text cannot be read makes the instance unscannable, so it is
+held.  Pixel data (and other bulk numeric data, which holds no text) is out of scope here:
+burned-in text is the pixel pipeline's job.  Findings carry the tag path and a hash of the
+token, never the token itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pydicom.dataelem import DataElement, RawDataElement
@@ -16,6 +23,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import BaseTag
 
 from dxai.actors.deid.context import tag_text
+from dxai.actors.deid.document import ENCAPSULATED_DOCUMENT, document_text, mime_type
+from dxai.actors.deid.pdf import is_pdf
 from dxai.actors.deid.phi import PhiMatcher, token_hash
 from dxai.actors.deid.values import (
     BINARY_VRS,
@@ -27,6 +36,15 @@ from dxai.actors.deid.values import (
 )
 
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+PROSE_VRS = frozenset({"LT", "ST", "UT"})
+
+#: ``(tag, VR) -> True`` for an element whose text is searched for PHI patterns too.
+FreeText = Callable[[int, str], bool]
+
+
+def prose(tag: int, vr: str) -> bool:
+    """The default :data:`FreeText`: the long-text VRs (LT, ST, UT) of public elements."""
+    return vr in PROSE_VRS and not tag >> 16 & 1
 
 
 def _contains_uid(text: str, uid: str) -> bool:
@@ -49,7 +67,7 @@ class Finding:
     """One PHI hit: where it is and which token (as a hash), never the value."""
 
     path: str
-    kind: str  # "phi" or "original_uid"
+    kind: str  # "phi", "pattern:<kind>" (phone, date, name ...), "original_uid", "unscannable"
     token_hash: str
 
     def as_dict(self) -> dict[str, str]:
@@ -70,8 +88,9 @@ class VerifyResult:
         return not self.findings
 
 
-# One scanned text: (path prefix, tag, text); text None marks a UI element's original UID hit.
-_Entry = tuple[str, int, str | None]
+# One scanned text: (path prefix, tag, text, free text); text None marks a UI element's
+# original UID hit.
+_Entry = tuple[str, int, str | None, bool]
 
 
 class _Scanner:
@@ -82,8 +101,11 @@ class _Scanner:
     output costs one decode per element and one ``in`` test per token.
     """
 
-    def __init__(self, phi_values: Iterable[str], original_uids: Iterable[str]) -> None:
+    def __init__(
+        self, phi_values: Iterable[str], original_uids: Iterable[str], free_text: FreeText
+    ) -> None:
         self.phi_values = phi_values
+        self.free_text = free_text
         self.uids = frozenset(u for u in original_uids if u)
         self.entries: list[_Entry] = []
         self.ui_hits: dict[tuple[str, int], list[str]] = {}
@@ -94,7 +116,7 @@ class _Scanner:
         try:
             items = ds[tag].value or ()
         except Exception:  # noqa: BLE001 - an unreadable sequence cannot be shown clean
-            self.entries.append((path, -1, None))
+            self.entries.append((path, -1, None, False))
             self.unscannable = True
             return
         for index, item in enumerate(items):
@@ -109,8 +131,8 @@ class _Scanner:
         self.scanned += 1
         if vr in BINARY_VRS:
             data = elem.value if isinstance(elem.value, bytes) else b""
-            self.entries.append((prefix, tag, data.decode("latin-1")))
-            self.entries.append((prefix, tag, data.decode("utf-8", "ignore")))
+            self.entries.append((prefix, tag, data.decode("latin-1"), False))
+            self.entries.append((prefix, tag, data.decode("utf-8", "ignore"), False))
             return
         try:
             text = raw_text(elem, enc)
@@ -118,12 +140,23 @@ class _Scanner:
             raw = elem.value if isinstance(elem.value, bytes) else str(elem.value).encode()
             text = raw.decode("latin-1")
         if vr != "UI":
-            self.entries.append((prefix, tag, text))
+            self.entries.append((prefix, tag, text, self.free_text(tag, vr)))
             return
         hits = [uid for uid in text.split("\\") if uid.strip("\x00 ") in self.uids]
         if hits:
             self.ui_hits[(prefix, tag)] = hits
-            self.entries.append((prefix, tag, None))
+            self.entries.append((prefix, tag, None, False))
+
+    def _document(self, ds: Dataset, elem: RawDataElement | DataElement, prefix: str) -> None:
+        """An encapsulated document's text (a PDF's read by pypdf), searched as free text."""
+        data = elem.value if isinstance(elem.value, bytes) else b""
+        mime = mime_type(ds)
+        text = document_text(data, mime) if data else ""
+        if text is None and (is_pdf(data) or mime == "application/pdf"):
+            self.entries.append((prefix + tag_text(ENCAPSULATED_DOCUMENT), -1, None, False))
+            self.unscannable = True
+        elif text:
+            self.entries.append((prefix, ENCAPSULATED_DOCUMENT, text, True))
 
     def dataset(self, ds: Dataset, prefix: str = "") -> None:
         encodings = encodings_of(ds)
@@ -131,18 +164,21 @@ class _Scanner:
             vr = vr_of(elem)
             if vr == "SQ":
                 self._sequence(ds, tag, prefix + tag_text(int(tag)))
-            else:
-                self._element(elem, vr, prefix, encodings)
+                continue
+            if tag == ENCAPSULATED_DOCUMENT:
+                self._document(ds, elem, prefix)
+            self._element(elem, vr, prefix, encodings)
 
     def findings(self) -> list[Finding]:
-        """Locate the tokens and UIDs that occur in the gathered text, element by element."""
-        haystack = "\x00".join(text for _, _, text in self.entries if text)
+        """Locate the tokens, patterns and UIDs in the gathered text, element by element."""
+        haystack = "\x00".join(text for _, _, text, _ in self.entries if text)
         matcher = PhiMatcher.for_text(self.phi_values, haystack)
         uids = [uid for uid in self.uids if uid in haystack]
         found: list[Finding] = []
+        entries = self.entries
         if not (matcher.tokens or uids or self.ui_hits or self.unscannable):
-            return found
-        for prefix, tag, text in self.entries:
+            entries = [entry for entry in entries if entry[3] and entry[2]]  # patterns only
+        for prefix, tag, text, flag in entries:
             path = prefix + tag_text(tag) if tag >= 0 else prefix
             if tag < 0:
                 found.append(Finding(path, "unscannable", ""))
@@ -152,7 +188,7 @@ class _Scanner:
                     for u in self.ui_hits[(prefix, tag)]
                 )
             else:
-                found.extend(Finding(path, "phi", token_hash(hit)) for hit in matcher.find(text))
+                found.extend(_text_findings(path, text, flag, matcher))
                 found.extend(
                     Finding(path, "original_uid", token_hash(u))
                     for u in uids
@@ -161,14 +197,32 @@ class _Scanner:
         return found
 
 
+def _text_findings(path: str, text: str, free_text: bool, matcher: PhiMatcher) -> list[Finding]:
+    """Token hits in ``text`` and, for free text, pattern hits (each found span once)."""
+    spans = matcher.spans(text, patterns=free_text)
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for start, end, kind in spans:
+        key = ("phi" if kind == "phi" else f"pattern:{kind}", text[start:end])
+        if key not in seen:
+            seen.add(key)
+            out.append(Finding(path, key[0], token_hash(key[1])))
+    return out
+
+
 def verify(
     output: Dataset,
     phi_values: Iterable[str],
     *,
     original_uids: Iterable[str] = (),
+    free_text: FreeText = prose,
 ) -> VerifyResult:
-    """Scan ``output`` (all depths, private tags, File Meta) for PHI tokens and original UIDs."""
-    scanner = _Scanner(phi_values, original_uids)
+    """Scan ``output`` (all depths, private tags, File Meta) for PHI tokens and original UIDs.
+
+    Elements for which ``free_text(tag, VR)`` is true, and encapsulated documents, are also
+    searched for PHI patterns.
+    """
+    scanner = _Scanner(phi_values, original_uids, free_text)
     meta = getattr(output, "file_meta", None)
     if isinstance(meta, FileMetaDataset):
         scanner.dataset(meta, "meta:")

@@ -3,8 +3,12 @@
 Each element is looked at once and left unconverted: its VR comes from the raw element (or the
 data dictionary), and only the values that are needed (removed or replaced text, kept
 vocabulary) are decoded, straight from their bytes.  Kept elements stay raw, so writing them
-costs no re-encoding.  Sequences are always entered, so every depth is de-identified.  Cleaning
-of text (``C``) is deferred until the walk has collected every PHI token of the instance.
+costs no re-encoding.  Sequences are always entered, so every depth is de-identified, except the
+two whole values that Table E.1-1 replaces under ``D``: a Content Sequence becomes one dummy item
+(:mod:`dxai.actors.deid.structured`) and an Encapsulated Document a dummy document, or is
+cleaned with the profile's ``clean_encapsulated_documents`` (:mod:`dxai.actors.deid.document`).
+Cleaning of text (``C``) and of documents is deferred until the walk has collected every PHI
+token of the instance.
 """
 
 from __future__ import annotations
@@ -19,8 +23,16 @@ from pydicom.tag import BaseTag
 
 from dxai.actors.deid.collect import STANDARD_UID_PREFIX, collect, tracked_uid
 from dxai.actors.deid.context import CODE_TAGS, Slot, WalkContext, tag_text
+from dxai.actors.deid.document import (
+    ENCAPSULATED_DOCUMENT,
+    dummy_document,
+    mime_type,
+    set_document,
+)
 from dxai.actors.deid.iod import resolve_action
 from dxai.actors.deid.private import clean_private
+from dxai.actors.deid.structured import CONTENT_SEQUENCE, DUMMY_VALUES, replace_content_tree
+from dxai.actors.deid.table import CompiledTable
 from dxai.actors.deid.values import (
     dummy_value,
     element_vr,
@@ -30,7 +42,7 @@ from dxai.actors.deid.values import (
     vr_of,
 )
 
-__all__ = ["WalkContext", "apply_action", "walk"]
+__all__ = ["WalkContext", "apply_action", "is_free_text", "walk"]
 
 PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
@@ -40,6 +52,10 @@ STRING_VRS = frozenset(
 )
 SCRUB_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "AE", "PN"})
 DEFAULT_SCRUB_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
+# Cleaned values of these VRs are free text: PHI patterns are looked for in them too.
+FREE_TEXT_VRS = DEFAULT_SCRUB_VRS
+# What de-identification writes to mark its output (PatientIdentityRemoved, method, codes).
+MARKING_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 # Kept values of these VRs are vocabulary (CS) or dates kept by the profile: never PHI tokens.
 KEPT_VALUE_VRS = frozenset({"CS", "DA", "DT"})
 _DATE_DEFAULTS = {"full": "K", "shift": "C", "remove": "D"}
@@ -103,9 +119,35 @@ def _replacement(slot: Slot, ctx: WalkContext) -> object:
     return dummy_value(slot.vr)
 
 
+def _replaced_whole(slot: Slot, action: str, ctx: WalkContext) -> bool:
+    """Content Sequence and Encapsulated Document under ``D``: a dummy (or a cleaned document).
+
+    True when the element was handled here.  A ``D`` sequence is otherwise kept and entered
+    (its items' own actions apply); a content tree or a document is not: see
+    :mod:`dxai.actors.deid.structured` and :mod:`dxai.actors.deid.document`.
+    """
+    tag = int(slot.tag)
+    if tag == CONTENT_SEQUENCE and action == "D":
+        collect(slot, ctx)
+        replace_content_tree(slot.ds)
+        ctx.collector.generated.extend(DUMMY_VALUES)
+        ctx.counts["D_content_tree"] += 1
+        return True
+    if tag != ENCAPSULATED_DOCUMENT or action not in ("D", "C"):
+        return False
+    if ctx.clean_documents:
+        ctx.documents.append(slot.ds)  # cleaned once every PHI token is known
+    else:
+        set_document(slot.ds, dummy_document(mime_type(slot.ds)))
+        ctx.counts["D_document"] += 1
+    return True
+
+
 def apply_action(slot: Slot, action: str, ctx: WalkContext, depth: int) -> None:
     """Apply one resolved action code (X, Z, D, U, K, C) to one element (already counted)."""
     ds, tag, vr = slot.ds, slot.tag, slot.vr
+    if _replaced_whole(slot, action, ctx):
+        return
     if action == "K" or (vr == "SQ" and action in ("D", "U", "C")):
         if vr == "SQ":
             _sequence(ds, tag, ctx, depth)
@@ -168,6 +210,28 @@ def _action(tag: int, vr: str, ctx: WalkContext, depth: int) -> str:
         return code
     keyword = _keyword(tag) if code[0] in "XZ" else ""
     return resolve_action(code, ctx.family, keyword, depth)
+
+
+def is_free_text(tag: int, vr: str, table: CompiledTable, keep_tags: frozenset[int]) -> bool:
+    """True for an element that the profile cleans as text (``C``, of a text VR).
+
+    Those elements are the free text of an output: what is left of them after cleaning is
+    searched for PHI patterns as well as for the instance's own tokens (by the cleaning and by
+    the verify pass alike).  Kept elements (``K``, keep_tags, coded values, the marking written
+    by de-identification) and private elements are searched for tokens only.
+    """
+    if vr not in FREE_TEXT_VRS or tag in keep_tags or tag in CODE_TAGS or tag >> 16 & 1:
+        return False
+    if tag in MARKING_TAGS:
+        return False
+    group = tag >> 16
+    if 0x6000 <= group <= 0x60FF:
+        code: str | None = table.overlay_comments if tag & 0xFFFF == 0x4000 else table.overlay_data
+    elif 0x5000 <= group <= 0x50FF:
+        code = table.curve
+    else:
+        code = table.actions.get(tag)
+    return code == "C" if code is not None else True
 
 
 def walk(ds: Dataset, ctx: WalkContext, depth: int = 0) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dxai.actors.pixels.det import DetParams, finish_detection, prepare_detection
-from dxai.actors.pixels.ocr import DET_NAME, REC_NAME, rec_charset
+from dxai.actors.pixels.ocr import DET_NAME, REC_NAME, EngineDirectionClassifier, rec_charset
 from dxai.actors.pixels.rec import ctc_decode, rec_preprocess
 from dxai.actors.pixels.redactor import PixelRedactor
 from dxai.actors.pixels.report import PixelReport
@@ -84,7 +84,12 @@ class InferenceTextDetector(_LoopBridge):
 
 
 class InferenceTextRecognizer(_LoopBridge):
-    """The PP-OCRv4 recogniser through ``client.infer("ppocr_rec", 3x48xW)``; from a thread."""
+    """The PP-OCRv4 recogniser through ``client.infer("ppocr_rec", 3x48xW)``; from a thread.
+
+    Vertical and upside-down crops come to it turned (``read_images``).  Its ``direction``
+    classifier runs on this process's CPU engine: it sees only the few unsure crops, and a node
+    need not serve ``ppocr_cls`` (``inference.models``).
+    """
 
     def __init__(
         self, client: InferenceClient, loop: asyncio.AbstractEventLoop, model: str = REC_NAME
@@ -92,6 +97,7 @@ class InferenceTextRecognizer(_LoopBridge):
         super().__init__(client, loop)
         self.model, self.charset = model, rec_charset()
         self.cache_identity = f"client:{model}"
+        self.direction = EngineDirectionClassifier()
 
     def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
         """Read each crop; all crops go to the batcher together."""

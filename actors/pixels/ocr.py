@@ -1,9 +1,10 @@
 """OCR one display image and decide which parts of each text line are PHI.
 
-Also the CPU detector and recogniser: the PP-OCRv4 models (``ppocr_det`` / ``ppocr_rec`` of the
-model registry) run on this process's ONNX Runtime engines from :mod:`dxai.engines`, where no
-:class:`InferenceClient` is available (the CPU pixel actor, the CLI); ``inference.py`` holds the
-batched adapters.
+Also the CPU detector, recogniser and direction classifier: the PP-OCR models (``ppocr_det`` /
+``ppocr_rec`` / ``ppocr_cls`` of the model registry) run on this process's ONNX Runtime engines
+from :mod:`dxai.engines`, where no :class:`InferenceClient` is available (the CPU pixel actor, the
+CLI); ``inference.py`` holds the batched adapters.  Vertical and upside-down lines are read
+turned (:mod:`dxai.actors.pixels.orient`); such a line is PHI as a whole or not at all.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ import numpy as np
 
 from dxai.actors.pixels.allow import all_text_spans
 from dxai.actors.pixels.det import DetParams, detect_boxes
+from dxai.actors.pixels.orient import direction_of, read_crops
 from dxai.actors.pixels.phi import PhiTerms, TermHit, label_values, phi_spans, term_hits
-from dxai.actors.pixels.rec import ctc_decode, load_charset, pad_batch, rec_preprocess, width_groups
+from dxai.actors.pixels.rec import (
+    cls_preprocess,
+    ctc_decode,
+    load_charset,
+    pad_batch,
+    rec_preprocess,
+    width_groups,
+)
 from dxai.actors.pixels.types import (
     Box,
     FloatArray,
@@ -33,8 +42,14 @@ from dxai.engines import Engine, model_labels, packaged_registry, shared_engine
 
 DET_NAME = "ppocr_det"
 REC_NAME = "ppocr_rec"
+CLS_NAME = "ppocr_cls"
 # crops per recogniser run on the CPU engine (grouped by similar width)
 REC_BATCH = 16
+# crops per direction classifier run (all 3 x 48 x 192)
+CLS_BATCH = 16
+# the classifier's label for upside-down text and its threshold when the registry names none
+UPSIDE_DOWN = "180"
+CLS_THRESHOLD = 0.9
 
 WHOLE_LINE_SHARE = 0.85
 # fragments closer than this many text heights are read as one line
@@ -49,7 +64,7 @@ MAX_CONTINUATION = 4
 
 @dataclass(frozen=True)
 class Line:
-    """A detected text line and its recognition."""
+    """A detected text line and its recognition (read turned when ``rec.rotation`` says so)."""
 
     box: Box
     rec: Recognition
@@ -82,7 +97,8 @@ def read_images(
 
     A box found at the same place as one on an earlier image (IoU >= ``SAME_BOX_IOU``) is
     not read again: a fixed overlay on every frame is read once.  Its fill applies to every
-    frame anyway.
+    frame anyway.  Vertical and upside-down lines are read turned (:func:`read_crops`, with the
+    recogniser's direction classifier when it has one).
     """
     found: list[list[Box]] = []
     crops: list[UInt8Array] = []
@@ -94,7 +110,7 @@ def read_images(
                 fresh.append(box)
                 crops.append(image[box.y0 : box.y1, box.x0 : box.x1])
         found.append(fresh)
-    recs = iter(rec.recognize(crops) if crops else [])
+    recs = iter(read_crops(crops, rec, direction_of(rec)))
     return [[Line(box, next(recs)) for box in boxes] for boxes in found]
 
 
@@ -111,10 +127,11 @@ def span_box(line: Line, start: int, end: int) -> Box:
 
     Characters are placed by their CTC time steps; the box reaches half-way to the next
     character outside the span that is not a space (at most one character width), or to the
-    line's end.
+    line's end.  A line read turned (``rec.rotation``) gives its whole box: its time steps do
+    not run along x.
     """
     box, spans, text = line.box, line.rec.char_spans, line.rec.text
-    if not spans or len(spans) != len(text):
+    if line.rec.rotation or not spans or len(spans) != len(text):
         return box
     width = box.width
     char_w = width / max(len(spans), 1)
@@ -139,6 +156,11 @@ class LineGroup:
     """Detected fragments of one text line, left to right, read as one string."""
 
     lines: tuple[Line, ...]
+
+    @property
+    def rotated(self) -> bool:
+        """Whether this is a line read turned (such a line is a group of its own)."""
+        return any(line.rec.rotation for line in self.lines)
 
     @property
     def text(self) -> str:
@@ -176,12 +198,20 @@ def _same_line(a: Box, b: Box) -> bool:
     return overlap >= 0.5 * low and gap <= GROUP_GAP * high and high <= 2.5 * low
 
 
+def _joins(last: Line, line: Line) -> bool:
+    """Whether ``line`` goes on the horizontal text line that ``last`` ends."""
+    return not (last.rec.rotation or line.rec.rotation) and _same_line(last.box, line.box)
+
+
 def group_lines(lines: Sequence[Line]) -> list[LineGroup]:
-    """Fragments on the same text line with small gaps between them, grouped left to right."""
+    """Fragments on the same text line with small gaps between them, grouped left to right.
+
+    A line read turned is a group of its own.
+    """
     groups: list[list[Line]] = []
     for line in sorted(lines, key=lambda item: (item.box.x0, item.box.y0)):
         for group in groups:
-            if _same_line(group[-1].box, line.box):
+            if _joins(group[-1], line):
                 group.append(line)
                 break
         else:
@@ -190,7 +220,9 @@ def group_lines(lines: Sequence[Line]) -> list[LineGroup]:
 
 
 def _char_width(line: Line) -> float:
-    return line.box.width / max(len(line.rec.text), 1)
+    """Pixels per character along the direction the line reads."""
+    along = line.box.height if line.rec.rotation in (90, 270) else line.box.width
+    return along / max(len(line.rec.text), 1)
 
 
 def _map_span(group: LineGroup, start: int, end: int) -> list[Box]:
@@ -213,14 +245,31 @@ def _extend(group: LineGroup, hit: TermHit, width: int) -> list[Box]:
     out: list[Box] = []
     for (a, b), line in zip(group.offsets(), group.lines, strict=True):
         grow = _char_width(line)
-        box = line.box
         if hit.missing_left and a <= hit.start <= a + 1:
-            x0 = max(0, int(box.x0 - hit.missing_left * grow - grow))
-            out.append(Box(x0, box.y0, box.x0, box.y1))
+            out.append(_beyond(line, True, (hit.missing_left + 1) * grow, width))
         if hit.missing_right and b - 1 <= hit.end <= b:
-            x1 = min(width, int(box.x1 + hit.missing_right * grow + grow + 0.999))
-            out.append(Box(box.x1, box.y0, x1, box.y1))
+            out.append(_beyond(line, False, (hit.missing_right + 1) * grow, width))
     return [b for b in out if b.area]
+
+
+# the side of its box where a line read turned by this many degrees begins
+_START_SIDE = {0: "left", 90: "top", 180: "right", 270: "bottom"}
+_OPPOSITE = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+def _beyond(line: Line, before: bool, reach: float, width: int) -> Box:
+    """The box ``reach`` pixels long just before a line's first character (``before``) or just
+    after its last one, in the direction the line reads (``width``: the image width)."""
+    box = line.box
+    side = _START_SIDE[line.rec.rotation]
+    side = side if before else _OPPOSITE[side]
+    if side == "left":
+        return Box(max(0, int(box.x0 - reach)), box.y0, box.x0, box.y1)
+    if side == "right":
+        return Box(box.x1, box.y0, min(width, int(box.x1 + reach + 0.999)), box.y1)
+    if side == "top":
+        return Box(box.x0, max(0, int(box.y0 - reach)), box.x1, box.y0)
+    return Box(box.x0, box.y1, box.x1, int(box.y1 + reach + 0.999))
 
 
 def decide(
@@ -235,23 +284,38 @@ def decide(
 
     A line over one of ``markers`` (text kept on another image of the instance) is held to PHI
     evidence only, not to ``redact_all``: see :func:`decide_images`.  Each box is cut back
-    where it overlaps another line, so that the kept text of that line stays whole.
+    where it overlaps a horizontal line above or below, so that the kept text of that line stays
+    whole; boxes on lines read turned are never cut (stacked lines are horizontal ones).
     """
     out: list[PhiBox] = []
+    turned: list[PhiBox] = []
     groups = group_lines(lines)
     for group in groups:
-        text = group.text
         all_text = redact_all and not any(_over(group.box, m) for m in markers)
-        found: list[PhiBox] = []
-        for start, end, reason in phi_spans(text, terms, all_text, allow, group.starts()):
-            found.extend(PhiBox(box, reason) for box in _map_span(group, start, end))
-        for hit in term_hits(text, terms):
-            found.extend(PhiBox(box, hit.kind) for box in _extend(group, hit, width))
-        out.extend(found)
+        found = _group_phi(group, terms, all_text, allow, width)
+        (turned if group.rotated else out).extend(found)
         out.extend(_unreadable_neighbours(group, found))
     out.extend(label_continuations(groups, allow))
-    kept = {n.box: _kept_parts(n.box, out) for n in lines}
-    return [PhiBox(_clear_of(box.box, _stacked(box.box, kept)), box.reason) for box in out]
+    kept = {n.box: _kept_parts(n.box, out) for n in lines if not n.rec.rotation}
+    cut = [PhiBox(_clear_of(box.box, _stacked(box.box, kept)), box.reason) for box in out]
+    return cut + turned
+
+
+def _group_phi(
+    group: LineGroup,
+    terms: PhiTerms,
+    redact_all: bool,
+    allow: Sequence[re.Pattern[str]],
+    width: int,
+) -> list[PhiBox]:
+    """The PHI boxes of one line group, with term characters the detector lost at its ends."""
+    text = group.text
+    found: list[PhiBox] = []
+    for start, end, reason in phi_spans(text, terms, redact_all, allow, group.starts()):
+        found.extend(PhiBox(box, reason) for box in _map_span(group, start, end))
+    for hit in term_hits(text, terms):
+        found.extend(PhiBox(box, hit.kind) for box in _extend(group, hit, width))
+    return found
 
 
 def _kept_parts(line: Box, found: Sequence[PhiBox]) -> list[Box]:
@@ -314,11 +378,12 @@ def label_continuations(
     A value that runs to the end of its line goes on in the lines right below it that start at
     its left edge (or at the label's, when the label ends its line after a colon), have about
     its height, do not begin with a label of their own and are not markers of the allow list
-    (``Zoom 1.5x`` under an accession number).
+    (``Zoom 1.5x`` under an accession number).  Lines read turned take no part.
     """
     out: list[PhiBox] = []
-    candidates = [g for g in groups if not _only_markers(g.text, allow)]
-    for group in groups:
+    flat = [g for g in groups if not g.rotated]
+    candidates = [g for g in flat if not _only_markers(g.text, allow)]
+    for group in flat:
         for x in _value_edges(group):
             above = group
             for _ in range(MAX_CONTINUATION):
@@ -453,14 +518,42 @@ class EngineTextDetector:
         return detect_boxes(image, self.params, self.run_prob)
 
 
+class EngineDirectionClassifier:
+    """PP-OCR text direction classifier (labels ``0`` and ``180``) on this process's ONNX
+    Runtime CPU engine; a crop is upside down when ``180`` scores at least the registry's
+    ``cls_thresh``.  Also the batched pipeline's: it is small, and a node need not serve it."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self._engine = cpu_ocr_engine(CLS_NAME, threads, CLS_BATCH)
+        spec = packaged_registry().get(CLS_NAME)
+        self._flip = model_labels(spec, self._engine).index(UPSIDE_DOWN)
+        self.threshold = spec.thresholds.get("cls_thresh", CLS_THRESHOLD)
+
+    def upside_down(self, crops: list[UInt8Array]) -> list[bool]:
+        """Per crop, whether its text is turned by 180 degrees; batches of ``CLS_BATCH``."""
+        out: list[bool] = []
+        for start in range(0, len(crops), CLS_BATCH):
+            batch = np.stack([cls_preprocess(c) for c in crops[start : start + CLS_BATCH]])
+            probs = np.asarray(self._engine.infer(batch), dtype=np.float32)
+            out.extend(
+                bool(row.argmax() == self._flip and row[self._flip] >= self.threshold)
+                for row in probs
+            )
+        return out
+
+
 class EngineTextRecognizer:
-    """PP-OCRv4 CRNN/SVTR recogniser on this process's ONNX Runtime CPU engine, CTC greedy."""
+    """PP-OCRv4 CRNN/SVTR recogniser on this process's ONNX Runtime CPU engine, CTC greedy.
+
+    ``direction``: the direction classifier :func:`read_images` asks about unsure crops.
+    """
 
     def __init__(self, threads: int = 1) -> None:
         self._engine = cpu_ocr_engine(REC_NAME, threads, REC_BATCH)
         self.charset = engine_charset(self._engine)
         sha256 = packaged_registry().get(REC_NAME).sha256
         self.cache_identity = f"{self._engine.info.backend}:{REC_NAME}:{sha256}"
+        self.direction = EngineDirectionClassifier(threads)
 
     def run_batch(self, batch: FloatArray) -> FloatArray:
         """Softmax maps (N x T x C) for a padded batch."""

@@ -1,4 +1,4 @@
-"""PP-OCRv4 text recogniser pre-processing and CTC greedy decoding."""
+"""PP-OCRv4 text recogniser pre-processing and CTC greedy decoding; direction classifier input."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from dxai.actors.pixels.types import FloatArray, Recognition, UInt8Array
 
 REC_HEIGHT = 48
 MAX_REC_WIDTH = 1280
+# the direction classifier's fixed input width (3 x 48 x 192)
+CLS_WIDTH = 192
 
 
 def rec_width(crop_h: int, crop_w: int) -> int:
@@ -27,6 +29,20 @@ def rec_preprocess(crop: UInt8Array) -> FloatArray:
     resized = cv2.resize(crop, (new_w, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
     chw = resized.astype(np.float32).transpose(2, 0, 1) / 255.0
     return np.ascontiguousarray((chw - 0.5) / 0.5, dtype=np.float32)
+
+
+def cls_preprocess(crop: UInt8Array) -> FloatArray:
+    """An RGB crop as the direction classifier's 3 x 48 x 192 input (PP-OCR's ``TextClassifier``).
+
+    Resized to height 48 and at most 192 wide (aspect kept), normalised to [-1, 1] and
+    right-padded with zeros.
+    """
+    h, w = crop.shape[:2]
+    new_w = max(1, min(CLS_WIDTH, math.ceil(REC_HEIGHT * w / max(1, h))))
+    resized = cv2.resize(crop, (new_w, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((3, REC_HEIGHT, CLS_WIDTH), dtype=np.float32)
+    out[:, :, :new_w] = (resized.astype(np.float32).transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
+    return out
 
 
 def pad_batch(items: Sequence[FloatArray]) -> FloatArray:

@@ -16,7 +16,13 @@ import threading
 from collections import OrderedDict
 from functools import lru_cache
 
-from dxai.actors.pixels.types import Recognition, TextRecognizer, UInt8Array
+from dxai.actors.pixels.orient import direction_of
+from dxai.actors.pixels.types import (
+    DirectionClassifier,
+    Recognition,
+    TextRecognizer,
+    UInt8Array,
+)
 from dxai.observability.metrics import Sensor, default_sensor
 
 
@@ -76,13 +82,15 @@ def with_cache(
 class CachingRecognizer:
     """A :class:`TextRecognizer` that reads only crops it has not read before.
 
-    Hits and misses are counted on ``sensor`` (default: the process-wide sensor).
+    Hits and misses are counted on ``sensor`` (default: the process-wide sensor).  The inner
+    recogniser's direction classifier (``direction``) is passed on, not cached.
     """
 
     def __init__(
         self, inner: TextRecognizer, cache: RecognitionCache, sensor: Sensor | None = None
     ) -> None:
         self.inner = inner
+        self.direction: DirectionClassifier | None = direction_of(inner)
         self.cache = cache
         self._sensor = sensor or default_sensor()
         self._salt = cache_identity(inner).encode()

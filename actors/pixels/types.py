@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -57,13 +57,23 @@ class Box:
         return max(0, w) * max(0, h)
 
 
+#: Degrees (counter-clockwise, as ``np.rot90``) a crop is turned before it is read.
+Rotation = Literal[0, 90, 180, 270]
+
+
 @dataclass(frozen=True)
 class Recognition:
-    """What the recogniser read in one crop: text, mean confidence, char positions (0..1)."""
+    """What the recogniser read in one crop: text, mean confidence, char positions (0..1).
+
+    ``rotation``: how far the crop was turned to be read (0: as it stands).  The character
+    positions are fractions of the width of the crop as read, so they place characters in the
+    image only when ``rotation`` is 0.
+    """
 
     text: str
     confidence: float
     char_spans: tuple[tuple[float, float], ...] = ()
+    rotation: Rotation = 0
 
 
 @dataclass(frozen=True)
@@ -90,4 +100,13 @@ class TextRecognizer(Protocol):
 
     def recognize(self, crops: list[UInt8Array]) -> list[Recognition]:
         """Return one recognition per crop, in order."""
+        ...
+
+
+@runtime_checkable
+class DirectionClassifier(Protocol):
+    """Tells which crops of horizontal text lines show their text upside down."""
+
+    def upside_down(self, crops: list[UInt8Array]) -> list[bool]:
+        """Per crop, whether its text is turned by 180 degrees (by the model's threshold)."""
         ...

@@ -33,6 +33,19 @@ class DeidProfile(Section):
     keep_tags: tuple[str, ...] = Field(
         default=(), description="Extra attribute keywords kept as-is (site policy)."
     )
+    clean_encapsulated_documents: bool = Field(
+        default=False,
+        description=(
+            "Encapsulated Document (0042,0011) is D in PS3.15 Table E.1-1: false replaces it "
+            "with a dummy of its kind (a one-page PDF reading ANONYMIZED for a PDF). True "
+            "reads its text instead and writes it back cleaned like free text (header PHI in "
+            "any spelling, phone numbers, addresses, dates, names after titles): a PDF as a "
+            "new text-only PDF (no images, metadata, attachments or annotations survive), "
+            "text/plain as UTF-8 text. A PDF whose text cannot be read in full (encrypted, "
+            "malformed, scanned, over 500 pages or 64 MiB) and every other kind (CDA XML, "
+            "STL, OBJ, MTL) still get the dummy."
+        ),
+    )
 
     @model_validator(mode="after")
     def _dates_exclusive(self) -> DeidProfile:
@@ -48,6 +61,7 @@ def _default_profiles() -> dict[str, DeidProfile]:
         "hipaa_safe_harbor": DeidProfile(
             description="Basic profile with descriptors cleaned (HIPAA Safe Harbor intent)",
             options=("clean_descriptors", "clean_structured_content", "clean_graphics"),
+            clean_encapsulated_documents=True,
         ),
         "research_longitudinal": DeidProfile(
             description="Research: shifted dates keep intervals, patient characteristics kept",
@@ -59,6 +73,7 @@ def _default_profiles() -> dict[str, DeidProfile]:
                 "clean_structured_content",
                 "clean_graphics",
             ),
+            clean_encapsulated_documents=True,
         ),
         "teleradiology": DeidProfile(
             description="What a receiving radiologist needs: real dates, characteristics, device",
@@ -71,6 +86,7 @@ def _default_profiles() -> dict[str, DeidProfile]:
                 "clean_structured_content",
                 "clean_graphics",
             ),
+            clean_encapsulated_documents=True,
         ),
     }
 

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from dxai.configs.schema.base import Section
 from dxai.configs.schema.deid import DeidConfig
 from dxai.configs.schema.inference import InferenceConfig
+from dxai.configs.schema.review import ReviewConfig
 from dxai.configs.schema.routes import (
     RouteName,
     default_conflicts,
@@ -22,6 +23,7 @@ from dxai.configs.schema.services import (
     DestinationSpec,
     DicomWebEndpoint,
     DimseEndpoint,
+    HealthConfig,
     KafkaConfig,
     MetricsConfig,
     RayConfig,
@@ -90,6 +92,12 @@ class PipelineConfig(Section):
     staging_memory_max_bytes: int = Field(default=256 * 1024**2, ge=0)
     outbox_retry_initial_s: float = Field(default=0.5, gt=0)
     outbox_retry_max_s: float = Field(default=30.0, gt=0)
+    drain_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="On SIGTERM: intake stops, running jobs get this long to finish; the rest "
+        "are cancelled (left unfinished in the job store, resumed at the next start).",
+    )
 
 
 class DxaiConfig(Section):
@@ -109,7 +117,9 @@ class DxaiConfig(Section):
     destination_dicomweb: DicomWebEndpoint | None = None
     destination_dimse: DimseEndpoint | None = None
     metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
     tracing: TracingConfig = TracingConfig()
+    review: ReviewConfig = ReviewConfig()
 
     @model_validator(mode="after")
     def _mode_needs(self) -> DxaiConfig:

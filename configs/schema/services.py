@@ -36,6 +36,13 @@ class RayConfig(Section):
     namespace: str = "dxai"
     http_port: int = Field(default=8000, ge=0, le=65535)
     num_cpus: int | None = Field(default=None, ge=1)
+    applications: Literal["deploy", "attach"] = Field(
+        default="deploy",
+        description="deploy: the daemon deploys one Serve application per model (and deletes "
+        "them when it stops); attach: someone else deployed them (a KubeRay RayService whose "
+        "serveConfigV2 builds them with dxai.batching.serve_app:build); the daemon only calls "
+        "them, never deploys or deletes.",
+    )
 
 
 class TlsSettings(Section):
@@ -184,6 +191,36 @@ class MetricsConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
+
+
+class HealthConfig(Section):
+    """``/healthz`` and ``/readyz`` on the metrics port: how they are judged.
+
+    ``/healthz`` answers 200 while the event loop runs a callback within ``loop_timeout_s``.
+    ``/readyz`` answers 200 while the broker is connected with partitions assigned (Kafka mode),
+    every configured source and destination answered its last probe, the models loaded and the
+    staging area holds less than ``staging_ready_max_fraction`` of ``pipeline.staging_max_bytes``.
+    """
+
+    loop_timeout_s: float = Field(
+        default=2.0, gt=0, description="The event loop must answer /healthz within this."
+    )
+    probe_interval_s: float = Field(
+        default=10.0, gt=0, description="Broker, sources and destinations are probed this often."
+    )
+    probe_timeout_s: float = Field(
+        default=5.0, gt=0, description="One probe (connect, HTTP answer, metadata) gives up after."
+    )
+    require_partitions: bool = Field(
+        default=True,
+        description="Kafka mode: not ready while the group gave this daemon no partition.",
+    )
+    staging_ready_max_fraction: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Not ready once staged bytes on disk reach this share of staging_max_bytes.",
+    )
 
 
 class TracingConfig(Section):

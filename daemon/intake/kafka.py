@@ -1,20 +1,30 @@
-"""Kafka intake: the aiokafka consumer group, manual commits once each job is durable."""
+"""Kafka intake: the aiokafka consumer group, manual commits once each job is durable.
+
+The consumer connects with retries (backoff ``kafka.retry_backoff_initial_s`` ..
+``retry_backoff_max_s``) until the broker answers or the daemon stops, so a pod started before
+its broker waits, not ready, instead of crashing.  While it runs, the broker is probed every
+``health.probe_interval_s`` (a metadata request on the consumer's own connections); ``check``
+tells ``/readyz`` whether the broker answered and partitions are assigned.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from dxai.configs.errors import DxaiError, RetriableError, ServiceUnavailableError
-from dxai.configs.schema.services import KafkaConfig
+from dxai.configs.errors import DxaiError, RetriableError
+from dxai.configs.schema.services import HealthConfig, KafkaConfig
 from dxai.daemon.events import (
     header_value,
 )
 from dxai.daemon.pipeline import Pipeline, RetryPolicy, with_retry
+from dxai.observability.health import CheckResult
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
@@ -33,13 +43,21 @@ class KafkaIntake:
         pipeline: Pipeline,
         sensor: Sensor,
         txn: TransactionalPublisher | None = None,
+        health: HealthConfig | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.sensor = sensor
         self.txn = txn
+        self.health = health or HealthConfig()
         self.retry = RetryPolicy.from_config(config)
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = self._new_consumer()
+        self._connected = False
+        self._broker_error: str | None = "not connected yet"
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        config = self.config
+        return AIOKafkaConsumer(
             config.input_topic,
             bootstrap_servers=config.bootstrap_servers,
             group_id=config.group_id,
@@ -51,12 +69,20 @@ class KafkaIntake:
             request_timeout_ms=config.request_timeout_ms,
         )
 
+    def check(self) -> CheckResult:
+        """Readiness: the broker answered the last probe and partitions are assigned."""
+        if not self._connected:
+            return CheckResult(False, f"broker not connected ({self._broker_error})")
+        assigned = len(self._consumer.assignment())
+        if assigned == 0 and self.health.require_partitions:
+            return CheckResult(False, "broker connected; no partition assigned to this daemon")
+        return CheckResult(True, f"broker connected; {assigned} partition(s) assigned")
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; commits after each durable batch."""
-        try:
-            await self._consumer.start()
-        except KafkaError as exc:
-            raise ServiceUnavailableError(f"kafka consumer: {type(exc).__name__}") from exc
+        """Connect (retrying until ``stop``), then consume until ``stop`` is set."""
+        if not await self._connect(stop):
+            return
+        watch = asyncio.create_task(self._watch_broker(stop), name="kafka-broker-probe")
         try:
             while not stop.is_set():
                 self._backpressure()
@@ -64,7 +90,52 @@ class KafkaIntake:
                 for tp, messages in batch.items():
                     await self._batch(tp, messages)
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            self._connected, self._broker_error = False, "consumer stopped"
             await self._consumer.stop()
+
+    async def _connect(self, stop: asyncio.Event) -> bool:
+        """Start the consumer, retrying with backoff; False when ``stop`` came first."""
+        delay = self.config.retry_backoff_initial_s
+        while not stop.is_set():
+            try:
+                started = await _unless_stopped(self._consumer.start(), stop)
+            except KafkaError as exc:
+                self._broker_error = type(exc).__name__
+                log.warning("kafka broker unreachable", extra={"error_code": self._broker_error})
+                await self._consumer.stop()
+                self._consumer = self._new_consumer()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                delay = min(delay * 2, self.config.retry_backoff_max_s)
+                continue
+            if not started:
+                break
+            self._connected, self._broker_error = True, None
+            return True
+        await self._consumer.stop()
+        return False
+
+    async def _watch_broker(self, stop: asyncio.Event) -> None:
+        """Ask the broker for metadata every probe interval; record whether it answered."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.health.probe_interval_s)
+            if stop.is_set():
+                return
+            await self._probe_broker()
+
+    async def _probe_broker(self) -> None:
+        try:
+            await asyncio.wait_for(self._consumer.topics(), timeout=self.health.probe_timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            if self._connected:
+                log.warning("kafka broker lost", extra={"error_code": type(exc).__name__})
+            self._connected, self._broker_error = False, type(exc).__name__
+            return
+        self._connected, self._broker_error = True, None
 
     async def _batch(self, tp: TopicPartition, messages: list[ConsumerRecord[Any, Any]]) -> None:
         """Admit a partition's messages (jobs durable), then commit the next offset.
@@ -111,3 +182,21 @@ class KafkaIntake:
         log.info(
             "event admitted", extra={"status": admission, "offset": offset, "partition": partition}
         )
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then ``work`` is cancelled): True if done."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                await task
+    if task.cancelled():
+        return False
+    task.result()
+    return True

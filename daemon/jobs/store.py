@@ -235,6 +235,40 @@ class JobStore(AsyncLifecycle):
             (state, decision_json, results_json),
         )
 
+    async def reconclude(
+        self, key: str, state: str, decision_json: str, results_json: str
+    ) -> JobRecord:
+        """Replace a ``held_for_review`` job's conclusion with the review's (``released`` or
+        ``blocked``), in one transaction; both outputs are to be sent again.
+
+        Only a held job may be concluded again, once (compare-and-set on the state: two
+        reviewers deciding at once, one wins, the other gets InvalidTransitionError).  Pending
+        transactional records of the held outputs are forgotten: they must not mark the new
+        outputs sent after a restart.
+        """
+        if state not in ALL_STATES or not can_move("held_for_review", state):
+            raise InvalidTransitionError(f"job {key[:16]}: held_for_review -> {state} not allowed")
+        cur = await self.db.execute(
+            "UPDATE jobs SET state = ?, decision_json = ?, results_json = ?, decision_sent = 0, "
+            "results_sent = 0, updated_at = ? WHERE job_key = ? AND state = 'held_for_review'",
+            (state, decision_json, results_json, time.time(), key),
+        )
+        if cur.rowcount != 1:
+            await self.db.rollback()
+            raise InvalidTransitionError(f"job {key[:16]}: not held for review")
+        await self.db.execute("DELETE FROM pending_outputs WHERE job_key = ?", (key,))
+        await self.db.commit()
+        job = await self.get(key)
+        assert job is not None
+        return job
+
+    async def in_state(self, state: str) -> list[JobRecord]:
+        """Every job in ``state``, oldest first."""
+        sql = f"SELECT {_COLUMNS} FROM jobs WHERE state = ? ORDER BY created_at"
+        async with self.db.execute(sql, (state,)) as cur:
+            rows = await cur.fetchall()
+        return [_record(r) for r in rows]
+
     async def mark_decision_sent(self, key: str) -> JobRecord:
         """The broker (or results folder) acknowledged the decision."""
         await self.db.execute(_CLEAR_PENDING, (key, "decision"))

@@ -41,6 +41,7 @@ class KafkaPublisher(AsyncLifecycle):
         try:
             await self._producer.start()
         except KafkaError as exc:
+            await self._producer.stop()  # a failed start leaves connections to close
             raise ServiceUnavailableError(f"kafka producer: {type(exc).__name__}") from exc
         self._started = True
 

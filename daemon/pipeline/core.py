@@ -17,10 +17,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from dxai.actors.outbound.series import InstanceProcessor
-from dxai.configs.errors import DxaiError, InvalidEventError, RetriableError
+from dxai.configs.errors import DxaiError, InvalidEventError, PermanentError, RetriableError
 from dxai.configs.lifecycle import AsyncLifecycle
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.audit import Auditor
@@ -28,8 +28,8 @@ from dxai.daemon.events import StudyEvent, parse_study_event
 from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import ACTIVE_STATES, JobRecord, JobStore
 from dxai.daemon.outputs.base import Publisher
-from dxai.daemon.pipeline.finish import JobFinisher
-from dxai.daemon.pipeline.outcome import StudyTally
+from dxai.daemon.pipeline.finish import JobFinisher, ReviewConclusion
+from dxai.daemon.pipeline.outcome import StudyTally, decide
 from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
 from dxai.daemon.pipeline.staging import Staging
 from dxai.daemon.pipeline.study import StudyWork
@@ -42,6 +42,14 @@ SourceFactory = Callable[[StudyEvent], StudySource]
 Admission = Literal["accepted", "duplicate", "in_progress", "resumed", "dead_letter"]
 
 
+class ReviewKeeper(Protocol):
+    """Keeps what a study concluding ``hold`` needs for its reviewer (the review store)."""
+
+    async def keep(self, job: JobRecord, tally: StudyTally) -> None:
+        """Keep ``tally.kept`` durably before the hold is recorded (replaces an earlier run's)."""
+        ...
+
+
 @dataclass
 class PipelineParts:
     """Everything a pipeline talks to (built by the daemon, faked in unit tests).
@@ -49,6 +57,7 @@ class PipelineParts:
     ``sinks`` picks the destination an event names; without it every job goes to ``sink``.
     ``staging`` None: a private temporary folder (tests); the daemon stages under its data dir.
     ``audit``: the hash-chained audit log (intake, fetch, release, decision records); None: off.
+    ``review``: keeps a held study for review (:mod:`dxai.daemon.review`); None: dropped.
     """
 
     store: JobStore
@@ -61,6 +70,7 @@ class PipelineParts:
     sinks: Callable[[StudyEvent], StudySink] | None = None
     staging: Staging | None = None
     audit: Auditor | None = None
+    review: ReviewKeeper | None = None
 
     def sink_for(self, event: StudyEvent) -> StudySink:
         """The destination of ``event``'s job."""
@@ -92,12 +102,22 @@ class Pipeline(AsyncLifecycle):
         await asyncio.to_thread(self.staging.sweep, active)
 
     async def stop(self) -> None:
-        """Drain in-flight jobs, then shut the thread pool down (idempotent).
+        """Drain in-flight jobs for ``drain_grace_s``, then shut the thread pool down.
 
-        Outputs a down broker could not take stay in the outbox (sent after the restart).
+        Jobs still running after the grace period are cancelled: they stay unfinished in the
+        store and are resumed at the next start.  Outputs a down broker could not take stay in
+        the outbox (sent after the restart).  Idempotent.
         """
         self._stopping.set()
-        await self.drain()
+        running = self.in_flight
+        cancelled = await self.drain(self.config.drain_grace_s)
+        if running:
+            log.info("jobs drained", extra={"count": running - cancelled})
+        if cancelled:
+            log.warning(
+                "jobs cancelled at the drain deadline (resumed at restart)",
+                extra={"count": cancelled},
+            )
         await asyncio.to_thread(self._executor.shutdown, True)
 
     @property
@@ -176,16 +196,20 @@ class Pipeline(AsyncLifecycle):
             self.parts.sensor.count("errors", {"component": "pipeline", "error_code": again.code})
             log.error("job left for the restart", extra={"job": job.short_key})
 
-    async def drain(self, timeout_s: float | None = None) -> None:
-        """Wait for running jobs (graceful shutdown); cancel what is left after ``timeout_s``."""
+    async def drain(self, timeout_s: float | None = None) -> int:
+        """Wait for running jobs (graceful shutdown); cancel what is left after ``timeout_s``.
+
+        Returns how many jobs were cancelled.
+        """
         tasks = list(self._tasks.values())
         if not tasks:
-            return
+            return 0
         _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+        return len(pending)
 
     async def run_job(self, job: JobRecord) -> JobRecord:
         """Run one job to its end (or resume it), then send its outputs (retried with backoff)."""
@@ -195,7 +219,42 @@ class Pipeline(AsyncLifecycle):
         return await self._flush_until_sent(job.key)
 
     async def _work(self, job: JobRecord, event: StudyEvent) -> StudyTally:
-        return await with_retry(self.parts.retry, lambda: self._study.run(job, event))
+        tally = await with_retry(self.parts.retry, lambda: self._study.run(job, event))
+        if self.parts.review is not None and decide(tally)[0] == "hold":
+            # kept before the hold is recorded: a crash in between re-runs the job, never
+            # leaves a held study with nothing to review (the staging area goes after this)
+            await self.parts.review.keep(job, tally)
+        return tally
+
+    async def conclude_review(self, key: str, review: ReviewConclusion) -> JobRecord:
+        """Replace a held job's conclusion with the reviewer's (``proceed`` / ``released`` or
+        ``block`` / ``blocked``), audited first, then send it (retried like every output)."""
+        job = await self.parts.store.get(key)
+        if job is None:
+            raise PermanentError(f"unknown job {key[:16]}")
+        await self._finisher.conclude_review(job, review)
+        self.send_outputs(key)
+        current = await self.parts.store.get(key)
+        assert current is not None
+        return current
+
+    def send_outputs(self, key: str) -> None:
+        """Send a finished job's unsent outputs in the background (after its running task)."""
+        if self._stopping.is_set():
+            return  # the outbox keeps them: sent after the restart
+        running = self._tasks.get(key)
+        if running is not None:  # it may have read the job before these outputs existed
+            running.add_done_callback(lambda _task: self.send_outputs(key))
+            return
+        task = asyncio.create_task(self._send_guarded(key), name=f"send-{key[:16]}")
+        self._tasks[key] = task
+        task.add_done_callback(functools.partial(self._forget, key))
+
+    async def _send_guarded(self, key: str) -> None:
+        try:
+            await self._flush_until_sent(key)
+        except DxaiError as exc:  # left in the outbox: sent after the restart
+            self.parts.sensor.count("errors", {"component": "outbox", "error_code": exc.code})
 
     async def _flush_until_sent(self, key: str) -> JobRecord:
         """Send the job's recorded outputs; a retriable failure is retried with backoff until

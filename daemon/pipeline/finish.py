@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dxai.configs.errors import DxaiError, RetrieveIncompleteError
@@ -43,6 +44,26 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 Work = Callable[[JobRecord, StudyEvent], Coroutine[Any, Any, StudyTally]]
+
+
+@dataclass(frozen=True)
+class ReviewConclusion:
+    """A reviewer's decision on a held job (or the review's expiry) and what its release did.
+
+    ``approved``: ``proceed`` / ``released`` (``released`` instances stored, their SHA-256),
+    else ``block`` / ``blocked``.  ``reason``: the decision's reason code (``review_approved``,
+    ``review_rejected``, ``review_expired``); ``actor``: who decided (``user:<name>``), named by
+    the audit record of the decision; ``counts``: the ``review`` task's counts.
+    """
+
+    approved: bool
+    reason: str
+    actor: str
+    released: int = 0
+    instances_sha256: tuple[str, ...] = ()
+    study_uid_out: str | None = None
+    verified: bool = False
+    counts: Mapping[str, int] = field(default_factory=dict)
 
 
 class JobFinisher:
@@ -164,19 +185,82 @@ class JobFinisher:
         decision = self._decision(job, "hold" if hold else "block", (reason,))
         await self._record(job, decision, results, state)
 
+    async def conclude_review(self, job: JobRecord, review: ReviewConclusion) -> None:
+        """Replace the held conclusion of ``job`` with the reviewer's; the decision and the
+        results again come from this one conclusion (see :meth:`JobStore.reconclude`)."""
+        held = self._held_results(job)
+        approved = review.approved
+        reasons = (Reason(code=review.reason, blocking=not approved),)
+        task = TaskResult(
+            task="review", status="passed" if approved else "failed", counts=dict(review.counts)
+        )
+        certificate = held.certificate or self._certificate(job, review.released, review.verified)
+        certificate = certificate.model_copy(
+            update={
+                "instances_sha256": tuple(sorted(review.instances_sha256)) if approved else (),
+                "instances_deidentified": review.released if approved else 0,
+                "verified": approved and review.verified,
+            }
+        )
+        results = held.model_copy(
+            update={
+                "state": "released" if approved else "blocked",
+                "deidentified_study_uid": review.study_uid_out if approved else None,
+                "certificate": certificate,
+                "tasks": (*held.tasks, task),
+                "instances_released": review.released if approved else 0,
+                "instances_held": 0 if approved else held.instances_held,
+            }
+        )
+        decision = self._decision(job, "proceed" if approved else "block", reasons)
+        state = str(results.state)
+        await self._record(job, decision, results, state, review=True, actor=review.actor)
+
+    def _held_results(self, job: JobRecord) -> ResultsEvent:
+        if job.results_json is not None:
+            return ResultsEvent.model_validate_json(job.results_json)
+        return ResultsEvent(
+            exchange_job_id=job.exchange_job_id,
+            study_uid=job.study_uid,
+            job_key=job.key,
+            pipeline_version=job.pipeline_version,
+            state="held_for_review",
+        )
+
+    def _certificate(self, job: JobRecord, released: int, verified: bool) -> DeidCertificate:
+        info = self.info
+        return DeidCertificate(
+            profile=info.profile,
+            options=info.options,
+            pixel_mode=info.pixel_mode,
+            instances_deidentified=released,
+            verified=verified,
+            pipeline_version=job.pipeline_version,
+        )
+
     async def _record(
-        self, job: JobRecord, decision_json: str, results: ResultsEvent, state: str
+        self,
+        job: JobRecord,
+        decision_json: str,
+        results: ResultsEvent,
+        state: str,
+        *,
+        review: bool = False,
+        actor: str = "system:daemon",
     ) -> None:
         store = self.store
         if self.audit is not None:  # first: a conclusion the log cannot record is not made
             record = await self.audit.append(
-                "decision", job.key, _audit_data(decision_json, results)
+                "decision", job.key, _audit_data(decision_json, results), actor=actor
             )
             if results.certificate is not None:
                 position = {"audit_seq": record.seq, "audit_prev_hash": record.prev_hash}
                 certificate = results.certificate.model_copy(update=position)
                 results = results.model_copy(update={"certificate": certificate})
-        await store.conclude(job.key, state, decision_json, results.model_dump_json())
+        if review:
+            await store.reconclude(job.key, state, decision_json, results.model_dump_json())
+        else:
+            await store.conclude(job.key, state, decision_json, results.model_dump_json())
         log.info("job concluded", extra={"job": job.short_key, "state": state})
         for name, count in (await store.count_by_state()).items():
             self.sensor.set_gauge("jobs", count, {"state": name})

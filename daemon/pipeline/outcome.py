@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from dxai.actors.outbound.tally import Tally
 from dxai.daemon.events import Reason, TaskResult
 from dxai.daemon.events.models import TaskStatus
+
+
+@dataclass(frozen=True)
+class KeptInstance:
+    """One instance a held study keeps for its reviewer (see :mod:`dxai.daemon.review`).
+
+    ``status`` ``passed``: ``output`` is its verified output, not yet released.  ``held``:
+    ``output`` is the output redacted as far as possible (None when its header failed the
+    verify) and ``before`` the fetched original the reviewer compares it with; ``pixel`` the
+    pixel report's boxes and reasons (no text).  ``failed``: nothing but the code.  Bytes in
+    memory or a staged file (read while the job's staging area exists).
+    """
+
+    status: str
+    sop_uid_out: str | None
+    reason: str = ""
+    output: bytes | Path | None = None
+    before: bytes | Path | None = None
+    pixel: dict[str, Any] | None = None
 
 
 @dataclass
@@ -17,6 +38,8 @@ class StudyTally(Tally):
     refused: int = 0
     # SHA-256 of every passed output, in the order they were staged (the certificate's list)
     output_sha256: list[str] = field(default_factory=list)
+    # what a held study keeps for review (filled only when the pipeline has a review keeper)
+    kept: list[KeptInstance] = field(default_factory=list)
 
 
 def decide(tally: StudyTally) -> tuple[str, str, tuple[Reason, ...]]:

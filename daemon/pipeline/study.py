@@ -26,7 +26,7 @@ from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import JobRecord
-from dxai.daemon.pipeline.outcome import StudyTally
+from dxai.daemon.pipeline.outcome import KeptInstance, StudyTally
 from dxai.daemon.pipeline.staging import JobArea, Staged, Staging
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ class StudyWork:
         staging: Staging,
     ) -> None:
         self.parts, self.config, self.executor, self.staging = parts, config, executor, staging
+        # what a held study keeps for review: its held instances and (released per study) the
+        # passed outputs that wait for the decision; nothing without a review keeper
+        reviewing = parts.review is not None
+        self._keep = _Keep(reviewing, reviewing and config.release == "study")
 
     async def run(self, job: JobRecord, event: StudyEvent) -> StudyTally:
         """Fetch, process and (when the release rule allows) store the study; its tally."""
@@ -111,10 +115,12 @@ class StudyWork:
         processor = self.parts.processor
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
-            out, path, digest = await self._timed(area, members[index], call)
+            out, path, digest, kept = await self._timed(area, members[index], call)
             if path is not None:
                 staged[index] = path
                 tally.output_sha256.append(digest)
+            if kept is not None:
+                tally.kept.append(kept)
             tally.add(out)
             self.parts.sensor.count("instances", {"component": "deid", "status": out.status})
             return out
@@ -144,16 +150,17 @@ class StudyWork:
 
     async def _timed(
         self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
-    ) -> tuple[InstanceOutcome, Staged | None, str]:
+    ) -> tuple[InstanceOutcome, Staged | None, str, KeptInstance | None]:
         """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        out, path, digest = await loop.run_in_executor(self.executor, _process, area, member, call)
+        process = functools.partial(_process, area, member, call, self._keep)
+        out, path, digest, kept = await loop.run_in_executor(self.executor, process)
         elapsed = time.perf_counter() - started
         self.parts.sensor.observe("instance_s", elapsed, {"component": "deid"})
         if out.pixels is not None and out.pixels.scanned:
             self.parts.sensor.observe("instance_s", out.pixels.seconds, {"component": "pixels"})
-        return out, path, digest
+        return out, path, digest, kept
 
     async def _release(self, sink: StudySink, paths: Sequence[Staged], tally: StudyTally) -> None:
         """Send staged outputs to the destination; count what it took.  The sink bounds its
@@ -181,16 +188,43 @@ def _stage(area: JobArea, raw: bytes) -> Member:
     return dataclasses.replace(read_member(raw), source=area.stage_input(raw))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Keep:
+    """What a job keeps for a possible review: held (and failed) instances, passed outputs."""
+
+    held: bool = False
+    passed: bool = False
+
+
 def _process(
-    area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
-) -> tuple[InstanceOutcome, Staged | None, str]:
+    area: JobArea, member: Member, call: Callable[[], InstanceOutcome], keep: _Keep
+) -> tuple[InstanceOutcome, Staged | None, str, KeptInstance | None]:
     """Process one staged instance; stage its output when it passed, with the output's SHA-256
-    for the certificate (blocking, worker thread)."""
+    for the certificate; with ``keep``, what a review needs of it (blocking, worker thread).
+
+    A held instance's output (redacted as far as possible) is staged too, and its fetched
+    original stays staged (the reviewer's "before"); both go when the job's area is removed.
+    """
     outcome = call()
     source = member.source
-    path, digest = None, ""
+    path, digest, kept = None, "", None
     if outcome.releasable is not None:
         path = area.stage_output(source, outcome.releasable)
         digest = hashlib.sha256(outcome.releasable).hexdigest()
-    area.drop_input(source)
-    return dataclasses.replace(outcome, data=None), path, digest
+        if keep.passed:
+            kept = KeptInstance("passed", outcome.sop_uid_out, output=path)
+    elif keep.held and outcome.status in ("held", "failed"):
+        kept = _kept_unreleasable(area, source, outcome)
+    if kept is None or kept.before is None:
+        area.drop_input(source)
+    return dataclasses.replace(outcome, data=None), path, digest, kept
+
+
+def _kept_unreleasable(area: JobArea, source: Staged, outcome: InstanceOutcome) -> KeptInstance:
+    """A held instance with its staged output and original, or a failed one's code alone."""
+    report = outcome.pixel_report or {}
+    pixel = {name: report.get(name) for name in ("status", "boxes", "held_boxes", "held_reasons")}
+    if outcome.status != "held" or outcome.data is None:
+        return KeptInstance(outcome.status, outcome.sop_uid_out, outcome.reason, pixel=pixel)
+    output = area.stage_output(source, outcome.data)
+    return KeptInstance("held", outcome.sop_uid_out, outcome.reason, output, source, pixel)

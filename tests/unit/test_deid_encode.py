@@ -57,12 +57,12 @@ def test_encode_falls_back_for_datasets_built_in_memory() -> None:
 
 
 def test_prefiltered_matcher_finds_the_same() -> None:
-    tokens = {"DOE", "JOHNATHAN", "DOE JOHNATHAN", "19700315", "ANN", "Straße"}
+    tokens = {"DOE", "JOHNATHAN", "DOE JOHNATHAN", "19700315", "ANN", "Straße", "Łódź"}
     texts = ["seen by Doe^Johnathan", "SCANNER", "born 19700315", "ann", "", "STRASSE", "Ünïcode"]
     haystack = "\x00".join(texts)
     narrowed = PhiMatcher.for_text(tokens, haystack)
     full = PhiMatcher(tokens)
-    assert set(narrowed.tokens) < set(full.tokens)
+    assert set(narrowed.tokens) == set(full.tokens) - {"Łódź"}  # ß folds to ss: Straße found
     for text in texts:
         assert narrowed.find(text) == full.find(text)
         assert narrowed.scrub(text) == full.scrub(text)

@@ -16,7 +16,13 @@ from dxai.actors.outbound import deidentify_file
 
 
 def test_name_tokens_split_and_filtered() -> None:
-    assert tokens_from_value("DOE^JOHN^^DR", "PN") == {"DOE", "JOHN", "DOE JOHN DR"}
+    assert tokens_from_value("DOE^JOHN^^DR", "PN") == {
+        "DOE",
+        "JOHN",
+        "DOE JOHN DR",
+        "DOE JOHN",
+        "JOHN DOE",  # name order: family and given both ways
+    }
     assert tokens_from_value("AB", "LO") == set()
     assert tokens_from_value("1234", "LO") == set()  # short number
     assert tokens_from_value("ANONYMOUS", "PN") == set()
@@ -30,7 +36,7 @@ def test_kept_vocabulary_and_generated_values_are_not_tokens() -> None:
     collector.add("SMITH^ANNA", "PN")
     collector.keep("CT PE CHEST")
     collector.generated.append("DXAI1234ABCD")
-    assert collector.final_tokens() == {"SMITH", "ANNA", "SMITH ANNA"}
+    assert collector.final_tokens() == {"SMITH", "ANNA", "SMITH ANNA", "ANNA SMITH"}
 
 
 def test_matcher_word_boundaries_and_case() -> None:
