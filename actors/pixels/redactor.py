@@ -26,6 +26,7 @@ from dxai.actors.pixels.frames import (
 from dxai.actors.pixels.known_regions import REASON as KNOWN_REGION
 from dxai.actors.pixels.known_regions import library_for
 from dxai.actors.pixels.ocr import Line, PhiBox, decide_images, read_images
+from dxai.actors.pixels.orient import direction_of, read_crops
 from dxai.actors.pixels.phi import PhiTerms, build_terms, compile_allow, legible_phi
 from dxai.actors.pixels.rec_cache import with_cache
 from dxai.actors.pixels.render import (
@@ -273,13 +274,14 @@ class PixelRedactor:
         pieces: list[tuple[Line, Box]] = []
         crops: list[UInt8Array] = []
         for index, line in touched:
-            for part in remainders(line.box, fills):
+            vertical = line.rec.rotation in (90, 270)
+            for part in remainders(line.box, fills, vertical=vertical):
                 crop = displays[index][part.y0 : part.y1, part.x0 : part.x1]
                 if _has_ink(crop):
                     pieces.append((line, part))
                     crops.append(crop)
         held: list[RedactedBox] = []
-        recs = self.recognizer.recognize(crops) if crops else []
+        recs = read_crops(crops, self.recognizer, direction_of(self.recognizer)) if crops else []
         threshold = self.policy.verify_min_confidence
         for (line, part), rec in zip(pieces, recs, strict=True):
             held += _held(part, _verify_line(Line(part, rec), ctx, threshold, line.rec.text))
@@ -348,22 +350,30 @@ def could_hide_text(line: Line, max_height: int) -> bool:
 
     The detector also fires on anatomy and textures, which read as one or two characters
     with low confidence in a blob-shaped box.  A region counts when something was read and it
-    is shaped like a text line (wider than tall, or read as three characters or more) and is
-    no taller than an annotation line can be on this image.
+    is shaped like a text line (longer than thick along the way it was read, or read as three
+    characters or more) and no thicker than an annotation line can be on this image.  A line
+    read turned by 90 or 270 degrees runs down the image: its thickness is the box's width.
     """
     read = line.rec.text.strip()
-    if not read or line.box.height > max_height:
+    across, along = line.box.height, line.box.width
+    if line.rec.rotation in (90, 270):
+        across, along = along, across
+    if not read or across > max_height:
         return False
-    return len(read.replace(" ", "")) >= MIN_LINE_CHARS or line.box.width >= 2 * line.box.height
+    return len(read.replace(" ", "")) >= MIN_LINE_CHARS or along >= 2 * across
 
 
-def remainders(line: Box, fills: Sequence[Box]) -> list[Box]:
-    """The parts of a horizontal text line that the fills leave readable, left to right.
+def remainders(line: Box, fills: Sequence[Box], *, vertical: bool = False) -> list[Box]:
+    """The parts of a text line that the fills leave readable, in reading order.
 
-    A fill covers the columns it spans when it covers at least ``COVERED_HEIGHT`` of the line's
-    height (the strip above or below it is too thin for a character); what is left between
-    covered columns counts when it is at least as wide as half the line's height (a character).
+    A fill covers the part of the line it spans when it covers at least ``COVERED_HEIGHT`` of
+    the line's thickness (the strip beside it is too thin for a character); what is left
+    between covered parts counts when it is at least half the line's thickness long (a
+    character).  ``vertical``: the line runs down the image (read turned by 90 or 270 degrees).
     """
+    if vertical:
+        flipped = remainders(_transpose(line), [_transpose(f) for f in fills])
+        return [_transpose(part) for part in flipped]
     spans: list[tuple[int, int]] = []
     for fill in fills:
         x0, x1 = max(line.x0, fill.x0), min(line.x1, fill.x1)
@@ -377,6 +387,10 @@ def remainders(line: Box, fills: Sequence[Box]) -> list[Box]:
             out.append(Box(x, line.y0, x0, line.y1))
         x = max(x, x1)
     return out
+
+
+def _transpose(box: Box) -> Box:
+    return Box(box.y0, box.x0, box.y1, box.x1)
 
 
 def _has_ink(crop: UInt8Array) -> bool:

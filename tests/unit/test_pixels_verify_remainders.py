@@ -7,7 +7,8 @@ import pytest
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 
-from dxai.actors.pixels.redactor import PixelRedactor, remainders
+from dxai.actors.pixels.ocr import Line
+from dxai.actors.pixels.redactor import PixelRedactor, could_hide_text, remainders
 from dxai.actors.pixels.types import Box, Recognition, UInt8Array
 from dxai.configs.schema.pixels import PixelPolicyConfig
 
@@ -92,3 +93,19 @@ def test_a_hold_carries_the_box_and_reason_for_the_reviewer() -> None:
         (LINE.x0, LINE.y0, LINE.x1, LINE.y1, "low_confidence")
     ]
     assert report.as_dict()["held_boxes"][0]["reason"] == "low_confidence"
+
+
+def test_a_vertical_line_is_cut_along_its_length() -> None:
+    column = Box(100, 10, 120, 210)  # 20 px thick, running down the image
+    assert remainders(column, [Box(98, 80, 122, 150)], vertical=True) == [
+        Box(100, 10, 120, 80),
+        Box(100, 150, 120, 210),
+    ]
+
+
+def test_unreadable_vertical_text_may_hide_phi() -> None:
+    column = Box(100, 10, 120, 210)
+    turned = Line(column, Recognition("x7qz", 0.2, rotation=90))
+    upright = Line(column, Recognition("x7", 0.2))
+    assert could_hide_text(turned, max_height=64)
+    assert not could_hide_text(upright, max_height=64)  # a 200 px tall blob read upright
