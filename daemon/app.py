@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import signal
 from collections.abc import Callable
@@ -14,9 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
-
-from dxai.actors.outbound import InstancePipeline, build_pipeline
 from dxai.configs.errors import ConfigError, ServiceUnavailableError
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.audit import FILE_NAME as AUDIT_FILE
@@ -32,8 +28,8 @@ from dxai.daemon.outputs import FolderPublisher, Publisher
 from dxai.daemon.outputs.kafka import KafkaPublisher
 from dxai.daemon.outputs.kafka_txn import TransactionalPublisher, reconcile_pending
 from dxai.daemon.pipeline import Pipeline, PipelineParts, RetryPolicy
-from dxai.daemon.pipeline.inference import open_pixel_actor
 from dxai.daemon.pipeline.staging import Staging
+from dxai.daemon.policy.processors import open_processors
 from dxai.daemon.review import ReviewComponent, open_review, open_review_store
 from dxai.observability.health import CheckResult, HealthState
 from dxai.observability.logging import get_logger
@@ -118,8 +114,9 @@ async def _serve(
     health = HealthState(config.health.loop_timeout_s)
     async with AsyncExitStack() as stack:
         metrics = await stack.enter_async_context(MetricsServer(config.metrics, sensor, health))
-        processor, loaded = await _processor(config, sensor, stack)
-        health.add("models", models_check(config, loaded))
+        processors = await open_processors(config, sensor, stack)
+        loaded = processors.actor is not None
+        health.add("models", models_check(processors.actor_config, loaded))
         store = await stack.enter_async_context(JobStore(data_dir / config.state.sqlite_file))
         audit = await stack.enter_async_context(AuditLog(data_dir / AUDIT_FILE))
         await audit.append("config_loaded", "", _config_facts(config))
@@ -141,7 +138,7 @@ async def _serve(
             store,
             routes.source_for,
             routes.fallback_sink(),
-            processor,
+            processors.default,
             publisher,
             sensor,
             RetryPolicy.from_config(config.kafka),
@@ -149,6 +146,7 @@ async def _serve(
             sinks=routes.sink_for,
             audit=audit,
             review=review_keeper,
+            governance=processors.governance,
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         review = await open_review(config, review_keeper, store, audit, pipeline, stack)
@@ -219,22 +217,8 @@ def _config_facts(config: DxaiConfig) -> dict[str, Any]:
         "pipeline_version": config.pipeline.version,
         "profile": config.deid.profile,
         "pixels": config.deid.pixels,
+        "policy_rules": [rule.name for rule in config.policy.rules],
     }
-
-
-async def _processor(
-    config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack
-) -> tuple[InstancePipeline, bool]:
-    """The per-instance pipeline whose pixel OCR goes through the daemon's InferenceClient,
-    and whether that pixel actor (its models) loaded.
-
-    The client is on ``stack`` before the pipeline, so it stops after the pipeline drained.
-    """
-    actor = await open_pixel_actor(config, sensor, stack)
-    build = functools.partial(build_pipeline, config, actor, cpu_fallback=False)
-    pipeline, _key = await anyio.to_thread.run_sync(build)
-    stack.callback(pipeline.close)
-    return pipeline, actor is not None
 
 
 async def _publisher_when_broker_answers(

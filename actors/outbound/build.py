@@ -7,9 +7,10 @@ from pathlib import Path
 
 from dxai.actors.deid import Deidentifier, load_or_create_key
 from dxai.actors.deid.reid import ReidentificationStore
-from dxai.actors.outbound.instance import InstancePipeline
+from dxai.actors.outbound.instance import InstancePipeline, ReidRecorder
 from dxai.actors.outbound.pixel_step import PixelActor, PixelStep, build_cpu_pixel_actor
 from dxai.configs.errors import ConfigError
+from dxai.configs.schema.deid import PixelMode
 from dxai.configs.schema.root import DxaiConfig
 
 
@@ -19,6 +20,7 @@ class PipelineChoice:
 
     profile: str | None = None
     key_file: Path | None = None
+    pixels: PixelMode | None = None
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,16 @@ def build_pipeline(
     *,
     choice: PipelineChoice | None = None,
     cpu_fallback: bool = True,
+    reid: ReidRecorder | None = None,
 ) -> tuple[InstancePipeline, KeyInfo]:
     """The pipeline for ``config.deid`` with the configured (or generated) key.
 
     With pixels other than ``never`` one pixel actor serves every worker thread: ``pixel_actor``
     when given (the daemon's batched one), else the CPU OCR redactor when ``cpu_fallback`` (else
-    none: instances with pixel data are held).  ``deid.reidentification_map`` opens the map in
-    the state folder's SQLite file.  Blocking (reads the key, may load OCR models).
+    none: instances with pixel data are held).  ``deid.reidentification_map`` records passed
+    instances in ``reid`` when given (the daemon's encrypted map), else opens the plain map in
+    the state folder's SQLite file.  ``choice.pixels`` overrides ``deid.pixels`` (a policy's).
+    Blocking (reads the key, may load OCR models).
     """
     choice = choice or PipelineChoice()
     name = choice.profile or config.deid.profile
@@ -56,10 +61,11 @@ def build_pipeline(
         profile_name=name,
         date_shift_max_days=config.deid.date_shift_max_days,
     )
-    reid = None
-    if config.deid.reidentification_map:
+    if not config.deid.reidentification_map:
+        reid = None
+    elif reid is None:
         reid = ReidentificationStore(data_dir / config.state.sqlite_file)
-    mode = config.deid.pixels
+    mode = choice.pixels or config.deid.pixels
     step = None
     if mode != "never":
         actor = pixel_actor

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from pydicom.dataset import Dataset
 
 from dxai.actors.deid.encode import encode
 from dxai.actors.deid.engine import Deidentifier, DeidResult
 from dxai.actors.deid.fileio import MEDIA_DIRECTORY, check_complete, read_dicom, safe_reason
-from dxai.actors.deid.reid import ReidentificationStore
 from dxai.actors.deid.verify import Finding
 from dxai.actors.outbound.outcome import (
     HeaderSummary,
@@ -34,6 +34,20 @@ from dxai.configs.errors import DxaiError
 _READ_ERRORS = (EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 
+class ReidRecorder(Protocol):
+    """The re-identification map an instance that passed is recorded in: the plain
+    :class:`~dxai.actors.deid.reid.ReidentificationStore` (``dxai deid``) or the daemon's
+    encrypted one.  Thread-safe; ``close`` is idempotent."""
+
+    def record(self, result: DeidResult) -> None:
+        """Store the UID map and the patient pseudonym of one de-identified instance."""
+        ...
+
+    def close(self) -> None:
+        """Close the map."""
+        ...
+
+
 class InstancePipeline:
     """De-identify one instance, redact burned-in PHI, verify, encode (see the module doc).
 
@@ -45,7 +59,7 @@ class InstancePipeline:
         self,
         deidentifier: Deidentifier,
         pixels: PixelStep | None = None,
-        reid_store: ReidentificationStore | None = None,
+        reid_store: ReidRecorder | None = None,
     ) -> None:
         self.deid = deidentifier
         self.pixels = pixels

@@ -16,7 +16,8 @@ from pydantic import Field, model_validator
 
 from dxai.configs.schema.base import Section
 
-#: viewer: read only; reviewer: approve, reject, boxes, verify, comments; admin: reviewer + purge.
+#: viewer: read only; reviewer: approve, reject, boxes, verify, comments; admin: reviewer +
+#: purge and re-identification lookups.
 Role = Literal["viewer", "reviewer", "admin"]
 UserName = str
 

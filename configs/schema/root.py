@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from dxai.configs.schema.base import Section
 from dxai.configs.schema.deid import DeidConfig
 from dxai.configs.schema.inference import InferenceConfig
+from dxai.configs.schema.policy import PolicyConfig
 from dxai.configs.schema.review import ReviewConfig
 from dxai.configs.schema.routes import (
     RouteName,
@@ -120,6 +121,7 @@ class DxaiConfig(Section):
     health: HealthConfig = HealthConfig()
     tracing: TracingConfig = TracingConfig()
     review: ReviewConfig = ReviewConfig()
+    policy: PolicyConfig = PolicyConfig()
 
     @model_validator(mode="after")
     def _mode_needs(self) -> DxaiConfig:
@@ -144,6 +146,23 @@ class DxaiConfig(Section):
                     "non-loopback address; set embedded.webhook_bearer_token_file and/or "
                     "embedded.webhook_hmac_secret_file"
                 )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _policy_names_known(self) -> DxaiConfig:
+        problems = []
+        for name, decision in self.policy.decisions().items():
+            if decision.profile is not None and decision.profile not in self.deid.profiles:
+                problems.append(f"policy rule {name}: profile {decision.profile!r} is not defined")
+        known_dest = set(self.destinations) | {"default"}
+        known_src = set(self.source_routes()) | {"landing"}
+        for rule in self.policy.rules:
+            if self.destinations and not known_dest.issuperset(rule.match.destination):
+                problems.append(f"policy rule {rule.name}: a destination is not configured")
+            if self.source_routes() and not known_src.issuperset(rule.match.source):
+                problems.append(f"policy rule {rule.name}: a source is not configured")
         if problems:
             raise ValueError("; ".join(problems))
         return self

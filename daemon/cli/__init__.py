@@ -13,12 +13,23 @@ from dxai.daemon.cli import (
     config_cmd,
     deid_cmd,
     demo_cmd,
+    policy_cmd,
     review_cmd,
     run_cmd,
     synth_cmd,
 )
 
-_COMMANDS = (config_cmd, deid_cmd, demo_cmd, run_cmd, synth_cmd, audit_cmd, review_cmd, bench_cmd)
+_COMMANDS = (
+    config_cmd,
+    deid_cmd,
+    demo_cmd,
+    run_cmd,
+    synth_cmd,
+    audit_cmd,
+    review_cmd,
+    policy_cmd,
+    bench_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,11 @@ API call (release to the destination, new final decision) within ``review.poll_i
 the command waits for the outcome (``--wait``).  The actor recorded in the audit log is
 ``user:<--user>`` (default: the login name).  Exit codes: 0 done, 1 refused or failed, 2 usage
 or configuration error, 3 still queued when ``--wait`` ran out.
+
+``reid`` (``--uid`` or ``--patient``) asks the daemon for the original behind a de-identified
+UID or a patient pseudonym (``deid.reidentification_map``): the user must be a ``review.users``
+admin, the daemon audits the lookup (``reid_lookup``) and hands the answer back sealed under
+the review key; the command prints it and clears it from the queue.
 """
 
 from __future__ import annotations
@@ -45,13 +50,20 @@ def register(sub: Any) -> None:
         decide.add_argument("--comment", default="", help="a comment kept with the review")
         decide.add_argument("--user", default=None, help="who decides (default: login name)")
         decide.add_argument("--wait", type=float, default=60.0, help="seconds to wait (0: none)")
-    for action in (listing, show, approve, reject):
+    reid = actions.add_parser("reid", help="the original behind a de-identified value (admin)")
+    which = reid.add_mutually_exclusive_group(required=True)
+    which.add_argument("--uid", default=None, help="a de-identified Study/Series/SOP UID")
+    which.add_argument("--patient", default=None, help="a patient pseudonym (PatientID out)")
+    reid.add_argument("--user", default=None, help="an admin of review.users (default: login)")
+    reid.add_argument("--wait", type=float, default=60.0, help="seconds to wait (0: none)")
+    for action in (listing, show, approve, reject, reid):
         action.add_argument("--data-dir", default=None, help="the daemon's state.data_dir")
         action.add_argument("--config", default=None, help="YAML configuration (its data dir)")
     listing.set_defaults(func=_list)
     show.set_defaults(func=_show)
     approve.set_defaults(func=_decide, verb="approve")
     reject.set_defaults(func=_decide, verb="reject")
+    reid.set_defaults(func=_reid)
 
 
 def _config(args: argparse.Namespace) -> DxaiConfig:
@@ -120,16 +132,53 @@ def _decide(args: argparse.Namespace) -> int:
 
 def _wait(queue: Any, action_id: int, wait_s: float, verb: str) -> int:
     """Poll the queued action until the daemon finished it or ``wait_s`` passed."""
+    action = _finished(queue, action_id, wait_s)
+    if action is None:
+        return 3
+    if action.status == "done":
+        print(f"review: {verb} done")
+        return 0
+    print(f"review: {verb} failed [{action.code}]", file=sys.stderr)
+    return 1
+
+
+def _finished(queue: Any, action_id: int, wait_s: float) -> Any:
+    """The action once the daemon finished it; None (said on stderr) when ``wait_s`` ran out."""
     deadline = time.monotonic() + max(0.0, wait_s)
     while True:
         action = queue.get(action_id)
         if action is not None and action.status != "pending":
-            if action.status == "done":
-                print(f"review: {verb} done")
-                return 0
-            print(f"review: {verb} failed [{action.code}]", file=sys.stderr)
-            return 1
+            return action
         if time.monotonic() >= deadline:
             print("review: still queued (is the daemon running?)", file=sys.stderr)
-            return 3
+            return None
         time.sleep(0.2)
+
+
+def _reid(args: argparse.Namespace) -> int:
+    from dxai.daemon.review.actions import FILE_NAME, ActionQueue
+    from dxai.daemon.review.component import make_store, reid_seal_name, review_root
+
+    config = _config(args)
+    user = args.user or getpass.getuser()
+    if not _USER.match(user):
+        raise ConfigError("--user: 1-64 letters, digits, - or _")
+    if args.uid is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)*", args.uid):
+        raise ConfigError("--uid: a DICOM UID (digits and dots)")
+    if args.patient is not None and not re.fullmatch(r"[A-Za-z0-9._:^ -]{1,64}", args.patient):
+        raise ConfigError("--patient: 1-64 letters, digits, spaces or ._:^-")
+    query = f"uid:{args.uid}" if args.uid is not None else f"patient:{args.patient}"
+    store = make_store(config, create=False)
+    queue = ActionQueue(review_root(config) / FILE_NAME)
+    action_id = queue.enqueue("", "reid", user, query)
+    print(f"review: lookup queued for the daemon (action {action_id})", file=sys.stderr)
+    action = _finished(queue, action_id, args.wait)
+    if action is None:
+        return 3
+    if action.status != "done":
+        print(f"review: lookup failed [{action.code}]", file=sys.stderr)
+        return 1
+    original = store.open_text(reid_seal_name(action_id), action.result)
+    queue.clear_result(action_id)
+    print(original)
+    return 0

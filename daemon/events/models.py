@@ -178,6 +178,9 @@ class DeidCertificate(EventModel):
     # of the record before it (``dxai audit export`` shows both)
     audit_seq: int | None = Field(default=None, ge=1)
     audit_prev_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # the policy rules (``policy.rules`` names, or ``default``) that decided the study's
+    # processing and release, in the order its instances first matched them
+    policy_rules: tuple[str, ...] = ()
 
 
 class TaskResult(EventModel):

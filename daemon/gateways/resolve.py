@@ -122,6 +122,25 @@ class Routes:
         root = self.local_roots[src.name]
         return LocalFolderSource(*self._inside(root, [root]))
 
+    def source_name(self, event: StudyEvent) -> str | None:
+        """The configured source name ``event`` resolves to (``landing`` for the embedded
+        landing zone); None when it resolves to none (the job will be refused)."""
+        src = event.source
+        try:
+            if isinstance(src, LocalSource):
+                _real, root = self._local(src)
+                names = [n for n, r in self.local_roots.items() if r == root]
+                return names[0] if names else "landing"
+            if isinstance(src, DicomWebSource):
+                spec: SourceSpec = self._dicomweb(src)
+            elif isinstance(src, DimseSource):
+                spec = self._dimse(src)
+            else:
+                spec = self._named(src.name)
+        except (SourceNotAllowedError, ConfigError):
+            return None
+        return next((name for name, s in self.sources.items() if s is spec), None)
+
     def _named(self, name: str, kind: str | None = None) -> SourceSpec:
         spec = self.sources.get(name)
         if spec is None:

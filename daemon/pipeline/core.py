@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from dxai.actors.outbound.series import InstanceProcessor
 from dxai.configs.errors import DxaiError, InvalidEventError, PermanentError, RetriableError
@@ -36,6 +36,9 @@ from dxai.daemon.pipeline.study import StudyWork
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 from dxai.observability.tracing import format_traceparent, new_trace
+
+if TYPE_CHECKING:
+    from dxai.daemon.policy.governance import Governance
 
 log = get_logger(__name__)
 SourceFactory = Callable[[StudyEvent], StudySource]
@@ -58,6 +61,8 @@ class PipelineParts:
     ``staging`` None: a private temporary folder (tests); the daemon stages under its data dir.
     ``audit``: the hash-chained audit log (intake, fetch, release, decision records); None: off.
     ``review``: keeps a held study for review (:mod:`dxai.daemon.review`); None: dropped.
+    ``governance``: the policy (:mod:`dxai.daemon.policy`): per instance the processor, per
+    study review and consent holds; None: ``processor`` for everything, no policy holds.
     """
 
     store: JobStore
@@ -71,6 +76,7 @@ class PipelineParts:
     staging: Staging | None = None
     audit: Auditor | None = None
     review: ReviewKeeper | None = None
+    governance: Governance | None = None
 
     def sink_for(self, event: StudyEvent) -> StudySink:
         """The destination of ``event``'s job."""

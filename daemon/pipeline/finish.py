@@ -135,10 +135,13 @@ class JobFinisher:
     async def conclude(self, job: JobRecord, tally: StudyTally) -> None:
         """Record decision and results from the tally, then move to the final state."""
         decision, state, reasons = decide(tally)
-        info = self.info
+        policy = tally.policy
+        info = policy.info if policy is not None and policy.info is not None else self.info
         tasks: tuple[TaskResult, ...] = (deid_task(tally),)
         if info.pixel_mode != "never":
             tasks += (pixels_task(tally),)
+        if policy is not None:
+            tasks += tuple(policy.tasks)
         certificate = DeidCertificate(
             profile=info.profile,
             options=info.options,
@@ -147,6 +150,7 @@ class JobFinisher:
             verified=tally.received > 0 and tally.passed == tally.received,
             pipeline_version=job.pipeline_version,
             instances_sha256=tuple(sorted(tally.output_sha256)) if tally.released else (),
+            policy_rules=tuple(policy.rules) if policy is not None else (),
         )
         results = ResultsEvent(
             exchange_job_id=job.exchange_job_id,
@@ -315,5 +319,6 @@ def _audit_data(decision_json: str, results: ResultsEvent) -> dict[str, Any]:
         "profile": certificate.profile if certificate else None,
         "options": list(certificate.options) if certificate else [],
         "pixel_mode": certificate.pixel_mode if certificate else None,
+        "policy_rules": list(certificate.policy_rules) if certificate else [],
         "pipeline_version": results.pipeline_version,
     }

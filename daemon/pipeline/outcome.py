@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dxai.actors.outbound.outcome import ProcessorInfo
 from dxai.actors.outbound.tally import Tally
 from dxai.daemon.events import Reason, TaskResult
 from dxai.daemon.events.models import TaskStatus
@@ -31,6 +32,26 @@ class KeptInstance:
 
 
 @dataclass
+class PolicyOutcome:
+    """What the policy (:mod:`dxai.daemon.policy`) concluded for a study.
+
+    ``rules``: the matched rules' names (in the order instances first matched them);
+    ``holds``: reasons the study waits for review although it may have passed
+    (``review_required``, ``consent_missing``, ``consent_expired``, ``consent_unavailable``);
+    ``blocks``: codes that block it (``policy_no_review``); ``info``: the certificate's profile,
+    options and pixel mode of the processors used; ``tasks``: extra results tasks (``consent``);
+    ``review_timeout_s``: the review's time-out (None: ``review.retention_s``).
+    """
+
+    rules: list[str] = field(default_factory=list)
+    holds: list[Reason] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)
+    info: ProcessorInfo | None = None
+    tasks: list[TaskResult] = field(default_factory=list)
+    review_timeout_s: float | None = None
+
+
+@dataclass
 class StudyTally(Tally):
     """A job's tally plus what the destination did with the passed instances."""
 
@@ -40,23 +61,28 @@ class StudyTally(Tally):
     output_sha256: list[str] = field(default_factory=list)
     # what a held study keeps for review (filled only when the pipeline has a review keeper)
     kept: list[KeptInstance] = field(default_factory=list)
+    # what the policy concluded (None: no policy ran, as in the tests without one)
+    policy: PolicyOutcome | None = None
 
 
 def decide(tally: StudyTally) -> tuple[str, str, tuple[Reason, ...]]:
     """(decision, final state, reasons): proceed only when every instance passed and landed.
 
-    ``block`` when nothing of the study is usable (no instance passed or waits for review),
-    ``hold`` otherwise: a reviewer decides (by default nothing was sent: per-study release).
+    ``block`` when nothing of the study is usable (no instance passed or waits for review) or
+    the policy blocks it, ``hold`` otherwise: a reviewer decides (by default nothing was sent:
+    per-study release).  A policy hold (review required, consent) holds a study that passed.
     """
     if tally.received == 0:
         return "block", "blocked", (Reason(code="empty_study", detail="no instances fetched"),)
+    policy = tally.policy or PolicyOutcome()
     landed = tally.released == tally.passed and tally.refused == 0
-    if tally.passed == tally.received and landed:
+    if tally.passed == tally.received and landed and not policy.holds and not policy.blocks:
         return "proceed", "released", (Reason(code="deid_verified", blocking=False),)
     reasons = [Reason(code=code) for code in sorted(tally.failure_codes)]
     if tally.refused:
         reasons.append(Reason(code="destination_refused", detail=f"{tally.refused} instances"))
-    if tally.passed == 0 and tally.held == 0:
+    reasons += [*policy.holds, *(Reason(code=code) for code in policy.blocks)]
+    if (tally.passed == 0 and tally.held == 0) or policy.blocks:
         return "block", "blocked", tuple(reasons) or (Reason(code="deid_failed"),)
     return "hold", "held_for_review", tuple(reasons) or (Reason(code="held_for_review"),)
 

@@ -15,12 +15,18 @@ import dataclasses
 import functools
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from dxai.actors.outbound.outcome import InstanceOutcome
-from dxai.actors.outbound.series import Member, planned_as_whole, read_member, run_series
+from dxai.actors.outbound.series import (
+    InstanceProcessor,
+    Member,
+    planned_as_whole,
+    read_member,
+    run_series,
+)
 from dxai.actors.pixels.presence import Probe
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
@@ -31,6 +37,7 @@ from dxai.daemon.pipeline.staging import JobArea, Staged, Staging
 
 if TYPE_CHECKING:
     from dxai.daemon.pipeline.core import PipelineParts
+    from dxai.daemon.policy.governance import JobGovernance, Routed
 
 
 class StudyWork:
@@ -44,23 +51,22 @@ class StudyWork:
         staging: Staging,
     ) -> None:
         self.parts, self.config, self.executor, self.staging = parts, config, executor, staging
-        # what a held study keeps for review: its held instances and (released per study) the
-        # passed outputs that wait for the decision; nothing without a review keeper
-        reviewing = parts.review is not None
-        self._keep = _Keep(reviewing, reviewing and config.release == "study")
 
     async def run(self, job: JobRecord, event: StudyEvent) -> StudyTally:
         """Fetch, process and (when the release rule allows) store the study; its tally."""
         parts = self.parts
         sink = parts.sink_for(event)  # refuses an unconfigured destination before any fetch
         source = parts.source_for(event)
+        governance = parts.governance.for_job(event) if parts.governance is not None else None
         area = await asyncio.to_thread(self.staging.open, job.key)
         try:
             await parts.store.set_state(job.key, "fetching")
             series = await source.list_series(event.study_uid)
             await self._audit(job, "fetch", {"study_uid": event.study_uid, "series": len(series)})
             await parts.store.set_state(job.key, "processing")
-            tally = await self._study(source, sink, event.study_uid, series, area)
+            run = self._job_run(governance)
+            tally = await self._study(source, sink, event.study_uid, series, area, run)
+            await self._audit_policy(job, run, tally)
             if tally.released or tally.refused:
                 data = {"instances_stored": tally.released, "instances_refused": tally.refused}
                 await self._audit(job, "release", {**data, "destination": event.destination})
@@ -72,6 +78,29 @@ class StudyWork:
         if self.parts.audit is not None:
             await self.parts.audit.append(kind, job.key, data)
 
+    def _job_run(self, governance: JobGovernance | None) -> _JobRun:
+        """One job's run: its release rule (per study whenever a rule that may apply holds
+        passed studies: nothing leaves before the policy's verdict) and what it keeps for a
+        review (its held instances and, released per study, the passed outputs that wait for the
+        decision; nothing without a review keeper)."""
+        release = self.config.release
+        if governance is not None and governance.may_hold:
+            release = "study"
+        reviewing = self.parts.review is not None
+        keep = _Keep(reviewing, reviewing and release == "study")
+        return _JobRun(StudyTally(), keep, release, governance)
+
+    async def _audit_policy(self, job: JobRecord, run: _JobRun, tally: StudyTally) -> None:
+        """The policy's verdict: matched rule names and hold codes (no PHI, no names)."""
+        policy = tally.policy
+        if policy is None:
+            return
+        data: dict[str, Any] = {"rules": policy.rules, "holds": [r.code for r in policy.holds]}
+        data["blocks"] = policy.blocks
+        if run.consent is not None:
+            data["consent"] = run.consent
+        await self._audit(job, "policy", data)
+
     async def _study(
         self,
         source: StudySource,
@@ -79,21 +108,27 @@ class StudyWork:
         study_uid: str,
         series: Sequence[str],
         area: JobArea,
+        run: _JobRun,
     ) -> StudyTally:
-        """Fetch series after series while earlier ones are still processed; release."""
-        tally = StudyTally()
+        """Fetch series after series while earlier ones are still processed; the policy's
+        verdict; release."""
+        tally = run.tally
         work: list[asyncio.Task[list[Staged]]] = []
         try:
             for series_uid in series:
-                task = await self._series(source, study_uid, series_uid, area, tally)
-                if self.config.release == "series":
+                task = await self._series(source, study_uid, series_uid, area, run)
+                if run.release == "series":
                     await self._release(sink, await task, tally)
                 else:
                     work.append(task)
             staged = [path for task in work for path in await task]
         finally:
             await _cancel_all(work)
-        if staged and tally.passed == tally.received:
+        if run.governance is not None:
+            verdict = await run.governance.conclude(tally)
+            run.consent = verdict.state if verdict is not None else None
+        held = tally.policy is not None and (tally.policy.holds or tally.policy.blocks)
+        if staged and tally.passed == tally.received and not held:
             await self._release(sink, staged, tally)
         return tally
 
@@ -103,19 +138,23 @@ class StudyWork:
         study_uid: str,
         series_uid: str,
         area: JobArea,
-        tally: StudyTally,
+        job: _JobRun,
     ) -> asyncio.Task[list[Staged]]:
         """Stage the series' instances one by one as they arrive; return the task processing
         them (started at once per instance, or after the fetch when the series is planned as a
         whole: ``sample`` or ``presence``),
         whose result is the passed outputs' paths in order."""
         members: list[Member] = []
+        routed: list[Routed | None] = []
         started: list[asyncio.Task[InstanceOutcome]] = []
         staged: dict[int, Staged] = {}
-        processor = self.parts.processor
+        tally = job.tally
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
-            out, path, digest, kept = await self._timed(area, members[index], call)
+            out, path, digest, kept = await self._timed(area, members[index], call, job.keep)
+            route = routed[index]
+            if job.governance is not None and route is not None:
+                job.governance.note(route, out)
             if path is not None:
                 staged[index] = path
                 tally.output_sha256.append(digest)
@@ -127,8 +166,12 @@ class StudyWork:
 
         try:
             async for raw in source.iter_instances(study_uid, series_uid):
+                if job.governance is not None:
+                    await job.governance.read_header(raw)
                 members.append(await asyncio.to_thread(_stage, area, raw))
-                if not planned_as_whole(members[0], processor):
+                routed.append(job.route(members[-1]))
+                if not planned_as_whole(members[0], self._processor(routed[0])):
+                    processor = self._processor(routed[-1])
                     call = functools.partial(processor.process, members[-1].source)
                     started.append(asyncio.create_task(run(len(members) - 1, call)))
         except BaseException:
@@ -139,22 +182,47 @@ class StudyWork:
             if started:
                 await asyncio.gather(*started)
             else:
-                await run_series(members, processor, run, self._offload)
+                await self._planned(members, routed, run)
             return [staged[i] for i in sorted(staged)]
 
         return asyncio.create_task(finish())
+
+    def _processor(self, routed: Routed | None) -> InstanceProcessor:
+        return routed.processor if routed is not None else self.parts.processor
+
+    async def _planned(
+        self,
+        members: Sequence[Member],
+        routed: Sequence[Routed | None],
+        run: Callable[[int, Callable[[], InstanceOutcome]], Awaitable[InstanceOutcome]],
+    ) -> None:
+        """A series planned as a whole, per processor its instances go through (one, unless
+        the policy sends some SOP classes elsewhere)."""
+        groups: dict[int, list[int]] = {}
+        for index in range(len(members)):
+            groups.setdefault(id(self._processor(routed[index])), []).append(index)
+        for indices in groups.values():
+            processor = self._processor(routed[indices[0]])
+
+            async def run_one(
+                i: int, call: Callable[[], InstanceOutcome], indices: list[int] = indices
+            ) -> InstanceOutcome:
+                return await run(indices[i], call)
+
+            subset = [members[i] for i in indices]
+            await run_series(subset, processor, run_one, self._offload)
 
     async def _offload(self, call: Callable[[], Probe]) -> Probe:
         """A series' presence pass for one instance, in the CPU pool (before it is processed)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     async def _timed(
-        self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome]
+        self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome], keep: _Keep
     ) -> tuple[InstanceOutcome, Staged | None, str, KeptInstance | None]:
         """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        process = functools.partial(_process, area, member, call, self._keep)
+        process = functools.partial(_process, area, member, call, keep)
         out, path, digest, kept = await loop.run_in_executor(self.executor, process)
         elapsed = time.perf_counter() - started
         self.parts.sensor.observe("instance_s", elapsed, {"component": "deid"})
@@ -194,6 +262,21 @@ class _Keep:
 
     held: bool = False
     passed: bool = False
+
+
+@dataclasses.dataclass
+class _JobRun:
+    """One run of one job: its tally, what it keeps, its release rule, its policy."""
+
+    tally: StudyTally
+    keep: _Keep
+    release: str
+    governance: JobGovernance | None = None
+    consent: str | None = None
+
+    def route(self, member: Member) -> Routed | None:
+        """The policy's processor for ``member`` (None without a policy: the default one)."""
+        return self.governance.route(member) if self.governance is not None else None
 
 
 def _process(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 FILE_NAME = "actions.sqlite"
-ActionKind = Literal["approve", "reject"]
+ActionKind = Literal["approve", "reject", "reid"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS actions (
   created_at REAL NOT NULL,
   status TEXT NOT NULL DEFAULT 'pending',
   code TEXT NOT NULL DEFAULT '',
-  done_at REAL
+  done_at REAL,
+  result TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS actions_status ON actions(status);
 """
@@ -46,6 +47,7 @@ class QueuedAction:
     comment: str
     status: str = "pending"
     code: str = ""
+    result: str = ""
 
 
 class ActionQueue:
@@ -59,6 +61,9 @@ class ActionQueue:
         con = sqlite3.connect(self.path, timeout=10.0)
         con.execute("PRAGMA journal_mode=WAL")
         con.executescript(_SCHEMA)
+        columns = {row[1] for row in con.execute("PRAGMA table_info(actions)")}
+        if "result" not in columns:  # a queue made before re-identification lookups
+            con.execute("ALTER TABLE actions ADD COLUMN result TEXT NOT NULL DEFAULT ''")
         return con
 
     def enqueue(self, job_key: str, action: ActionKind, user: str, comment: str = "") -> int:
@@ -89,15 +94,25 @@ class ActionQueue:
             con.close()
         return [QueuedAction(*row) for row in rows]
 
-    def finish(self, action_id: int, status: str, code: str = "") -> None:
-        """Record how an action ended (``done`` or ``failed`` with an error code)."""
+    def finish(self, action_id: int, status: str, code: str = "", result: str = "") -> None:
+        """Record how an action ended (``done`` or ``failed`` with an error code); ``result``:
+        what the CLI waits for (a lookup's answer, sealed)."""
         con = self._connect()
         try:
             with con:
                 con.execute(
-                    "UPDATE actions SET status = ?, code = ?, done_at = ? WHERE id = ?",
-                    (status, code, time.time(), action_id),
+                    "UPDATE actions SET status = ?, code = ?, done_at = ?, result = ? WHERE id = ?",
+                    (status, code, time.time(), result, action_id),
                 )
+        finally:
+            con.close()
+
+    def clear_result(self, action_id: int) -> None:
+        """Forget an action's result once the CLI read it."""
+        con = self._connect()
+        try:
+            with con:
+                con.execute("UPDATE actions SET result = '' WHERE id = ?", (action_id,))
         finally:
             con.close()
 
@@ -106,7 +121,8 @@ class ActionQueue:
         con = self._connect()
         try:
             row = con.execute(
-                "SELECT id, job_key, action, user, comment, status, code FROM actions WHERE id = ?",
+                "SELECT id, job_key, action, user, comment, status, code, result FROM actions "
+                "WHERE id = ?",
                 (action_id,),
             ).fetchone()
         finally:

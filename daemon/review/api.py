@@ -39,6 +39,7 @@ from dxai.configs.schema.review import Role
 from dxai.daemon.review.auth import Authenticator, Principal, Session
 from dxai.daemon.review.errors import ReviewError
 from dxai.daemon.review.manifest import BoxModel
+from dxai.daemon.review.reid import LookupKind, ReidLookup
 from dxai.daemon.review.service import ReviewService
 from dxai.observability.logging import get_logger
 
@@ -68,6 +69,7 @@ NOTICES = {
     "verified": "Verify pass done.",
 }
 Purge = Callable[[], Awaitable[dict[str, int]]]
+_PSEUDONYM = re.compile(r"^[A-Za-z0-9._:^ -]{1,64}$")
 
 
 class _SecurityHeaders:
@@ -105,9 +107,13 @@ class ReviewApp:
     """The ASGI app (``.app``) over one :class:`ReviewService` and :class:`Authenticator`."""
 
     def __init__(
-        self, service: ReviewService, auth: Authenticator, purge: Purge | None = None
+        self,
+        service: ReviewService,
+        auth: Authenticator,
+        purge: Purge | None = None,
+        reid: ReidLookup | None = None,
     ) -> None:
-        self.service, self.auth, self.purge = service, auth, purge
+        self.service, self.auth, self.purge, self.reid = service, auth, purge, reid
         self.templates = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=True)
         self.templates.filters["when"] = _when
         api, web = "/api/v1/reviews", "/review/jobs/{job_key}"
@@ -129,6 +135,7 @@ class ReviewApp:
             ),
             Route(api + "/{job_key}" + instance + "/verify", self.api_verify, methods=["POST"]),
             Route("/api/v1/purge", self.api_purge, methods=["POST"]),
+            Route("/api/v1/reid/lookup", self.api_reid, methods=["POST"]),
             Route("/review/static/review.css", self.css),
             Route("/review/login", self.login_page),
             Route("/review/login", self.login, methods=["POST"]),
@@ -273,6 +280,16 @@ class ReviewApp:
         if self.purge is None:
             raise HTTPException(503, "purge is not available")
         return JSONResponse(await self.purge())
+
+    async def api_reid(self, request: Request) -> Response:
+        """``POST /api/v1/reid/lookup`` (admin) ``{"uid": ...}`` or ``{"patient": ...}``: the
+        original behind a de-identified UID or a patient pseudonym; every lookup audited."""
+        user = await self._api_user(request, "admin", "reid_lookup")
+        kind, key = _reid_query(await self._api_body(request))
+        if self.reid is None:
+            raise HTTPException(503, "the re-identification map is not available")
+        original = await self.reid.lookup(kind, key, user.name)
+        return JSONResponse({"kind": kind, "key": key, "original": original})
 
     # -- web page ------------------------------------------------------------------------
     async def css(self, _request: Request) -> Response:
@@ -436,6 +453,16 @@ def _box(values: dict[str, Any]) -> BoxModel:
         return BoxModel(**coords, reason="reviewer")
     except (KeyError, ValueError, TypeError) as exc:
         raise HTTPException(400, "a box needs integer x0, y0, x1, y1 >= 0") from exc
+
+
+def _reid_query(body: dict[str, Any]) -> tuple[LookupKind, str]:
+    """``("uid", X)`` or ``("patient", P)`` from a lookup body; 400 otherwise."""
+    uid, patient = body.get("uid"), body.get("patient")
+    if isinstance(uid, str) and patient is None and _UID.match(uid) and len(uid) <= 64:
+        return "uid", uid
+    if isinstance(patient, str) and uid is None and _PSEUDONYM.match(patient):
+        return "patient", patient
+    raise HTTPException(400, 'give {"uid": "<de-identified UID>"} or {"patient": "<pseudonym>"}')
 
 
 def _title(status: int) -> str:

@@ -1,11 +1,12 @@
 """Who may use the review API and page: users from ``review.users``, roles, bearer tokens.
 
 Roles, each including the one before: ``viewer`` (list, show, images), ``reviewer`` (comment,
-boxes, verify, approve, reject), ``admin`` (purge).  A request names its user by
-``Authorization: Bearer <token>`` (API) or by the session cookie a sign-in with the token
-gave (web page).  Token files are read again on every request (a sidecar may rotate them), every
-configured token is compared in constant time (``hmac.compare_digest``, all of them, whichever
-matches), and a session ends when its user's token changes.  Tokens never reach a log.
+boxes, verify, approve, reject), ``admin`` (purge, re-identification lookups).  A request names
+its user by ``Authorization: Bearer <token>`` (API) or by the session cookie a sign-in with the
+token gave (web page).  Token files are read again on every request (a sidecar may rotate
+them), every configured token is compared in constant time (``hmac.compare_digest``, all of
+them, whichever matches), and a session ends when its user's token changes.  Tokens never reach
+a log.
 """
 
 from __future__ import annotations

@@ -25,7 +25,13 @@ from dxai.daemon.review.actions import FILE_NAME as ACTIONS_FILE
 from dxai.daemon.review.actions import ActionQueue, QueuedAction
 from dxai.daemon.review.auth import Authenticator, Principal
 from dxai.daemon.review.crypto import default_key_path, load_or_create_key
-from dxai.daemon.review.errors import ReviewForbiddenError, ReviewTamperedError
+from dxai.daemon.review.errors import (
+    ReviewConflictError,
+    ReviewForbiddenError,
+    ReviewTamperedError,
+)
+from dxai.daemon.review.manifest import Manifest
+from dxai.daemon.review.reid import ReidLookup, open_reid_map
 from dxai.daemon.review.service import HELD, ReviewService
 from dxai.daemon.review.store import FOLDER, ReviewStore
 from dxai.observability.logging import get_logger
@@ -36,6 +42,11 @@ if TYPE_CHECKING:
     from dxai.daemon.review.server import ReviewServer
 
 log = get_logger(__name__)
+
+
+def reid_seal_name(action_id: int) -> str:
+    """What a queued lookup's sealed answer is bound to (its action)."""
+    return f"reid-action-{action_id}"
 
 
 def review_root(config: DxaiConfig) -> Path:
@@ -101,16 +112,21 @@ class ReviewComponent(AsyncLifecycle):
         self.config, self.settings = config, config.review
         self.store, self.jobs, self.audit = store, jobs, audit
         pixels = pipeline.parts.processor.pixels
+        actor = pixels.actor if pixels is not None else None
+        governance = pipeline.parts.governance
+        if actor is None and governance is not None:  # a rule's pixel mode loaded the OCR
+            actor = governance.actor
         self.service = ReviewService(
             store,
             jobs,
             audit,
             PipelineReleaser(pipeline),
-            actor=pixels.actor if pixels is not None else None,
+            actor=actor,
             max_boxes=config.review.max_boxes_per_instance,
         )
         self.auth = Authenticator(self.settings.users, self.settings.session_ttl_s)
         self.queue = ActionQueue(review_root(config) / ACTIONS_FILE)
+        self.reid = ReidLookup(None, audit)  # the map is opened at start (when it is on)
         self.server: ReviewServer | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,11 +141,13 @@ class ReviewComponent(AsyncLifecycle):
         if self._tasks:
             return
         await asyncio.to_thread(self.auth.check)
+        reid_map = await asyncio.to_thread(open_reid_map, self.config)
+        self.reid = ReidLookup(reid_map, self.audit)
         if self.settings.http_port is not None:
             from dxai.daemon.review.api import ReviewApp
             from dxai.daemon.review.server import ReviewServer
 
-            app = ReviewApp(self.service, self.auth, self.purge_now)
+            app = ReviewApp(self.service, self.auth, self.purge_now, self.reid)
             server = ReviewServer(app.app, self.settings.bind_host, self.settings.http_port)
             await server.start()
             self.server = server
@@ -147,6 +165,8 @@ class ReviewComponent(AsyncLifecycle):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.reid.map is not None:
+            self.reid.map.close()
 
     async def _every(self, interval_s: float, call: Callable[[], Awaitable[object]]) -> None:
         while not self._stop.is_set():
@@ -164,19 +184,22 @@ class ReviewComponent(AsyncLifecycle):
         """Carry out the actions ``dxai review approve|reject`` queued; how many."""
         actions = await asyncio.to_thread(self.queue.pending)
         for action in actions:
-            status, code = "done", ""
+            status, code, result = "done", "", ""
             try:
-                await self._carry_out(action)
+                result = await self._carry_out(action)
             except DxaiError as exc:
                 status, code = "failed", exc.code
             except Exception as exc:  # noqa: BLE001 - an action that fails is never retried
                 status, code = "failed", "internal_error"
                 log.error("review action crashed", extra={"error_code": type(exc).__name__})
-            await asyncio.to_thread(self.queue.finish, action.id, status, code)
+            await asyncio.to_thread(self.queue.finish, action.id, status, code, result)
             log.info("review action", extra={"job": action.job_key[:16], "status": status})
         return len(actions)
 
-    async def _carry_out(self, action: QueuedAction) -> None:
+    async def _carry_out(self, action: QueuedAction) -> str:
+        """Carry out one queued action; its result for the CLI (sealed), if any."""
+        if action.action == "reid":
+            return await self._reid(action)
         user = self.settings.users.get(action.user)
         if user is not None and not Principal(action.user, user.role).may("reviewer"):
             await self.service.denied(action.job_key, action.user, action.action)
@@ -188,8 +211,27 @@ class ReviewComponent(AsyncLifecycle):
             await self.service.approve(action.job_key, action.user, comment, via="cli")
         else:
             await self.service.reject(action.job_key, action.user, comment, via="cli")
+        return ""
+
+    async def _reid(self, action: QueuedAction) -> str:
+        """A re-identification lookup queued by ``dxai review reid``: only a user configured
+        with the ``admin`` role; audited; the answer sealed for the CLI under this action."""
+        user = self.settings.users.get(action.user)
+        if user is None or not Principal(action.user, user.role).may("admin"):
+            await self.service.denied("", action.user, "reid_lookup")
+            raise ReviewForbiddenError("only a review.users admin may look up originals")
+        kind, _, key = action.comment.partition(":")
+        if kind not in ("uid", "patient") or not key:
+            raise ReviewConflictError("not a lookup")
+        original = await self.reid.lookup(kind, key, action.user, via="cli")  # type: ignore[arg-type]
+        return await asyncio.to_thread(self.store.seal_text, reid_seal_name(action.id), original)
 
     # -- retention -----------------------------------------------------------------------
+    def _timeout(self, manifest: Manifest) -> float:
+        """How long a held study waits for a decision: the policy's time-out, else
+        ``review.retention_s``."""
+        return manifest.timeout_s or self.settings.retention_s
+
     async def purge_now(self) -> dict[str, int]:
         """Expire held studies past ``retention_s`` (concluded ``block``), remove decided
         reviews past it, and kept studies whose job ended otherwise; the counts."""
@@ -208,7 +250,7 @@ class ReviewComponent(AsyncLifecycle):
                 if job is None or (job.state in FINAL_STATES and job.state != HELD):
                     await asyncio.to_thread(self.store.remove, key)
                     counts["removed"] += 1
-                elif job.state == HELD and now - manifest.kept_at > self.settings.retention_s:
+                elif job.state == HELD and now - manifest.kept_at > self._timeout(manifest):
                     await self.service.expire(key)
                     counts["expired"] += 1
             elif now - (manifest.decided_at or manifest.kept_at) > self.settings.retention_s:

@@ -30,38 +30,39 @@ def default_key_path(data_dir: Path) -> Path:
     return data_dir / "keys" / "review.key"
 
 
-def load_or_create_key(path: Path) -> tuple[bytes, bool]:
+def load_or_create_key(path: Path, label: str = "review.key_file") -> tuple[bytes, bool]:
     """The key in ``path`` and whether it was created now (mode 0600, folder 0700; blocking).
 
-    ConfigError when the file is not 64 hex digits or group/others may access it.
+    ConfigError (naming ``label``) when the file is not 64 hex digits or group/others may
+    access it.
     """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first: use theirs
-            return read_key(path), False
+            return read_key(path, label), False
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(secrets.token_hex(KEY_BYTES) + "\n")
-        return read_key(path), True
-    return read_key(path), False
+        return read_key(path, label), True
+    return read_key(path, label), False
 
 
-def read_key(path: Path) -> bytes:
-    """Read a review key file (64 hex digits); refuse one that group or others may access."""
+def read_key(path: Path, label: str = "review.key_file") -> bytes:
+    """Read a key file (64 hex digits); refuse one that group or others may access."""
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"review.key_file {path}: cannot be read") from exc
+        raise ConfigError(f"{label} {path}: cannot be read") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"review.key_file {path}: mode must be 0600 (group/others have access)")
+        raise ConfigError(f"{label} {path}: mode must be 0600 (group/others have access)")
     try:
         key = bytes.fromhex(text)
     except ValueError as exc:
-        raise ConfigError(f"review.key_file {path}: not 64 hex digits") from exc
+        raise ConfigError(f"{label} {path}: not 64 hex digits") from exc
     if len(key) != KEY_BYTES:
-        raise ConfigError(f"review.key_file {path}: not 64 hex digits")
+        raise ConfigError(f"{label} {path}: not 64 hex digits")
     return key
 
 

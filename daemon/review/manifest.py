@@ -102,6 +102,8 @@ class Manifest(_Model):
     comments: list[CommentEntry] = Field(default_factory=list)
     next_box_id: int = 1
     blobs_dropped: bool = False
+    # the policy's review time-out (None: review.retention_s): undecided past it, it expires
+    timeout_s: float | None = None
 
     def entry(self, sop_uid_out: str) -> KeptEntry | None:
         """The kept instance with this de-identified SOP Instance UID."""

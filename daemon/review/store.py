@@ -65,8 +65,9 @@ class ReviewStore:
         from dxai.daemon.pipeline.outcome import decide
 
         reasons = [r.code for r in decide(tally)[2]]
+        timeout = tally.policy.review_timeout_s if tally.policy is not None else None
         manifest = await asyncio.to_thread(
-            self.keep_blocking, job.key, tally.kept, reasons, tally.study_uid_out
+            self.keep_blocking, job.key, tally.kept, reasons, tally.study_uid_out, timeout
         )
         if self.audit is not None:
             held = manifest.held
@@ -84,8 +85,10 @@ class ReviewStore:
         kept: Sequence[KeptInstance],
         reasons: Sequence[str],
         study_uid_out: str | None = None,
+        timeout_s: float | None = None,
     ) -> Manifest:
-        """Write one held study (sealed) under a temporary name, then move it into place."""
+        """Write one held study (sealed) under a temporary name, then move it into place;
+        ``timeout_s``: the policy's review time-out (None: ``review.retention_s``)."""
         _check_key(job_key)
         _mkdir(self.root)
         tmp = self.root / f".tmp-{job_key[:32]}-{secrets.token_hex(4)}"
@@ -99,6 +102,7 @@ class ReviewStore:
                 study_uid_out=study_uid_out,
                 reasons=list(reasons),
                 instances=entries,
+                timeout_s=timeout_s,
             )
             self._write_manifest(tmp, manifest)
             final = self.folder(job_key)
