@@ -210,6 +210,10 @@ def main() -> None:
         }
         results = _measure(peers, files, out, args.rounds)
         free_text = {
+            "what": "the step after the walk that cleans text values (header PHI in every "
+            "spelling, PHI patterns) and encapsulated documents; DeidResult.free_text_seconds "
+            "summed over de-identification only (no read, verify or write); cold_cache: the "
+            "pattern cache emptied before each round",
             "plain_corpus_basic": _free_text_share(deid, files, args.rounds),
             "plain_corpus_basic_cold_cache": _free_text_share(deid, files, args.rounds, cold=True),
             "sr_and_pdf_corpus": _free_text_corpus(tmp, args.rounds),

@@ -21,6 +21,7 @@ looked for in every written form of :func:`dxai.configs.phi.date_variants`.  Wit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -106,6 +107,12 @@ def _acceptable_form(form: str) -> bool:
     return len(compact) >= MIN_TOKEN or (
         len(compact) >= MIN_UNSPACED_TOKEN and any(unspaced(ch) for ch in compact)
     )
+
+
+@functools.lru_cache(maxsize=65536)
+def search_forms(token: str) -> tuple[str, ...]:
+    """The spellings of ``token`` that are looked for (specific enough to be tokens)."""
+    return tuple(f for f in spelling_forms(token) if _acceptable_form(f))
 
 
 def _group_names(group: str) -> set[str]:
@@ -236,9 +243,8 @@ class PhiMatcher:
         self.tokens = tuple(ordered)
         forms: dict[str, list[str]] = {}
         for token in ordered:
-            for form in spelling_forms(token):
-                if _acceptable_form(form):
-                    forms.setdefault(form, []).append(token)
+            for form in search_forms(token):
+                forms.setdefault(form, []).append(token)
         self._forms = tuple(
             (form, tuple(tokens), form.replace(" ", "").isdigit()) for form, tokens in forms.items()
         )
@@ -252,11 +258,13 @@ class PhiMatcher:
         so the parts are then matched with the same results as with every token.
         """
         folded = fold_text(haystack)
-        return cls(
-            t
-            for t in set(tokens)
-            if any(f in folded and _acceptable_form(f) for f in spelling_forms(t))
-        )
+        present = []
+        for token in tokens:
+            for form in search_forms(token):
+                if form in folded:
+                    present.append(token)
+                    break
+        return cls(present)
 
     def _token_spans(self, text: str) -> Iterator[tuple[int, int, tuple[str, ...]]]:
         """(start, end, tokens) in ``text`` for every whole-word match of a spelling."""

@@ -37,6 +37,8 @@ from dxai.actors.deid.values import (
 
 _BULK_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 PROSE_VRS = frozenset({"LT", "ST", "UT"})
+#: The VRs whose elements may be free text (a :data:`FreeText` is asked about these only).
+FREE_TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC"})
 
 #: ``(tag, VR) -> True`` for an element whose text is searched for PHI patterns too.
 FreeText = Callable[[int, str], bool]
@@ -140,7 +142,8 @@ class _Scanner:
             raw = elem.value if isinstance(elem.value, bytes) else str(elem.value).encode()
             text = raw.decode("latin-1")
         if vr != "UI":
-            self.entries.append((prefix, tag, text, self.free_text(tag, vr)))
+            free = vr in FREE_TEXT_VRS and self.free_text(tag, vr)
+            self.entries.append((prefix, tag, text, free))
             return
         hits = [uid for uid in text.split("\\") if uid.strip("\x00 ") in self.uids]
         if hits:

@@ -30,6 +30,7 @@ from dxai.actors.deid.document import (
     set_document,
 )
 from dxai.actors.deid.iod import resolve_action
+from dxai.actors.deid.phi import ADDRESS_TAGS
 from dxai.actors.deid.private import clean_private
 from dxai.actors.deid.structured import CONTENT_SEQUENCE, DUMMY_VALUES, replace_content_tree
 from dxai.actors.deid.table import CompiledTable
@@ -58,6 +59,9 @@ FREE_TEXT_VRS = DEFAULT_SCRUB_VRS
 MARKING_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 # Kept values of these VRs are vocabulary (CS) or dates kept by the profile: never PHI tokens.
 KEPT_VALUE_VRS = frozenset({"CS", "DA", "DT"})
+# Nor are kept coded values, or an address the profile keeps (Retain Institution Identity):
+# a patient's town in the institution's address is not the patient's.
+KEPT_VALUE_TAGS = CODE_TAGS | ADDRESS_TAGS
 _DATE_DEFAULTS = {"full": "K", "shift": "C", "remove": "D"}
 
 
@@ -151,7 +155,7 @@ def apply_action(slot: Slot, action: str, ctx: WalkContext, depth: int) -> None:
     if action == "K" or (vr == "SQ" and action in ("D", "U", "C")):
         if vr == "SQ":
             _sequence(ds, tag, ctx, depth)
-        elif vr in KEPT_VALUE_VRS or int(tag) in CODE_TAGS:
+        elif vr in KEPT_VALUE_VRS or int(tag) in KEPT_VALUE_TAGS:
             ctx.collector.keep(slot.text())
         return
     if action == "C":
@@ -253,7 +257,7 @@ def walk(ds: Dataset, ctx: WalkContext, depth: int = 0) -> None:
         action = _action(value, vr, ctx, depth)
         counts[action] += 1
         if action == "K" and vr != "SQ":  # the common case: nothing to change
-            if vr in KEPT_VALUE_VRS or value in CODE_TAGS:
+            if vr in KEPT_VALUE_VRS or value in KEPT_VALUE_TAGS:
                 ctx.collector.keep(text_of(elem, encodings))
             continue
         apply_action(Slot(ds, tag, elem, vr, encodings), action, ctx, depth)

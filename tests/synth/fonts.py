@@ -19,9 +19,10 @@ _PREFERRED = (
     "NotoSansMono-Regular.ttf",
     "NotoSansMono-Bold.ttf",
     "DejaVuSansMono-Bold.ttf",
-    "LiberationSans-Regular.ttf",
-    "LiberationMono-Regular.ttf",
 )
+# Liberation faces are left out on purpose: they arrive with packages that recommend them (a
+# browser), and a corpus whose fonts depend on what else is installed is not a fixed test set.
+# (Measured on 2026-12-07 with them in: recall 0.977, 5 of 222 PHI boxes missed.)
 
 
 @lru_cache(maxsize=1)
