@@ -22,6 +22,9 @@ from pathlib import Path
 from dxai.configs.atomic import write_bytes_atomic
 from dxai.configs.errors import ServiceUnavailableError
 
+# an instance larger than this share of the memory budget is staged on disk
+MEMORY_SHARE = 32
+
 Staged = bytes | Path
 """One staged instance: its bytes (memory tier) or the file holding them."""
 
@@ -47,7 +50,11 @@ class Staging:
 
     def hold(self, area: str, size: int) -> bool:
         """Count ``size`` bytes kept in memory for ``area`` when the budget allows; whether it
-        did (else the caller writes them to disk)."""
+        did (else the caller writes them to disk).  An instance over a thirty-second of the
+        budget always goes to disk: large instances are few (the system calls per instance
+        matter little there) and would crowd out the many small ones."""
+        if size > self.memory_max_bytes // MEMORY_SHARE:
+            return False
         with self._lock:
             if sum(self._memory.values()) + size > self.memory_max_bytes:
                 return False

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 
 def test_within_the_memory_budget_nothing_is_written(tmp_path: Path) -> None:
-    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=100)
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=32 * 100)
     area = staging.open("job-a")
     kept = area.stage_input(b"x" * 60)
     assert kept == b"x" * 60
@@ -26,15 +26,16 @@ def test_within_the_memory_budget_nothing_is_written(tmp_path: Path) -> None:
 
 
 def test_past_the_memory_budget_instances_go_to_disk(tmp_path: Path) -> None:
-    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=100)
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=3200)
     area = staging.open("job-b")
-    first = area.stage_input(b"a" * 80)
+    kept = [area.stage_input(b"a" * 80) for _ in range(40)]  # 3200 bytes: the budget
+    assert all(isinstance(k, bytes) for k in kept)
     second = area.stage_input(b"b" * 80)
-    assert isinstance(first, bytes)
     assert isinstance(second, Path) and second.read_bytes() == b"b" * 80
     assert second.stat().st_mode & 0o777 == 0o600
-    out = area.stage_output(first, b"c" * 80)  # the budget is still spent by the input
+    out = area.stage_output(kept[0], b"c" * 80)  # the budget is still spent by the inputs
     assert isinstance(out, Path) and out.parent.name == "out"
+    area.drop_input(kept[1])
     other = area.stage_output(second, b"d" * 10)
     assert other == b"d" * 10
     assert staging.used_bytes == 160
@@ -42,11 +43,19 @@ def test_past_the_memory_budget_instances_go_to_disk(tmp_path: Path) -> None:
     assert not second.exists() and staging.used_bytes == 80
 
 
+def test_a_large_instance_goes_to_disk_whatever_the_budget_left(tmp_path: Path) -> None:
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=3200)
+    area = staging.open("job-l")
+    assert isinstance(area.stage_input(b"s" * 100), bytes)  # a thirty-second of the budget
+    assert isinstance(area.stage_input(b"L" * 101), Path)
+    assert staging.held_bytes == 100 and staging.used_bytes == 101
+
+
 def test_removing_a_job_gives_its_memory_and_disk_back(tmp_path: Path) -> None:
-    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=100)
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=3200)
     area = staging.open("job-c")
     area.stage_input(b"m" * 90)
-    area.stage_input(b"d" * 50)
+    area.stage_input(b"d" * 150)
     keep = staging.open("job-d")
     keep.stage_input(b"k" * 5)
     staging.remove("job-c")
