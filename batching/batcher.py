@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from dxai.batching.buckets import Bucket, FloatArray, bucket_for
@@ -32,6 +33,7 @@ from dxai.engines.base import Engine
 from dxai.engines.spec import ModelSpec
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor, default_sensor
+from dxai.observability.tracing import TraceContext, current_span_context
 
 _log = get_logger(__name__)
 _STOP = object()
@@ -44,6 +46,7 @@ class _Item:
     future: asyncio.Future[FloatArray]
     enqueued: float
     deadline: float
+    origin: TraceContext | None = None  # the span that submitted it (the batch links to it)
 
 
 @dataclass
@@ -144,7 +147,9 @@ class DynamicBatcher:
         budget = self._config.default_deadline_s if deadline_s is None else deadline_s
         deadline = loop.time() + budget
         await self._admit(deadline)
-        entry = _Item(array, bucket, loop.create_future(), loop.time(), deadline)
+        entry = _Item(
+            array, bucket, loop.create_future(), loop.time(), deadline, current_span_context()
+        )
         self._open.add(entry)
         self._queue.put_nowait(entry)
         try:
@@ -262,6 +267,25 @@ class DynamicBatcher:
         return live
 
     async def _execute(self, batch: _Batch) -> None:
+        with self._batch_span(batch):
+            await self._execute_batch(batch)
+
+    def _batch_span(self, batch: _Batch) -> AbstractContextManager[object]:
+        """The batch's span: a child of its first item's span, linked to every item's span
+        (the items of one batch may come from several jobs, so several traces)."""
+        origins = [entry.origin for entry in batch.items if entry.origin is not None]
+        size = len(batch.items)
+        attrs = {
+            "model": self._model.name,
+            "backend": self._backend,
+            "batch_size": size,
+            "fill_ratio": size / self._max_batch,
+            "links": len(origins),
+        }
+        parent = origins[0] if origins else None
+        return self._sensor.span("batch", attrs, parent=parent, links=origins)
+
+    async def _execute_batch(self, batch: _Batch) -> None:
         arrays = [entry.array for entry in batch.items]
         deadlines = [entry.deadline for entry in batch.items]
         try:

@@ -142,4 +142,4 @@ async def close_handles(handles: ModelHandles) -> None:
     try:
         await shutdown()
     except Exception as exc:  # noqa: BLE001 - best effort on teardown
-        _log.warning("ray serve handle shutdown failed (%s)", type(exc).__name__)
+        _log.warning("ray serve handle shutdown failed", extra={"error_type": type(exc).__name__})

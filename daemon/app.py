@@ -31,10 +31,12 @@ from dxai.daemon.pipeline import Pipeline, PipelineParts, RetryPolicy
 from dxai.daemon.pipeline.staging import Staging
 from dxai.daemon.policy.processors import open_processors
 from dxai.daemon.review import ReviewComponent, open_review, open_review_store
+from dxai.daemon.telemetry import sample_forever
 from dxai.observability.health import CheckResult, HealthState
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor, default_sensor
 from dxai.observability.metrics_http import MetricsServer, monitor_loop_lag
+from dxai.observability.tracing import Tracer
 
 log = get_logger(__name__)
 
@@ -95,6 +97,8 @@ async def run_daemon(
     stop = stop or asyncio.Event()
     sensor = sensor or default_sensor()
     _install_signals(stop)
+    given = sensor.tracer
+    owned = _install_tracer(config, sensor)
     lag = asyncio.create_task(monitor_loop_lag(sensor))
     try:
         await _serve(config, stop, sensor, ready)
@@ -102,6 +106,19 @@ async def run_daemon(
         lag.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lag
+        if owned is not None:  # export what is queued (bounded by the export timeout)
+            sensor.tracer = given
+            await asyncio.to_thread(owned.shutdown)
+
+
+def _install_tracer(config: DxaiConfig, sensor: Sensor) -> Tracer | None:
+    """Give ``sensor`` the configured tracer, unless its embedder gave it an exporting one
+    (tests); the tracer this call made (shut down when the daemon stops), else None."""
+    if sensor.tracer.exporting or not config.tracing.enabled:
+        return None
+    sensor.tracer = Tracer.from_config(config.tracing)
+    log.info("tracing on", extra={"kind": config.tracing.exporter})
+    return sensor.tracer
 
 
 async def _serve(
@@ -150,6 +167,7 @@ async def _serve(
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         review = await open_review(config, review_keeper, store, audit, pipeline, stack)
+        _sample_metrics(config, store, sensor, stop, stack)
         resumed = await pipeline.resume_unfinished()
         log.info("daemon started", extra={"count": resumed, "state": config.mode})
         handle = DaemonHandle(pipeline, store, None, results_dir(config), health, metrics.port)
@@ -190,6 +208,15 @@ async def _intake(
         await stop.wait()
     finally:
         await intake.stop()
+
+
+def _sample_metrics(
+    config: DxaiConfig, store: JobStore, sensor: Sensor, stop: asyncio.Event, stack: AsyncExitStack
+) -> None:
+    """Sample the job store's gauges in the background until the daemon stops."""
+    interval = config.metrics.sample_interval_s
+    task = asyncio.create_task(sample_forever(store, sensor, interval, stop), name="sampler")
+    stack.push_async_callback(_cancel, task)
 
 
 def _watch_routes(

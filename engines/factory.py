@@ -57,16 +57,13 @@ def load_engine(
     engine.load(model, model_file)
     info = engine.info
     _log.info(
-        "engine loaded: model=%s backend=%s device=%s precision=%s providers=%s",
-        model.name,
-        info.backend,
-        info.device,
-        info.precision,
-        ",".join(info.providers),
+        "engine loaded",
         extra={
             "model": model.name,
             "backend": info.backend,
             "device": info.device,
+            "precision": info.precision,
+            "providers": list(info.providers),
             "batch_size": max_batch_size,
             "duration_s": round(time.perf_counter() - started, 3),
         },

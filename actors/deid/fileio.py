@@ -88,18 +88,37 @@ def read_dicom(src: Path | bytes) -> FileDataset:
                 raise InvalidDicomError(
                     "not a DICOM file (no preamble and no SOP identity)"
                 ) from None
+    except InvalidDicomError:
+        raise
     except (OSError, EOFError) as exc:
         raise InvalidDicomError(f"unreadable DICOM file ({safe_reason(exc)})") from exc
+    except Exception as exc:  # a damaged file fails pydicom in many ways (unknown VR, deep
+        # sequences: RecursionError, value lengths that do not fit their VR...)
+        raise InvalidDicomError(f"unreadable DICOM file ({safe_reason(exc)})") from exc
+    if not _looks_like_dataset(ds) and not _is_media_directory(ds):
+        # a valid preamble and file meta over an empty or unreadable dataset (a file cut
+        # after its meta) is not an instance: de-identifying it would "pass" nothing
+        raise InvalidDicomError("not a DICOM instance (no SOP Class or Instance UID)")
     _ensure_meta(ds)
     return ds
+
+
+def _is_media_directory(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    return meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY
 
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def check_complete(ds: Dataset) -> None:
-    """Raise InvalidDicomError when a top-level value is shorter than its declared length."""
-    for tag, elem in elements_of(ds):
+    """Raise InvalidDicomError when a top-level value is shorter than its declared length, or
+    when a deferred element cannot even be read (an unknown VR code, say)."""
+    try:
+        elements = elements_of(ds)
+    except Exception as exc:  # pydicom converting a damaged raw element: bad input
+        raise InvalidDicomError(f"unreadable element ({safe_reason(exc)})") from exc
+    for tag, elem in elements:
         if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED_LENGTH:
             continue
         if isinstance(elem.value, bytes) and len(elem.value) < elem.length:

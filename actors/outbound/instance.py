@@ -30,6 +30,7 @@ from dxai.actors.outbound.outcome import (
 )
 from dxai.actors.outbound.pixel_step import PixelStep, PixelVerdict
 from dxai.configs.errors import DxaiError
+from dxai.observability.metrics import stage_span
 
 _READ_ERRORS = (EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError)
 
@@ -105,15 +106,20 @@ class InstancePipeline:
 
     def _run(self, ds: Dataset, scan: bool) -> InstanceOutcome:
         pre = self.pixels.inspect(ds) if self.pixels else None
-        result = self.deid.deidentify(ds, in_place=True)
+        with stage_span("deid.header"):
+            result = self.deid.deidentify(ds, in_place=True)
         verdict: PixelVerdict | None = None
         if self.pixels is not None and pre is not None:
-            verdict = self.pixels.run(result.dataset, pre, scan=scan)
+            with stage_span("pixels.redact") as span:
+                verdict = self.pixels.run(result.dataset, pre, scan=scan)
+                span.set(status=verdict.status)
             if verdict.status == "failed":
                 return _outcome(result, "failed", verdict, reason=verdict.reason)
-        check = self.deid.verify(
-            result.dataset, result.phi_values, original_uids=result.original_uids
-        )
+        with stage_span("deid.verify") as span:
+            check = self.deid.verify(
+                result.dataset, result.phi_values, original_uids=result.original_uids
+            )
+            span.set(status="passed" if check.passed else "held", count=len(check.findings))
         header = _header_summary(result, check.passed, check.elements_scanned, check.findings)
         if not check.passed:
             note = f"verify found {len(check.findings)} PHI value(s); not written"

@@ -67,20 +67,23 @@ class Member:
 
 
 def read_member(source: bytes | Path) -> Member:
-    """A member with the planning facts of its header (blanks when the header is unreadable)."""
-    head: Dataset
+    """A member with the planning facts of its header (blanks when the header is unreadable).
+
+    The values are converted inside the boundary too: pydicom reads them lazily, and a damaged
+    one (a wrong VR, a length its VR cannot hold) fails only when it is first read.
+    """
     try:
         fp = BytesIO(source) if isinstance(source, bytes) else source
         head = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=_HEAD_TAGS)
+        return Member(
+            source,
+            series_uid=str(head.get("SeriesInstanceUID", "")),
+            modality=str(head.get("Modality", "")).upper(),
+            sop_class=str(head.get("SOPClassUID", "")),
+            number=_number(head),
+        )
     except Exception:  # noqa: BLE001 - unreadable input is planned alone and fails in process()
-        head = Dataset()
-    return Member(
-        source,
-        series_uid=str(head.get("SeriesInstanceUID", "")),
-        modality=str(head.get("Modality", "")).upper(),
-        sop_class=str(head.get("SOPClassUID", "")),
-        number=_number(head),
-    )
+        return Member(source)
 
 
 def _number(head: Dataset) -> int:

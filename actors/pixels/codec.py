@@ -56,6 +56,13 @@ def _is_lossy(ds: Dataset, ts: uid.UID) -> bool:
     return str(ds.get("LossyImageCompression", "")) == "01"
 
 
+def _plugin_failure(exc: BaseException) -> bool:
+    """Whether a decoder or encoder failed on its input: any Exception, or the panic of a Rust
+    plugin (pylibjpeg-rle's ``pyo3_runtime.PanicException`` derives from BaseException only,
+    so an ``except Exception`` boundary lets a damaged RLE frame through)."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 def decode(ds: Dataset) -> DecodedPixels:
     """Decode ``ds`` in place to native little endian and return its frames.
 
@@ -71,7 +78,9 @@ def decode(ds: Dataset) -> DecodedPixels:
             ds.decompress(as_rgb=True, generate_instance_uid=False)
         ds.pixel_array_options(raw=True)
         arr = np.asarray(ds.pixel_array)
-    except Exception as exc:  # decoders raise many types; one boundary here
+    except BaseException as exc:  # decoders raise many types; one boundary here
+        if not _plugin_failure(exc):
+            raise
         raise InvalidDicomError(f"pixel data could not be decoded ({ts.name})") from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1))
@@ -106,7 +115,9 @@ def encode(ds: Dataset, decoded: DecodedPixels) -> uid.UID:
             ds.PhotometricInterpretation = "YBR_RCT"  # RGB pixels, written with the RCT again
         try:
             ds.compress(target, arr, generate_instance_uid=False)
-        except Exception as exc:  # encoder plugins raise many types
+        except BaseException as exc:  # encoder plugins raise many types
+            if not _plugin_failure(exc):
+                raise
             raise InvalidDicomError(f"pixel data could not be re-encoded ({target.name})") from exc
     return transfer_syntax(ds)
 

@@ -39,6 +39,7 @@ from dxai.actors.pixels.types import (
 )
 from dxai.configs.schema.inference import EngineConfig
 from dxai.engines import Engine, model_labels, packaged_registry, shared_engine
+from dxai.observability.metrics import stage_span
 
 DET_NAME = "ppocr_det"
 REC_NAME = "ppocr_rec"
@@ -102,7 +103,9 @@ def read_images(
     """
     found: list[list[Box]] = []
     crops: list[UInt8Array] = []
-    for image, boxes in zip(images, detect_all(images, det), strict=True):
+    with stage_span("ocr.detect", {"items": len(images)}):
+        detected = detect_all(images, det)
+    for image, boxes in zip(images, detected, strict=True):
         fresh: list[Box] = []
         for box in boxes:
             earlier = (b for boxes in found for b in boxes)
@@ -110,7 +113,8 @@ def read_images(
                 fresh.append(box)
                 crops.append(image[box.y0 : box.y1, box.x0 : box.x1])
         found.append(fresh)
-    recs = iter(read_crops(crops, rec, direction_of(rec)))
+    with stage_span("ocr.recognize", {"items": len(crops)}):
+        recs = iter(read_crops(crops, rec, direction_of(rec)))
     return [[Line(box, next(recs)) for box in boxes] for boxes in found]
 
 

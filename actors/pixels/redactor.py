@@ -48,7 +48,7 @@ from dxai.actors.pixels.types import (
 )
 from dxai.configs.errors import DxaiError
 from dxai.configs.schema.pixels import PixelPolicyConfig
-from dxai.observability.metrics import Sensor
+from dxai.observability.metrics import Sensor, stage_span
 
 CLEAN_PIXEL_CODE = ("113101", "DCM", "Clean Pixel Data Option")
 # annotation lines are at most this tall: the larger of a fixed height and a share of the rows
@@ -214,7 +214,8 @@ class PixelRedactor:
         report.boxes = blanked + [
             RedactedBox(b.box.x0, b.box.y0, b.box.x1, b.box.y1, b.reason) for b in boxes
         ]
-        report.held_boxes = self._verify(work, lines, boxes, ctx)
+        with stage_span("pixels.verify", {"count": len(boxes)}):
+            report.held_boxes = self._verify(work, lines, boxes, ctx)
         report.held_reasons = sorted({b.reason for b in report.held_boxes})
         if self.second_reader is not None:
             self._second_read(work, ctx, report)

@@ -186,11 +186,17 @@ DestinationSpec = Annotated[
 
 
 class MetricsConfig(Section):
-    """Prometheus /metrics endpoint."""
+    """Prometheus /metrics endpoint (docs/observability.md)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
+    sample_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Jobs by state, the review backlog and consumer lag are sampled this often.",
+    )
 
 
 class HealthConfig(Section):
@@ -224,8 +230,40 @@ class HealthConfig(Section):
 
 
 class TracingConfig(Section):
-    """OpenTelemetry tracing."""
+    """OpenTelemetry tracing (docs/observability.md).
+
+    Spans are always made (the input's trace continues to the output events); ``enabled`` with
+    an ``exporter`` also exports them, in the background: ``console`` (standard output) or
+    ``otlp`` (OTLP/HTTP protobuf to ``otlp_endpoint`` + ``/v1/traces``).  The export queue is
+    bounded: when the collector is slow or down, spans are dropped, the pipeline never waits.
+    """
 
     enabled: bool = False
     exporter: Literal["none", "console", "otlp"] = "none"
-    service_name: str = "dxai"
+    service_name: str = Field(default="dxai", min_length=1, max_length=128)
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318",
+        min_length=1,
+        max_length=1024,
+        description="OTLP/HTTP collector base URL (the exporter posts to <url>/v1/traces).",
+    )
+    otlp_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="One export request gives up after this."
+    )
+    export_interval_s: float = Field(
+        default=2.0, gt=0, le=300, description="Ended spans are exported at least this often."
+    )
+    export_queue_max_spans: int = Field(
+        default=8192, ge=1, le=1_000_000, description="Spans waiting beyond this are dropped."
+    )
+    export_batch_max_spans: int = Field(
+        default=512, ge=1, le=100_000, description="Spans per export request, at most."
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("otlp_endpoint must be an http:// or https:// URL")
+        return value

@@ -8,30 +8,66 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ValidationError
 
 from dxai.configs.errors import InvalidEventError
-from dxai.daemon.events.models import StudyEvent
+from dxai.daemon.events.models import (
+    DicomWebSource,
+    DimseSource,
+    LocalSource,
+    NamedSource,
+    StudyEvent,
+)
 from dxai.observability.tracing import TraceContext, inject_headers
 
 Headers = list[tuple[str, bytes]]
 MAX_EVENT_BYTES = 2_000_000
 
 
+def _contract_names() -> frozenset[str]:
+    """Every field name and source tag of the input contract (what a reason may spell out)."""
+    models = (StudyEvent, DicomWebSource, DimseSource, LocalSource, NamedSource)
+    names = {name for model in models for name in model.model_fields}
+    return frozenset(names | {"dicomweb", "dimse", "local", "named"})
+
+
+_CONTRACT_NAMES = _contract_names()
+
+
+def _loc_part(part: str | int) -> str:
+    """A path element of a validation error: a contract name or an index; any other key (an
+    unknown key is the sender's text: it may be huge, carry PHI or control characters) is
+    ``<key>``."""
+    if isinstance(part, int) or part in _CONTRACT_NAMES:
+        return str(part)
+    return "<key>"
+
+
 def _problems(exc: ValidationError) -> str:
     """A PHI-free summary: field paths and rule types only, never the input values."""
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        loc = ".".join(_loc_part(p) for p in err["loc"]) or "<root>"
         parts.append(f"{loc}: {err['type']}")
     return "; ".join(parts)
+
+
+def _load_json(raw: bytes) -> object:
+    """Decode ``raw`` as UTF-8 JSON without a BOM; raise :class:`InvalidEventError`.
+
+    Only what the job store keeps (UTF-8 text) and re-reads at run time (pydantic's parser):
+    ``json.loads`` on bytes would also take UTF-16/32 and a UTF-8 BOM, which then fail the job.
+    Too deep nesting (RecursionError) and integers past Python's digit limit (ValueError) are
+    bad input like any other.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError, digits
+        raise InvalidEventError(f"not JSON ({type(exc).__name__})") from exc
 
 
 def parse_study_event(raw: bytes) -> StudyEvent:
     """Validate ``raw`` JSON as a :class:`StudyEvent`; raise :class:`InvalidEventError`."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEventError(f"event too large ({len(raw)} bytes)")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEventError(f"not JSON ({type(exc).__name__})") from exc
+    data = _load_json(raw)
     if not isinstance(data, dict):
         raise InvalidEventError(f"event must be a JSON object, got {type(data).__name__}")
     try:

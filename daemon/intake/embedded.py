@@ -137,7 +137,7 @@ class EmbeddedIntake:
             await self.stop()
 
     def _arrived(self, study_uid: str) -> None:
-        self.sensor.count("events_consumed", {"source": "scp"})
+        self.sensor.count("instances", {"component": "scp", "status": "received"})
         self.tracker.touch(study_uid)
 
     def _complete(self, study_uid: str) -> None:
@@ -163,5 +163,5 @@ class EmbeddedIntake:
         except DxaiError as exc:
             log.exception("landing job not admitted", extra={"error_code": exc.code})
             return None
-        log.info("landing study sealed", extra={"study_uid": study_uid, "status": admission})
+        log.info("landing study sealed", extra={"status": admission})
         return job_id

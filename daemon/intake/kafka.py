@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
@@ -20,18 +21,18 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from dxai.configs.errors import DxaiError, RetriableError
 from dxai.configs.schema.services import HealthConfig, KafkaConfig
-from dxai.daemon.events import (
-    header_value,
-)
 from dxai.daemon.pipeline import Pipeline, RetryPolicy, with_retry
 from dxai.observability.health import CheckResult
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
+from dxai.observability.tracing import extract_context
 
 if TYPE_CHECKING:
     from dxai.daemon.outputs.kafka_txn import TransactionalPublisher
 
 log = get_logger(__name__)
+LAG_SAMPLE_S = 1.0
+Headers = Sequence[tuple[str, bytes]]
 
 
 class KafkaIntake:
@@ -54,6 +55,9 @@ class KafkaIntake:
         self._consumer = self._new_consumer()
         self._connected = False
         self._broker_error: str | None = "not connected yet"
+        self._committed: dict[TopicPartition, int] = {}
+        self._lag_partitions: set[int] = set()
+        self._lag_sampled = 0.0
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         config = self.config
@@ -89,6 +93,7 @@ class KafkaIntake:
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=50)
                 for tp, messages in batch.items():
                     await self._batch(tp, messages)
+                await self._sample_lag()
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -145,14 +150,39 @@ class KafkaIntake:
         if self.txn is None:
             await self._admit(messages)
             await self._consumer.commit({tp: messages[-1].offset + 1})
+        else:
+            async with self.txn.transaction():
+                await self._admit(messages)
+                await self.txn.send_offsets({tp: messages[-1].offset + 1})
+        self._committed[tp] = messages[-1].offset + 1
+
+    async def _sample_lag(self) -> None:
+        """``dxai_kafka_consumer_lag{partition}``: the last stable offset the broker reported
+        minus what this daemon committed (its position before its first commit); at most once
+        per ``LAG_SAMPLE_S``.  Partitions no longer assigned lose their series."""
+        now = time.monotonic()
+        if now - self._lag_sampled < LAG_SAMPLE_S:
             return
-        async with self.txn.transaction():
-            await self._admit(messages)
-            await self.txn.send_offsets({tp: messages[-1].offset + 1})
+        self._lag_sampled = now
+        assigned = self._consumer.assignment()
+        for tp in assigned:
+            end = self._consumer.last_stable_offset(tp)
+            done = self._committed.get(tp)
+            if done is None:
+                with contextlib.suppress(KafkaError, TimeoutError, AssertionError):
+                    done = await asyncio.wait_for(self._consumer.position(tp), LAG_SAMPLE_S)
+            if end is None or done is None:
+                continue
+            self.sensor.set_gauge("consumer_lag", float(max(0, end - done)), _part(tp))
+        current = {tp.partition for tp in assigned}
+        for gone in self._lag_partitions - current:
+            self.sensor.forget("consumer_lag", {"partition": str(gone)})
+        self._lag_partitions = current
 
     async def _admit(self, messages: list[ConsumerRecord[Any, Any]]) -> None:
         for msg in messages:
-            await self._handle(msg.value or b"", msg.headers, msg.topic, msg.partition, msg.offset)
+            where = TopicPartition(msg.topic, msg.partition)
+            await self._handle(msg.value or b"", msg.headers, where, msg.offset)
 
     def _backpressure(self) -> None:
         assigned = self._consumer.assignment()
@@ -162,26 +192,32 @@ class KafkaIntake:
             self._consumer.resume(*self._consumer.paused())
 
     async def _handle(
-        self, raw: bytes, headers: object, topic: str, partition: int, offset: int
+        self, raw: bytes, headers: Headers | None, where: TopicPartition, offset: int
     ) -> None:
-        self.sensor.count("events_consumed", {"source": "kafka"})
-        tp = header_value(headers, "traceparent")  # type: ignore[arg-type]
-        origin = f"{topic}/{partition}/{offset}"
-        try:
-            admission = await with_retry(
-                self.retry,
-                lambda: self.pipeline.submit(
-                    raw, tp.decode("ascii", "replace") if tp else None, origin
-                ),
+        """Admit one record in a ``kafka.receive`` span that continues the producer's trace
+        (W3C headers, read by OpenTelemetry's propagator)."""
+        origin = f"{where.topic}/{where.partition}/{offset}"
+        attrs = {"topic": where.topic, "partition": where.partition, "offset": offset}
+        parent = extract_context(headers)
+        with self.sensor.span("kafka.receive", attrs, parent=parent, kind="consumer") as span:
+            try:
+                admission = await with_retry(
+                    self.retry, lambda: self.pipeline.submit(raw, None, origin)
+                )
+            except RetriableError:
+                raise
+            except DxaiError as exc:
+                span.fail(exc.code)
+                await self.pipeline.dead_letter(raw, str(exc), exc.code, origin)
+                return
+            log.info(
+                "event admitted",
+                extra={"status": admission, "offset": offset, "partition": where.partition},
             )
-        except RetriableError:
-            raise
-        except DxaiError as exc:
-            await self.pipeline.dead_letter(raw, str(exc), exc.code, origin)
-            return
-        log.info(
-            "event admitted", extra={"status": admission, "offset": offset, "partition": partition}
-        )
+
+
+def _part(tp: TopicPartition) -> dict[str, str]:
+    return {"partition": str(tp.partition)}
 
 
 async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:

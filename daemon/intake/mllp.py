@@ -62,10 +62,10 @@ class MllpListener(TcpListener):
 
     async def handle(self, payload: bytes) -> str:
         """The ACK/NAK text for one unframed message (submitting its job when it is an order)."""
-        self.sensor.count("events_consumed", {"source": "mllp"})
         raw = payload.decode("utf-8", errors="replace")
         outcome = await anyio.to_thread.run_sync(interpret, raw)
         if outcome.study_uid is None or outcome.job_id is None:
+            self.sensor.count("events_consumed", {"source": "mllp", "outcome": "answered"})
             log.info("hl7 message answered", extra={"status": outcome.ack_code})
             return outcome.ack
         return await self._trigger(raw, outcome)
@@ -84,7 +84,7 @@ class MllpListener(TcpListener):
             return await self._nak(raw, exc.code)
         if admission == "dead_letter":
             return await self._nak(raw, "invalid_event")
-        log.info("hl7 order admitted", extra={"status": admission, "study_uid": outcome.study_uid})
+        log.info("hl7 order admitted", extra={"status": admission})
         return outcome.ack
 
     async def _nak(self, raw: str, reason: str) -> str:

@@ -140,7 +140,6 @@ class Webhook(TcpListener):
                 return 401, {"error": IntakeAuthError.code}
         except DxaiError as exc:
             return 503, {"error": exc.code}
-        self.sensor.count("events_consumed", {"source": "webhook"})
         try:
             admission = await self.submit(request.body, request.headers.get("traceparent"), "http")
         except DxaiError as exc:

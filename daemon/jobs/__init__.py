@@ -10,7 +10,7 @@ from dxai.daemon.jobs.model import (
     can_move,
     job_key,
 )
-from dxai.daemon.jobs.store import InvalidTransitionError, JobStore, PendingOutput
+from dxai.daemon.jobs.store import InvalidTransitionError, JobStore, PendingOutput, ReviewBacklog
 
 __all__ = [
     "ACTIVE_STATES",
@@ -22,6 +22,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "PendingOutput",
+    "ReviewBacklog",
     "can_move",
     "job_key",
 ]

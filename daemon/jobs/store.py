@@ -74,6 +74,16 @@ class PendingOutput:
     offset: int
 
 
+@dataclass(frozen=True)
+class ReviewBacklog:
+    """Studies waiting for a reviewer: ``jobs``, their ``instances`` held, and ``oldest_s``
+    the time (epoch seconds) the longest-waiting one was held (None: none waits)."""
+
+    jobs: int
+    instances: int
+    oldest_s: float | None
+
+
 class InvalidTransitionError(PermanentError):
     """A job was asked to move to a state its current state does not allow."""
 
@@ -311,6 +321,20 @@ class JobStore(AsyncLifecycle):
         async with self.db.execute(sql) as cur:
             rows = await cur.fetchall()
         return [_record(r) for r in rows]
+
+    async def review_backlog(self) -> ReviewBacklog:
+        """The studies held for review: how many, their held instances (from the results
+        events), and when the longest-waiting one was held (its last update)."""
+        sql = (
+            "SELECT COUNT(*), MIN(updated_at), "
+            "COALESCE(SUM(json_extract(results_json, '$.instances_held')), 0) "
+            "FROM jobs WHERE state = 'held_for_review'"
+        )
+        async with self.db.execute(sql) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        oldest = None if row[1] is None else float(row[1])
+        return ReviewBacklog(int(row[0]), int(row[2] or 0), oldest)
 
     async def count_by_state(self) -> dict[str, int]:
         """Number of jobs per state (every state present, zero when none)."""

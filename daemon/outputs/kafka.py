@@ -16,7 +16,7 @@ from dxai.daemon.events import (
     encode_event,
     trace_headers,
 )
-from dxai.observability.tracing import TraceContext
+from dxai.observability.tracing import TraceContext, current_span_context
 
 
 class KafkaPublisher(AsyncLifecycle):
@@ -75,5 +75,7 @@ class KafkaPublisher(AsyncLifecycle):
         await self._output("results", self.config.results_topic, event, ctx)
 
     async def dead_letter(self, original: bytes, reason: str, code: str, origin: str) -> None:
-        """Produce the original bytes to the DLQ with the reason in headers."""
-        await self._send(self.config.dlq_topic, original, None, dlq_headers(reason, code, origin))
+        """Produce the original bytes to the DLQ with the reason in headers (and the current
+        span's trace context: the dead letter continues the input's trace)."""
+        headers = dlq_headers(reason, code, origin, current_span_context())
+        await self._send(self.config.dlq_topic, original, None, headers)

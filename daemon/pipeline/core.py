@@ -33,9 +33,14 @@ from dxai.daemon.pipeline.outcome import StudyTally, decide
 from dxai.daemon.pipeline.retry import RetryPolicy, with_retry
 from dxai.daemon.pipeline.staging import Staging
 from dxai.daemon.pipeline.study import StudyWork
-from dxai.observability.logging import get_logger
+from dxai.observability.logging import get_logger, job_scope
 from dxai.observability.metrics import Sensor
-from dxai.observability.tracing import format_traceparent, new_trace
+from dxai.observability.phi_filter import code_word
+from dxai.observability.tracing import (
+    context_from_traceparent,
+    current_span_context,
+    current_traceparent,
+)
 
 if TYPE_CHECKING:
     from dxai.daemon.policy.governance import Governance
@@ -132,7 +137,28 @@ class Pipeline(AsyncLifecycle):
         return len(self._tasks)
 
     async def submit(self, raw: bytes, traceparent: str | None, origin: str) -> Admission:
-        """Validate and durably record one input; start its job. Safe to ack when it returns."""
+        """Validate and durably record one input; start its job. Safe to ack when it returns.
+
+        Runs in an ``intake`` span: a child of the current span (the Kafka consumer's, which
+        carries the producer's context), else of ``traceparent`` (webhook), else a new trace.
+        The job store keeps this span's ``traceparent``: the job's spans and its output events
+        continue the trace, after a restart too.
+        """
+        source = _source_of(origin)
+        parent = None if current_span_context() else context_from_traceparent(traceparent)
+        sensor = self.parts.sensor
+        with sensor.span("intake", {"source": source}, parent=parent) as span:
+            try:
+                admission = await self._admit(raw, origin)
+            except DxaiError as exc:
+                sensor.count("events_consumed", {"source": source, "outcome": "error"})
+                span.fail(exc.code)
+                raise
+            span.set(outcome=admission)
+        sensor.count("events_consumed", {"source": source, "outcome": admission})
+        return admission
+
+    async def _admit(self, raw: bytes, origin: str) -> Admission:
         try:
             event = parse_study_event(raw)
         except InvalidEventError as exc:
@@ -144,7 +170,7 @@ class Pipeline(AsyncLifecycle):
             event.study_uid,
             self.config.version,
             raw.decode("utf-8"),
-            traceparent or format_traceparent(new_trace()),
+            current_traceparent(),
         )
         if claim.created:
             if self.parts.audit is not None:
@@ -161,7 +187,15 @@ class Pipeline(AsyncLifecycle):
 
     async def dead_letter(self, raw: bytes, reason: str, code: str, origin: str) -> None:
         """Send an input that cannot become a job to the dead-letter output, with its reason."""
-        await self.parts.publisher.dead_letter(raw, reason, code, origin)
+        sensor = self.parts.sensor
+        with sensor.span("publish.dlq", {"error_code": code}):
+            try:
+                await self.parts.publisher.dead_letter(raw, reason, code, origin)
+            except DxaiError:
+                sensor.count("events_produced", {"topic": "dlq", "outcome": "error"})
+                raise
+        sensor.count("events_produced", {"topic": "dlq", "outcome": "ok"})
+        sensor.count("dead_letters", {"reason": code_word(code)})
 
     async def resume_unfinished(self) -> int:
         """Start every job the store says is unfinished (after a restart); return how many."""
@@ -174,18 +208,29 @@ class Pipeline(AsyncLifecycle):
         task = asyncio.create_task(self._guarded(job), name=f"job-{job.short_key}")
         self._tasks[job.key] = task
         task.add_done_callback(functools.partial(self._forget, job.key))
+        self.parts.sensor.set_gauge("jobs_in_flight", float(len(self._tasks)))
 
     def _forget(self, key: str, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(key, None)
+        self.parts.sensor.set_gauge("jobs_in_flight", float(len(self._tasks)))
 
     async def _guarded(self, job: JobRecord) -> None:
-        """The job boundary: every job ends with a terminal state, decision and dead letter."""
-        try:
-            await self.run_job(job)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the one boundary that ends a job, recorded
-            await self._end_crashed(job, exc)
+        """The job boundary: every job ends with a terminal state, decision and dead letter.
+
+        The job runs in a ``job`` span (child of its ``intake`` span, kept in the job store)
+        and a log scope: every span and log line of the job carries its trace and job id.
+        """
+        parent = context_from_traceparent(job.traceparent)
+        attrs = {"job": job.short_key, "job_key": job.key, "resumed": job.state != "received"}
+        with job_scope(job.short_key), self.parts.sensor.span("job", attrs, parent=parent) as span:
+            try:
+                done = await self.run_job(job)
+                span.set(state=done.state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one boundary that ends a job, recorded
+                span.fail(exc.code if isinstance(exc, DxaiError) else "internal_error")
+                await self._end_crashed(job, exc)
 
     async def _end_crashed(self, job: JobRecord, exc: Exception) -> None:
         code = exc.code if isinstance(exc, DxaiError) else "internal_error"
@@ -278,3 +323,12 @@ class Pipeline(AsyncLifecycle):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
             delay = min(delay * 2, self.config.outbox_retry_max_s)
+
+
+def _source_of(origin: str) -> str:
+    """The intake an origin names, as a metric label (Kafka origins are topic/partition/offset)."""
+    if origin in ("scp", "mllp"):
+        return origin
+    if origin == "http":
+        return "webhook"
+    return "kafka" if "/" in origin else "other"

@@ -33,7 +33,8 @@ from dxai.daemon.events import (
 from dxai.daemon.jobs import JobRecord
 from dxai.daemon.pipeline.outcome import StudyTally, decide, deid_task, pixels_task
 from dxai.observability.logging import get_logger
-from dxai.observability.tracing import continue_trace
+from dxai.observability.phi_filter import code_word
+from dxai.observability.tracing import Parent, context_from_traceparent, current_span_context
 
 if TYPE_CHECKING:
     from dxai.actors.outbound.outcome import ProcessorInfo
@@ -173,10 +174,12 @@ class JobFinisher:
         """Conclude a job whose work failed: dead letter with ``code``, then ``block`` (state
         ``failed``) or, with ``hold``, ``hold`` (state ``held_for_review``); nothing released."""
         self.sensor.count("errors", {"component": "pipeline", "error_code": code})
-        await self.publisher.dead_letter(
-            job.event_json.encode("utf-8"), detail, code, f"job/{job.short_key}"
-        )
-        self.sensor.count("events_produced", {"topic": "dlq"})
+        with self.sensor.span("publish.dlq", {"job": job.short_key, "error_code": code}):
+            await self.publisher.dead_letter(
+                job.event_json.encode("utf-8"), detail, code, f"job/{job.short_key}"
+            )
+        self.sensor.count("events_produced", {"topic": "dlq", "outcome": "ok"})
+        self.sensor.count("dead_letters", {"reason": code_word(code)})
         reason = Reason(code=code, detail=detail[:512])
         state = "held_for_review" if hold else "failed"
         results = ResultsEvent(
@@ -266,29 +269,68 @@ class JobFinisher:
         else:
             await store.conclude(job.key, state, decision_json, results.model_dump_json())
         log.info("job concluded", extra={"job": job.short_key, "state": state})
+        self._count_conclusion(decision_json)
         for name, count in (await store.count_by_state()).items():
             self.sensor.set_gauge("jobs", count, {"state": name})
+
+    def _count_conclusion(self, decision_json: str) -> None:
+        """``dxai_decisions_total`` and, for a hold, ``dxai_holds_total`` per reason code."""
+        decision = DecisionEvent.model_validate_json(decision_json)
+        self.sensor.count("decisions", {"decision": decision.decision})
+        if decision.decision == "hold":
+            for code in sorted({code_word(r.code) for r in decision.reasons}):
+                self.sensor.count("holds", {"reason": code})
+
+    @staticmethod
+    def _parent(job: JobRecord) -> Parent | None:
+        """Outputs sent from the job's own task continue its span; others (a review's
+        conclusion, the outbox after a restart) continue the trace the job store keeps."""
+        if current_span_context() is not None:
+            return None
+        return context_from_traceparent(job.traceparent)
 
     async def flush(self, job: JobRecord) -> JobRecord:
         """Send whatever recorded output has not been sent yet; return the updated job."""
         job = await self._send_decision(job)
         if job.results_json is not None and not job.results_sent:
-            ctx = continue_trace(job.traceparent)
-            await self.publisher.results(ResultsEvent.model_validate_json(job.results_json), ctx)
+            event = ResultsEvent.model_validate_json(job.results_json)
+            await self._publish_results(job, event)
             job = await self.store.mark_results_sent(job.key)
-            self.sensor.count("events_produced", {"topic": "results"})
-            self.sensor.observe("e2e_latency_s", time.time() - job.created_at)
+            self.sensor.observe("e2e_latency_s", time.time() - job.created_at, {"state": job.state})
         return job
+
+    async def _publish_results(self, job: JobRecord, event: ResultsEvent) -> None:
+        """Send the results event in a ``publish.results`` span (its ``traceparent``)."""
+        attrs = {"job": job.short_key, "state": str(event.state)}
+        attrs["output_study_uid"] = event.deidentified_study_uid or ""
+        with self.sensor.span("publish.results", attrs, parent=self._parent(job)) as span:
+            try:
+                await self.publisher.results(event, span.context)
+            except DxaiError:
+                self.sensor.count("events_produced", {"topic": "results", "outcome": "error"})
+                raise
+        self.sensor.count("events_produced", {"topic": "results", "outcome": "ok"})
+
+    async def _publish_decision(self, job: JobRecord, event: DecisionEvent) -> None:
+        """Send a decision event in a ``publish.decision`` span (its ``traceparent``)."""
+        attrs = {"job": job.short_key, "decision": str(event.decision)}
+        with self.sensor.span("publish.decision", attrs, parent=self._parent(job)) as span:
+            try:
+                await self.publisher.decision(event, span.context)
+            except DxaiError:
+                self.sensor.count("events_produced", {"topic": "decisions", "outcome": "error"})
+                raise
+        self.sensor.count("events_produced", {"topic": "decisions", "outcome": "ok"})
 
     async def _send_decision(self, job: JobRecord) -> JobRecord:
         job = await self._send_deferred(job)
         if job.decision_json is None or job.decision_sent:
             return job
-        ctx = continue_trace(job.traceparent)
-        await self.publisher.decision(DecisionEvent.model_validate_json(job.decision_json), ctx)
+        event = DecisionEvent.model_validate_json(job.decision_json)
+        await self._publish_decision(job, event)
         job = await self.store.mark_decision_sent(job.key)
-        self.sensor.count("events_produced", {"topic": "decisions"})
-        self.sensor.observe("decision_latency_s", time.time() - job.created_at)
+        latency = time.time() - job.created_at
+        self.sensor.observe("decision_latency_s", latency, {"decision": str(event.decision)})
         return job
 
     async def _send_deferred(self, job: JobRecord) -> JobRecord:
@@ -296,9 +338,10 @@ class JobFinisher:
         if job.deferred_json is None or job.deferred_sent:
             return job
         if job.decision_json is None:
-            ctx = continue_trace(job.traceparent)
-            await self.publisher.decision(DecisionEvent.model_validate_json(job.deferred_json), ctx)
-            self.sensor.count("events_produced", {"topic": "decisions"})
+            event = DecisionEvent.model_validate_json(job.deferred_json)
+            await self._publish_decision(job, event)
+            latency = time.time() - job.created_at
+            self.sensor.observe("decision_latency_s", latency, {"decision": "deferred"})
         return await self.store.mark_deferred_sent(job.key)
 
 

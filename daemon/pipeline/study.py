@@ -11,13 +11,14 @@ series' passed outputs once the series is done.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dxai.actors.outbound.outcome import InstanceOutcome
 from dxai.actors.outbound.series import (
@@ -34,10 +35,13 @@ from dxai.daemon.gateways.base import StudySink, StudySource
 from dxai.daemon.jobs import JobRecord
 from dxai.daemon.pipeline.outcome import KeptInstance, StudyTally
 from dxai.daemon.pipeline.staging import JobArea, Staged, Staging
+from dxai.observability.metrics import stage_span
 
 if TYPE_CHECKING:
     from dxai.daemon.pipeline.core import PipelineParts
     from dxai.daemon.policy.governance import JobGovernance, Routed
+
+_T = TypeVar("_T")
 
 
 class StudyWork:
@@ -61,7 +65,9 @@ class StudyWork:
         area = await asyncio.to_thread(self.staging.open, job.key)
         try:
             await parts.store.set_state(job.key, "fetching")
-            series = await source.list_series(event.study_uid)
+            with parts.sensor.span("fetch.list", {"job": job.short_key}) as span:
+                series = await source.list_series(event.study_uid)
+                span.set(series=len(series))
             await self._audit(job, "fetch", {"study_uid": event.study_uid, "series": len(series)})
             await parts.store.set_state(job.key, "processing")
             run = self._job_run(governance)
@@ -115,8 +121,10 @@ class StudyWork:
         tally = run.tally
         work: list[asyncio.Task[list[Staged]]] = []
         try:
-            for series_uid in series:
-                task = await self._series(source, study_uid, series_uid, area, run)
+            for index, series_uid in enumerate(series):
+                with self.parts.sensor.span("fetch.series", {"series_index": index}) as span:
+                    task = await self._series(source, study_uid, series_uid, area, run)
+                    span.set(instances=run.fetched)
                 if run.release == "series":
                     await self._release(sink, await task, tally)
                 else:
@@ -164,8 +172,10 @@ class StudyWork:
             self.parts.sensor.count("instances", {"component": "deid", "status": out.status})
             return out
 
+        job.fetched = 0
         try:
             async for raw in source.iter_instances(study_uid, series_uid):
+                job.fetched += 1
                 if job.governance is not None:
                     await job.governance.read_header(raw)
                 members.append(await asyncio.to_thread(_stage, area, raw))
@@ -213,17 +223,22 @@ class StudyWork:
             await run_series(subset, processor, run_one, self._offload)
 
     async def _offload(self, call: Callable[[], Probe]) -> Probe:
-        """A series' presence pass for one instance, in the CPU pool (before it is processed)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        """A series' presence pass for one instance, in the CPU pool (before it is processed),
+        in a ``pixels.presence`` span."""
+
+        def probe() -> Probe:
+            with stage_span("pixels.presence"):
+                return call()
+
+        return await _in_pool(self.executor, probe)
 
     async def _timed(
         self, area: JobArea, member: Member, call: Callable[[], InstanceOutcome], keep: _Keep
     ) -> tuple[InstanceOutcome, Staged | None, str, KeptInstance | None]:
         """One instance in the CPU pool, its time recorded (de-id and, when OCRed, pixels)."""
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         process = functools.partial(_process, area, member, call, keep)
-        out, path, digest, kept = await loop.run_in_executor(self.executor, process)
+        out, path, digest, kept = await _in_pool(self.executor, process)
         elapsed = time.perf_counter() - started
         self.parts.sensor.observe("instance_s", elapsed, {"component": "deid"})
         if out.pixels is not None and out.pixels.scanned:
@@ -234,9 +249,17 @@ class StudyWork:
         """Send staged outputs to the destination; count what it took.  The sink bounds its
         requests (``stow_max_instances`` / ``stow_max_bytes``) and reads each file only while
         sending it."""
-        report = await sink.store(paths)
+        with self.parts.sensor.span("store", {"instances": len(paths)}) as span:
+            report = await sink.store(paths)
+            span.set(count=report.stored, status="refused" if report.failed_uids else "stored")
         tally.released += report.stored
         tally.refused += len(report.failed_uids)
+
+
+async def _in_pool(executor: ThreadPoolExecutor, call: Callable[[], _T]) -> _T:
+    """``call()`` in the CPU pool, in this task's context (its job span and log scope)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor, context.run, call)
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -273,6 +296,7 @@ class _JobRun:
     release: str
     governance: JobGovernance | None = None
     consent: str | None = None
+    fetched: int = 0  # instances fetched of the series being fetched
 
     def route(self, member: Member) -> Routed | None:
         """The policy's processor for ``member`` (None without a policy: the default one)."""
@@ -288,7 +312,9 @@ def _process(
     A held instance's output (redacted as far as possible) is staged too, and its fetched
     original stays staged (the reviewer's "before"); both go when the job's area is removed.
     """
-    outcome = call()
+    with stage_span("instance") as span:
+        outcome = call()
+        span.set(status=outcome.status, output_sop_uid=outcome.sop_uid_out or "")
     source = member.source
     path, digest, kept = None, "", None
     if outcome.releasable is not None:

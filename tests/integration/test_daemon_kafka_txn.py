@@ -14,7 +14,7 @@ from dxai.configs.schema.services import KafkaConfig
 from dxai.daemon.events import DecisionEvent, ResultsEvent
 from dxai.daemon.jobs import JobRecord, JobStore
 from dxai.daemon.outputs.kafka_txn import TransactionalPublisher, reconcile_pending
-from dxai.observability.tracing import new_trace
+from dxai.observability.tracing import TraceContext, Tracer
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 
@@ -104,3 +104,9 @@ async def test_aborted_output_is_sent_again(
             await old.__aexit__(None, None, None)
     keys = await _committed_keys(kafka_bootstrap, config.results_topic)
     assert keys == [job.key.encode()]
+
+
+def new_trace() -> TraceContext:
+    """The context of a fresh root span (what a publish span hands the publisher)."""
+    with Tracer().span("test") as span:
+        return span.context

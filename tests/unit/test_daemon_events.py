@@ -18,10 +18,10 @@ from dxai.daemon.events import (
     trace_headers,
 )
 from dxai.observability.tracing import (
-    child_context,
-    continue_trace,
+    TraceContext,
+    Tracer,
+    context_from_traceparent,
     format_traceparent,
-    new_trace,
     parse_traceparent,
 )
 
@@ -99,7 +99,13 @@ def test_output_events_round_trip() -> None:
     assert ResultsEvent.model_validate_json(encode_event(res)).deidentified_study_uid == "2.25.1"
 
 
-def test_traceparent_parse_and_child() -> None:
+def new_trace() -> TraceContext:
+    """The context of a fresh root span (OpenTelemetry's ids)."""
+    with Tracer().span("test") as span:
+        return span.context
+
+
+def test_traceparent_parse_and_format_round_trip() -> None:
     ctx = new_trace()
     parsed = parse_traceparent(format_traceparent(ctx).encode())
     assert parsed is not None
@@ -108,19 +114,20 @@ def test_traceparent_parse_and_child() -> None:
         ctx.span_id,
         ctx.trace_flags,
     )
-    child = child_context(ctx)
-    assert child.trace_id == ctx.trace_id and child.span_id != ctx.span_id
     assert parse_traceparent("00-" + "0" * 32 + "-" + "1" * 16 + "-01") is None
     assert parse_traceparent("garbage") is None
     assert parse_traceparent(None) is None
+    assert context_from_traceparent("garbage") is None
 
 
-def test_output_context_continues_the_input_trace() -> None:
+def test_a_span_under_a_stored_traceparent_continues_its_trace() -> None:
     incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    out = continue_trace(incoming)
+    with Tracer().span("publish", parent=context_from_traceparent(incoming)) as span:
+        out = span.context
     assert format_traceparent(out).startswith("00-0af7651916cd43dd8448eb211c80319c-")
     assert format_traceparent(out) != incoming and out.trace_flags.sampled
-    fresh = continue_trace("garbage")
+    with Tracer().span("publish", parent=context_from_traceparent("garbage")) as span:
+        fresh = span.context
     assert fresh.is_valid and fresh.trace_id != out.trace_id
 
 

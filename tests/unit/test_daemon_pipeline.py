@@ -139,7 +139,9 @@ async def test_event_yields_deidentified_output_once(tmp_path: Path) -> None:
     out = pydicom.dcmread(BytesIO(rig.sink.stored[0]))
     assert str(out.StudyInstanceUID) == res.deidentified_study_uid
     assert "CompressedSamples" not in str(out.get("PatientName", ""))
-    assert rig.sensor.registry.get_sample_value("dxai_events_produced_total", {"topic": "results"})
+    assert rig.sensor.registry.get_sample_value(
+        "dxai_events_produced_total", {"topic": "results", "outcome": "ok"}
+    )
 
 
 async def test_malformed_event_goes_to_dead_letter(tmp_path: Path) -> None:

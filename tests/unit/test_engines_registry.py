@@ -159,7 +159,8 @@ def test_shared_engine_is_verified_loaded_and_logged_once(caplog: pytest.LogCapt
         again = shared_engine("ppocr_det", config, 3, variable_shapes=True)
     loaded = [r for r in caplog.records if r.getMessage().startswith("engine loaded")]
     assert first is again and len(loaded) == 1
-    assert "model=ppocr_det backend=onnxruntime device=cpu" in loaded[0].getMessage()
+    fields = {k: getattr(loaded[0], k) for k in ("model", "backend", "device")}
+    assert fields == {"model": "ppocr_det", "backend": "onnxruntime", "device": "cpu"}
     assert first.info.providers == ("CPUExecutionProvider",)
     assert shared_engine("ppocr_det", config, 3) is not first  # other settings, other engine
     with pytest.raises(UnknownModelError):

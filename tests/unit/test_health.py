@@ -137,7 +137,7 @@ async def test_readiness_names_every_failing_check_and_the_phase() -> None:
 
 async def test_metrics_port_serves_healthz_readyz_and_metrics() -> None:
     sensor = Sensor()
-    sensor.count("events_consumed", {"source": "kafka"})
+    sensor.count("events_consumed", {"source": "kafka", "outcome": "accepted"})
     health = HealthState(loop_timeout_s=5.0)
     state = {"ok": False}
     health.add("kafka", lambda: CheckResult(state["ok"], "broker"))
