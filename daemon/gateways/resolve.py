@@ -234,7 +234,7 @@ class Routes:
         """``path`` with its symbolic links resolved and the root it lies in; refused if none."""
         try:
             real = path.resolve(strict=True)
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a NUL in the path
             raise _refuse("the local source path cannot be resolved") from exc
         for root in roots:
             if real.is_relative_to(root):

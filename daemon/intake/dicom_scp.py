@@ -68,11 +68,11 @@ class StoreScp:
 
     def _on_store(self, event: Any) -> int:
         """EVT_C_STORE handler, run in an association thread (never on the event loop)."""
+        uids = _store_uids(event)
+        if uids is None:
+            return STATUS_CANNOT_UNDERSTAND
+        study_uid, sop_uid = uids
         try:
-            study_uid = str(event.dataset.get("StudyInstanceUID", ""))
-            sop_uid = str(event.request.AffectedSOPInstanceUID or "")
-            if not (is_uid(study_uid) and is_uid(sop_uid)):
-                return STATUS_CANNOT_UNDERSTAND
             self.zone.write(study_uid, sop_uid, event.encoded_dataset(include_meta=True))
         except OSError:
             log.exception("landing zone write failed", extra={"error_code": "landing_io"})
@@ -84,6 +84,21 @@ class StoreScp:
         except RuntimeError:  # the loop is closing; the file is safe and recovered on restart
             return STATUS_SUCCESS
         return STATUS_SUCCESS
+
+
+def _store_uids(event: Any) -> tuple[str, str] | None:
+    """(Study, SOP Instance UID) of a C-STORE request; None when either is missing or invalid,
+    or when the dataset cannot be decoded at all (pydicom raises OSError, RecursionError,
+    NotImplementedError... on damaged data: not a landing-zone failure, not out of resources).
+    """
+    try:
+        study_uid = str(event.dataset.get("StudyInstanceUID", ""))
+        sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+    except Exception:  # noqa: BLE001 - any undecodable dataset is answered "cannot understand"
+        return None
+    if not (is_uid(study_uid) and is_uid(sop_uid)):
+        return None
+    return study_uid, sop_uid
 
 
 class QuietTracker:

@@ -1,7 +1,7 @@
 """What every fuzz target shares: how many cases, hypothesis settings, RSS, the figures.
 
-The short variant (the CI run) uses each target's own small case count with a fixed seed
-(``derandomize``), so CI is reproducible.  ``FUZZ_EXAMPLES=N`` selects the long variant: every
+The short variant (the CI run) uses each target's own small case count with fixed seeds, so CI
+is reproducible.  ``FUZZ_EXAMPLES=N`` selects the long variant: every
 target runs about ``N`` cases (the slow daemon targets a stated fraction), randomly seeded unless
 ``FUZZ_SEED`` is set.  ``FUZZ_REPORT=path.json`` writes the figures of the run (cases, outcomes,
 crashes, peak RSS per target) besides the terminal summary.  The names do not start with
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -19,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 
 EXAMPLES_ENV = "FUZZ_EXAMPLES"
 SEED_ENV = "FUZZ_SEED"
 REPORT_ENV = "FUZZ_REPORT"
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def long_examples() -> int:
@@ -47,17 +50,46 @@ def cases(short: int, share: float = 1.0) -> int:
 
 def fuzz_settings(max_examples: int) -> Callable[[F], F]:
     """Hypothesis settings of a fuzz target: no deadline (a case may wait on a daemon), no
-    example database, reproducible in the short variant (or with ``FUZZ_SEED``)."""
-    seeded = not is_long() or bool(os.environ.get(SEED_ENV))
+    example database, no health checks (large inputs are the point)."""
     decorator: Callable[[F], F] = settings(
         max_examples=max_examples,
         deadline=None,
         database=None,
-        derandomize=seeded,
         print_blob=True,
         suppress_health_check=list(HealthCheck),
     )
     return decorator
+
+
+def seed_base() -> int:
+    """The seed of the first batch: 0 in the short variant (CI is reproducible), ``FUZZ_SEED``
+    or a random one in the long variant (printed with the figures: rerun with it)."""
+    global _SEED_BASE
+    if _SEED_BASE is None:
+        value = os.environ.get(SEED_ENV, "").strip()
+        _SEED_BASE = int(value) if value else (random.randrange(1, 2**31) if is_long() else 0)
+    return _SEED_BASE
+
+
+_SEED_BASE: int | None = None
+#: examples per hypothesis run: one long run keeps every example's bookkeeping (RSS grows with
+#: the count), so targets run in batches of this many, each its own seeded hypothesis run
+BATCH = 200
+
+
+def fuzz(total: int, strategy: st.SearchStrategy[T], body: Callable[[T], None]) -> None:
+    """Run ``body`` on ``total`` cases drawn from ``strategy``, in seeded batches."""
+    base = seed_base()
+    for index, start in enumerate(range(0, total, BATCH)):
+        size = min(BATCH, total - start)
+
+        @seed(base + index)
+        @fuzz_settings(size)
+        @given(strategy)
+        def run(case: T) -> None:
+            body(case)
+
+        run()
 
 
 def _status_kib(key: str) -> int:
@@ -145,6 +177,7 @@ def summary() -> dict[str, Any]:
     return {
         "variant": "long" if is_long() else "short",
         "examples": long_examples() or None,
+        "seed": seed_base(),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "targets": {name: f.as_dict() for name, f in sorted(FIGURES.items())},
         "total_cases": sum(f.cases for f in FIGURES.values()),

@@ -20,8 +20,7 @@ from typing import Any
 import pydicom
 import pytest
 from dicom_mutations import ROLES, Malformed, malformed_dicom
-from fuzz_support import cases, finish, fuzz_settings, guarded, target
-from hypothesis import given
+from fuzz_support import cases, finish, fuzz, guarded, target
 from hypothesis import strategies as st
 
 from dxai.actors.outbound import InstanceOutcome, InstancePipeline, build_pipeline
@@ -93,23 +92,21 @@ def _process(pipeline: InstancePipeline, raw: bytes) -> str:
 def _run_target(name: str, pipeline: InstancePipeline, count: int) -> None:
     figures = target(name)
 
-    @fuzz_settings(count)
-    @given(case=malformed_dicom())
     def one(case: Malformed) -> None:
         guarded(figures, lambda: _process(pipeline, case.data))
 
-    one()
+    fuzz(count, malformed_dicom(), one)
     done = finish(name)
     growth = done.rss_end_mib - done.rss_start_mib
     assert growth < RSS_GROWTH_MAX_MIB, f"RSS grew {growth:.0f} MiB over {done.cases} cases"
 
 
 def test_instance_pipeline_never_raises_headers_only(header_pipeline: InstancePipeline) -> None:
-    _run_target("process.headers", header_pipeline, cases(200))
+    _run_target("process.headers", header_pipeline, cases(150))
 
 
 def test_instance_pipeline_never_raises_with_pixel_ocr(pixel_pipeline: InstancePipeline) -> None:
-    _run_target("process.pixels", pixel_pipeline, cases(60, share=0.5))
+    _run_target("process.pixels", pixel_pipeline, cases(40, share=0.5))
 
 
 # -- dxai deid -------------------------------------------------------------------------------
@@ -174,13 +171,11 @@ def test_dxai_deid_reports_every_file(tmp_path: Path) -> None:
     figures = target("dxai_deid")
     counter = iter(range(1_000_000))
 
-    @fuzz_settings(cases(15, share=0.05))
-    @given(files=st.lists(malformed_dicom(), min_size=1, max_size=8))
     def one(files: list[Malformed]) -> None:
         number = next(counter)
         guarded(figures, lambda: _cli_case(tmp_path, number, files, config))
 
-    one()
+    fuzz(cases(10, share=0.05), st.lists(malformed_dicom(), min_size=1, max_size=8), one)
     finish("dxai_deid.files")
     done = finish("dxai_deid")
     assert done.rss_end_mib - done.rss_start_mib < RSS_GROWTH_MAX_MIB
