@@ -339,7 +339,11 @@ class JobStore(AsyncLifecycle):
     async def count_by_state(self) -> dict[str, int]:
         """Number of jobs per state (every state present, zero when none)."""
         counts = dict.fromkeys(ALL_STATES, 0)
-        async with self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
-            for state, n in await cur.fetchall():
-                counts[str(state)] = int(n)
+        # one call in the connection's thread: GROUP BY over the state index aggregates while
+        # the rows are fetched, and a write on this connection between ``execute`` and
+        # ``fetchall`` (another job concluding) made it read a NULL state group (found by
+        # tests/fuzz: the ``None`` label then failed the conclusion's metrics)
+        rows = await self.db.execute_fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        for state, n in rows:
+            counts[str(state)] = int(n)
         return counts
