@@ -12,9 +12,11 @@ import re
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -95,12 +97,16 @@ def read_dicom(src: Path | bytes) -> FileDataset:
     except Exception as exc:  # a damaged file fails pydicom in many ways (unknown VR, deep
         # sequences: RecursionError, value lengths that do not fit their VR...)
         raise InvalidDicomError(f"unreadable DICOM file ({safe_reason(exc)})") from exc
-    if not _looks_like_dataset(ds) and not _is_media_directory(ds):
-        # a valid preamble and file meta over an empty or unreadable dataset (a file cut
-        # after its meta) is not an instance: de-identifying it would "pass" nothing
-        raise InvalidDicomError("not a DICOM instance (no SOP Class or Instance UID)")
+    if not _is_instance(ds) and not _is_media_directory(ds):
+        # a valid preamble and file meta over an empty dataset, or one cut before its SOP
+        # Instance UID: de-identified, it would "pass" as an output no destination can store
+        raise InvalidDicomError("not a DICOM instance (no SOP Class and Instance UID)")
     _ensure_meta(ds)
     return ds
+
+
+def _is_instance(ds: Dataset) -> bool:
+    return "SOPClassUID" in ds and "SOPInstanceUID" in ds
 
 
 def _is_media_directory(ds: Dataset) -> bool:
@@ -112,7 +118,8 @@ _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def check_complete(ds: Dataset) -> None:
-    """Raise InvalidDicomError when a top-level value is shorter than its declared length, or
+    """Raise InvalidDicomError when a top-level value is shorter than its declared length,
+    when a text value holds binary bytes (a damaged length took in the elements after it), or
     when a deferred element cannot even be read (an unknown VR code, say)."""
     try:
         elements = elements_of(ds)
@@ -121,8 +128,40 @@ def check_complete(ds: Dataset) -> None:
     for tag, elem in elements:
         if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED_LENGTH:
             continue
-        if isinstance(elem.value, bytes) and len(elem.value) < elem.length:
+        value = elem.value
+        if not isinstance(value, bytes):
+            continue
+        if len(value) < elem.length:
             raise InvalidDicomError(
-                f"truncated file: element ({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X}) has "
-                f"{len(elem.value)} of {elem.length} bytes"
+                f"truncated file: element {_tag_text(tag)} has {len(value)} of {elem.length} bytes"
             )
+        if _swallowed(tag, elem.VR, value):
+            raise InvalidDicomError(
+                f"damaged length: text element {_tag_text(tag)} holds binary bytes"
+            )
+
+
+#: VRs whose values are character strings (PS3.5 6.2): a NUL inside one is never text
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
+     "UR", "UT"}
+)  # fmt: skip
+
+
+def _swallowed(tag: BaseTag, vr: str | None, value: bytes) -> bool:
+    """Whether a text value holds a NUL before its (NUL or space) padding: what a damaged
+    length field does when it takes the following elements into this one's value.  Kept
+    text elements (Manufacturer, say) would otherwise carry those elements' raw bytes, PHI
+    included, past de-identification and a verify that never saw them as elements."""
+    return (vr or _dictionary_vr(tag)) in _TEXT_VRS and b"\0" in value.rstrip(b"\0 ")
+
+
+def _dictionary_vr(tag: BaseTag) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return ""
+
+
+def _tag_text(tag: BaseTag) -> str:
+    return f"({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X})"

@@ -33,6 +33,11 @@ from dxai.configs.errors import DxaiError
 from dxai.observability.metrics import stage_span
 
 _READ_ERRORS = (EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError)
+#: what a damaged input makes pydicom raise only when a lazily read element is used (while it is
+#: de-identified, not when the file is opened): an element whose VR code is unknown cannot be
+#: written (NotImplementedError), sequences nested past Python's recursion limit
+#: (RecursionError).  Both are the input's fault, whatever the stage (found by tests/fuzz).
+_MALFORMED = (NotImplementedError, RecursionError)
 
 
 class ReidRecorder(Protocol):
@@ -97,6 +102,9 @@ class InstancePipeline:
             return self._run(ds, scan)
         except DxaiError as exc:
             return InstanceOutcome("failed", reason=exc.code, errors=(f"{stage}: {exc}",))
+        except _MALFORMED as exc:
+            reason = (f"{stage}: {safe_reason(exc)}",)
+            return InstanceOutcome("failed", reason="invalid_dicom", errors=reason)
         except _READ_ERRORS as exc:
             code = "invalid_dicom" if stage == "read" else "deid_error"
             return InstanceOutcome("failed", reason=code, errors=(f"{stage}: {safe_reason(exc)}",))

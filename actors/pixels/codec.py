@@ -18,6 +18,11 @@ from pydicom.pixels.processing import apply_color_lut
 
 from dxai.configs.errors import InvalidDicomError
 
+#: the most bytes one instance's pixels may decode to.  Decoders allocate what the header's
+#: geometry says (Rows x Columns x samples x frames x bytes), not what the data holds: a
+#: damaged Rows / Columns made GDCM abort the process (std::bad_alloc) or take 12 GB.  1 GiB
+#: holds a breast tomosynthesis or a long cine; anything larger fails its instance.
+MAX_DECODED_BYTES = 1 << 30
 REENCODE = frozenset({uid.RLELossless, uid.JPEGLSLossless, uid.JPEG2000Lossless})
 LOSSLESS = REENCODE | frozenset(
     {uid.JPEGLossless, uid.JPEGLosslessSV1, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL}
@@ -63,6 +68,25 @@ def _plugin_failure(exc: BaseException) -> bool:
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
+def decoded_size(ds: Dataset) -> int:
+    """How many bytes the header says the decoded pixels take (every frame)."""
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    return rows * columns * samples * frames * max(1, (bits + 7) // 8)
+
+
+def _check_decoded_size(ds: Dataset) -> None:
+    """Refuse a geometry past :data:`MAX_DECODED_BYTES` before any decoder allocates it."""
+    try:
+        size = decoded_size(ds)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDicomError("image geometry is not a number") from exc
+    if size < 0 or size > MAX_DECODED_BYTES:
+        raise InvalidDicomError(f"decoded pixel data too large ({size} bytes)")
+
+
 def decode(ds: Dataset) -> DecodedPixels:
     """Decode ``ds`` in place to native little endian and return its frames.
 
@@ -70,6 +94,7 @@ def decode(ds: Dataset) -> DecodedPixels:
     """
     if "PixelData" not in ds:
         raise InvalidDicomError("dataset has no Pixel Data")
+    _check_decoded_size(ds)
     ts = transfer_syntax(ds)
     size = len(ds.PixelData)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anyio.to_thread
 import pydicom
-from pydicom.errors import InvalidDicomError as PydicomInvalid
 
 from dxai.configs.errors import SourceNotAllowedError
 from dxai.daemon.gateways.dicomweb import StudyNotFoundError
@@ -34,15 +33,25 @@ def scan_folder(root: Path, study_uid: str, within: Path | None = None) -> dict[
     inside = _confinement(root, within)
     paths = [p for p in paths if p.resolve().is_relative_to(inside)]
     for path in paths:
-        try:
-            # tolerant: files without the Part 10 preamble are instances too
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
-        except (PydicomInvalid, OSError, ValueError, EOFError, TypeError, KeyError, AttributeError):
+        uids = _study_and_series(path)
+        if uids is None or uids[0] != study_uid:
             continue
-        if str(ds.get("StudyInstanceUID", "")) != study_uid:
-            continue
-        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(path)
+        series.setdefault(uids[1], []).append(path)
     return series
+
+
+def _study_and_series(path: Path) -> tuple[str, str] | None:
+    """(Study, Series Instance UID) of a file; None when its header cannot be read.
+
+    Tolerant: files without the Part 10 preamble are instances too.  Any failure to read is
+    an unreadable file, not a failed job: a damaged one fails pydicom in many ways (a deeply
+    nested sequence raised RecursionError here and crashed its whole job).
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
+        return str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", ""))
+    except Exception:  # noqa: BLE001 - unreadable files are skipped, as they always were
+        return None
 
 
 def read_inside(path: Path, within: Path) -> bytes:

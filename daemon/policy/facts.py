@@ -107,15 +107,15 @@ def read_header_facts(raw: bytes) -> HeaderFacts:
 
     An unreadable header gives empty facts (the instance itself fails in the pipeline).
     """
-    try:
+    try:  # the values too: pydicom converts them lazily, a damaged one fails when read
         head = pydicom.dcmread(
             BytesIO(raw), stop_before_pixels=True, force=True, specific_tags=_HEADER_TAGS
         )
+        name = str(head.get("ReferringPhysicianName", "") or "").strip()
+        return HeaderFacts(
+            referring_physician=physician_digest(name) if name.strip("^ ") else None,
+            patient_id=str(head.get("PatientID", "") or "").strip(),
+            issuer=str(head.get("IssuerOfPatientID", "") or "").strip(),
+        )
     except Exception:  # noqa: BLE001 - unreadable input: no facts, the pipeline says why
         return HeaderFacts()
-    name = str(head.get("ReferringPhysicianName", "") or "").strip()
-    return HeaderFacts(
-        referring_physician=physician_digest(name) if name.strip("^ ") else None,
-        patient_id=str(head.get("PatientID", "") or "").strip(),
-        issuer=str(head.get("IssuerOfPatientID", "") or "").strip(),
-    )

@@ -91,7 +91,8 @@ def hostile_request(draw: Draw, token: str) -> HostileRequest:
     """An authorised hostile event, an unauthorised one, or broken HTTP."""
     kind = draw(st.sampled_from(["event", "event", "unauthorized", "http"]))
     if kind == "http":
-        return draw(broken_http(token))
+        broken: HostileRequest = draw(broken_http(token))
+        return broken
     event = draw(hostile_event())
     if kind == "event":
         request = _posted(f"event:{event.labels}", event, f"Bearer {token}", 0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from dicom_mutations import seeds
 from pydicom import dcmread
 from pynetdicom import AE, _config
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 #: what the landing zone may answer a damaged file: success (stored, the job judges it) or
 #: "cannot understand" (no usable UIDs, or a dataset that cannot be decoded); never "out of

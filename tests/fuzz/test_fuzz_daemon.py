@@ -123,6 +123,8 @@ def check_final(decision: dict[str, Any], result: dict[str, Any], figures: Targe
     codes = sorted({r["code"] for r in decision["reasons"]})
     if decision["decision"] != "proceed":
         assert codes and all(CODE.match(code) for code in codes)
+    crashed = [r for r in decision["reasons"] if r["detail"].endswith(" while processing")]
+    assert not crashed, f"the job crashed (its boundary caught it): {crashed}"
     figures.add(f"{decision['decision']}:{'+'.join(codes)}")
 
 

@@ -106,7 +106,7 @@ def test_instance_pipeline_never_raises_headers_only(header_pipeline: InstancePi
 
 
 def test_instance_pipeline_never_raises_with_pixel_ocr(pixel_pipeline: InstancePipeline) -> None:
-    _run_target("process.pixels", pixel_pipeline, cases(40, share=0.5))
+    _run_target("process.pixels", pixel_pipeline, cases(40, share=0.4))
 
 
 # -- dxai deid -------------------------------------------------------------------------------

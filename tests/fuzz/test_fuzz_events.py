@@ -46,7 +46,7 @@ CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 REASON_MAX = 1200
 #: words a rejection may spell out besides contract names and pydantic error types
 REASON_WORDS = frozenset(
-    {"JSON", "JSONDecodeError", "UnicodeDecodeError", "RecursionError", "ValueError"}
+    {"JSON", "JSONDecodeError", "UnicodeDecodeError", "RecursionError", "ValueError", "NoneType"}
 )
 JOB_SECONDS = 60.0
 
@@ -177,7 +177,7 @@ class SubmitCase:
             assert admission == "dead_letter"
             raw, reason, code, where = self.rig.pub.dlq[-1]
             assert (raw, code, where) == (digest(event.raw), "invalid_event", origin) and reason
-            return admission
+            return str(admission)
         assert admission in ("accepted", "duplicate", "resumed", "in_progress"), admission
         self._check_job(parsed, event.raw, fresh=admission == "accepted")
         return f"{admission}:{expected_code(parsed, self.rig.inbox)}"
