@@ -151,6 +151,11 @@ async def _serve(
             return  # stopped while waiting for the broker
         publisher, txn = outputs
         review_keeper = await open_review_store(config, audit)
+        inbound = None
+        if config.inbound.enabled:  # imported only then: triage loads spaCy
+            from dxai.daemon.pipeline.inbound import open_inbound
+
+            inbound = await asyncio.to_thread(open_inbound, config, processors.client)
         parts = PipelineParts(
             store,
             routes.source_for,
@@ -164,6 +169,8 @@ async def _serve(
             audit=audit,
             review=review_keeper,
             governance=processors.governance,
+            inbound=inbound,
+            sink_named=routes.sink_named,
         )
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         review = await open_review(config, review_keeper, store, audit, pipeline, stack)

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from dxai.configs.schema.base import Section
 from dxai.configs.schema.deid import DeidConfig
+from dxai.configs.schema.inbound import InboundConfig
 from dxai.configs.schema.inference import InferenceConfig
 from dxai.configs.schema.policy import PolicyConfig
 from dxai.configs.schema.review import ReviewConfig
@@ -122,6 +123,7 @@ class DxaiConfig(Section):
     tracing: TracingConfig = TracingConfig()
     review: ReviewConfig = ReviewConfig()
     policy: PolicyConfig = PolicyConfig()
+    inbound: InboundConfig = InboundConfig()
 
     @model_validator(mode="after")
     def _mode_needs(self) -> DxaiConfig:
@@ -163,6 +165,29 @@ class DxaiConfig(Section):
                 problems.append(f"policy rule {rule.name}: a destination is not configured")
             if self.source_routes() and not known_src.issuperset(rule.match.source):
                 problems.append(f"policy rule {rule.name}: a source is not configured")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _inbound_names_known(self) -> DxaiConfig:
+        inbound = self.inbound
+        if not inbound.enabled:
+            return self
+        problems = []
+        destinations = self.destination_routes()
+        if inbound.sr_destination is not None and inbound.sr_destination not in destinations:
+            problems.append("inbound.sr_destination: not a configured destination")
+        for name in inbound.preflight:
+            if name not in destinations:
+                problems.append(f"inbound.preflight.{name}: not a configured destination")
+        if inbound.priors.enabled:
+            archive = self.source_routes().get(inbound.priors.archive)
+            if archive is None or getattr(archive, "kind", "") != "dicomweb":
+                problems.append(
+                    "inbound.priors.archive: not a configured DICOMweb source (set "
+                    "inbound.priors.enabled: false to run without priors)"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self

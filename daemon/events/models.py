@@ -193,6 +193,56 @@ class TaskResult(EventModel):
     counts: dict[str, int] = Field(default_factory=dict)
 
 
+FindingCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
+
+
+class FindingResult(EventModel):
+    """One finding of an inbound task (QC, preflight, triage, AI, priors, routing): a stable
+    code, its severity and a PHI-free message (codes, counts, numbers, UIDs)."""
+
+    code: FindingCode
+    task: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    severity: Literal["info", "warning", "blocking"]
+    message: str = Field(default="", max_length=512)
+    series_uid: Uid | None = None
+    value: float | None = None
+    unit: str | None = Field(default=None, max_length=32)
+    score: float | None = None
+
+
+class PriorResult(EventModel):
+    """A prior study of the same patient found on the archive, ranked (1 = most relevant)."""
+
+    study_uid: Uid
+    rank: int = Field(ge=1)
+    modalities: tuple[str, ...] = ()
+    match_score: float = Field(ge=0.0, le=1.0)
+    relevance: float = Field(ge=0.0)
+
+
+class RouteSuggestion(EventModel):
+    """A destination the routing rules suggest for the study, with the rule that chose it."""
+
+    destination: str = Field(max_length=128)
+    rule: str = Field(max_length=64)
+    why: str = Field(default="", max_length=256)
+
+
+class InboundResults(EventModel):
+    """What the receiving side gets (workflow ``inbound``): priority, findings, priors, routes,
+    the referrer's summary, and where the SR and the HL7 result went."""
+
+    priority: Literal["stat", "urgent", "routine"]
+    priority_reasons: tuple[str, ...] = ()
+    findings: tuple[FindingResult, ...] = ()
+    priors: tuple[PriorResult, ...] = ()
+    routes: tuple[RouteSuggestion, ...] = ()
+    summary: str = Field(default="", max_length=4000)
+    sr_stored: Literal["destination", "folder", "none", "failed"] = "none"
+    hl7: Literal["sent", "written", "failed", "none"] = "none"
+    hl7_control_id: str | None = Field(default=None, max_length=64)
+
+
 class ResultsEvent(EventModel):
     """Everything known when the job finished: de-identified UID, certificate, tasks, SRs."""
 
@@ -207,6 +257,7 @@ class ResultsEvent(EventModel):
     certificate: DeidCertificate | None = None
     tasks: tuple[TaskResult, ...] = ()
     sr_uids: tuple[Uid, ...] = ()
+    inbound: InboundResults | None = None
     instances_received: int = Field(default=0, ge=0)
     instances_released: int = Field(default=0, ge=0)
     instances_held: int = Field(default=0, ge=0)

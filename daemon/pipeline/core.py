@@ -43,6 +43,7 @@ from dxai.observability.tracing import (
 )
 
 if TYPE_CHECKING:
+    from dxai.daemon.pipeline.inbound import InboundParts, InboundWork
     from dxai.daemon.policy.governance import Governance
 
 log = get_logger(__name__)
@@ -68,6 +69,8 @@ class PipelineParts:
     ``review``: keeps a held study for review (:mod:`dxai.daemon.review`); None: dropped.
     ``governance``: the policy (:mod:`dxai.daemon.policy`): per instance the processor, per
     study review and consent holds; None: ``processor`` for everything, no policy holds.
+    ``inbound``: the inbound workflow (``study_received`` events, :mod:`.inbound`); None: off.
+    ``sink_named``: a configured destination by name (the inbound SR's ``sr_destination``).
     """
 
     store: JobStore
@@ -82,6 +85,8 @@ class PipelineParts:
     audit: Auditor | None = None
     review: ReviewKeeper | None = None
     governance: Governance | None = None
+    inbound: InboundParts | None = None
+    sink_named: Callable[[str], StudySink] | None = None
 
     def sink_for(self, event: StudyEvent) -> StudySink:
         """The destination of ``event``'s job."""
@@ -105,6 +110,11 @@ class Pipeline(AsyncLifecycle):
             parts.store, parts.publisher, parts.sensor, parts.processor.info, config, parts.audit
         )
         self._study = StudyWork(parts, config, self._executor, self.staging)
+        self._inbound: InboundWork | None = None
+        if parts.inbound is not None:
+            from dxai.daemon.pipeline.inbound import InboundWork
+
+            self._inbound = InboundWork(parts, parts.inbound, self.staging)
 
     async def start(self) -> None:
         """Remove staging areas no active job owns (left by a node killed after a conclusion:
@@ -270,7 +280,11 @@ class Pipeline(AsyncLifecycle):
         return await self._flush_until_sent(job.key)
 
     async def _work(self, job: JobRecord, event: StudyEvent) -> StudyTally:
-        tally = await with_retry(self.parts.retry, lambda: self._study.run(job, event))
+        inbound = self._inbound
+        if inbound is not None and event.event_type == "study_received":
+            tally = await with_retry(self.parts.retry, lambda: inbound.run(job, event))
+        else:
+            tally = await with_retry(self.parts.retry, lambda: self._study.run(job, event))
         if self.parts.review is not None and decide(tally)[0] == "hold":
             # kept before the hold is recorded: a crash in between re-runs the job, never
             # leaves a held study with nothing to review (the staging area goes after this)

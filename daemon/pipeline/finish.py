@@ -136,6 +136,10 @@ class JobFinisher:
     async def conclude(self, job: JobRecord, tally: StudyTally) -> None:
         """Record decision and results from the tally, then move to the final state."""
         decision, state, reasons = decide(tally)
+        if tally.inbound is not None:
+            results = self._inbound_results(job, tally, state)
+            await self._record(job, self._decision(job, decision, reasons), results, state)
+            return
         policy = tally.policy
         info = policy.info if policy is not None and policy.info is not None else self.info
         tasks: tuple[TaskResult, ...] = (deid_task(tally),)
@@ -167,6 +171,24 @@ class JobFinisher:
             instances_held=tally.held + tally.failed,
         )
         await self._record(job, self._decision(job, decision, reasons), results, state)
+
+    @staticmethod
+    def _inbound_results(job: JobRecord, tally: StudyTally, state: str) -> ResultsEvent:
+        """An inbound job's results: its tasks, the SR's UIDs, the ``inbound`` block (no
+        de-identification certificate: nothing left the network)."""
+        inbound = tally.inbound
+        assert inbound is not None
+        return ResultsEvent(
+            exchange_job_id=job.exchange_job_id,
+            study_uid=job.study_uid,
+            job_key=job.key,
+            pipeline_version=job.pipeline_version,
+            state=state,  # type: ignore[arg-type]
+            tasks=inbound.tasks(),
+            sr_uids=inbound.sr_uids,
+            inbound=inbound.results(),
+            instances_received=tally.received,
+        )
 
     async def conclude_failure(
         self, job: JobRecord, code: str, detail: str, *, hold: bool = False
@@ -201,14 +223,7 @@ class JobFinisher:
         task = TaskResult(
             task="review", status="passed" if approved else "failed", counts=dict(review.counts)
         )
-        certificate = held.certificate or self._certificate(job, review.released, review.verified)
-        certificate = certificate.model_copy(
-            update={
-                "instances_sha256": tuple(sorted(review.instances_sha256)) if approved else (),
-                "instances_deidentified": review.released if approved else 0,
-                "verified": approved and review.verified,
-            }
-        )
+        certificate = self._reviewed_certificate(job, held, review)
         results = held.model_copy(
             update={
                 "state": "released" if approved else "blocked",
@@ -222,6 +237,23 @@ class JobFinisher:
         decision = self._decision(job, "proceed" if approved else "block", reasons)
         state = str(results.state)
         await self._record(job, decision, results, state, review=True, actor=review.actor)
+
+    def _reviewed_certificate(
+        self, job: JobRecord, held: ResultsEvent, review: ReviewConclusion
+    ) -> DeidCertificate | None:
+        """The certificate after a review (None for an inbound study: nothing was
+        de-identified, the reviewer accepted or rejected it as received)."""
+        if held.inbound is not None:
+            return None
+        approved = review.approved
+        certificate = held.certificate or self._certificate(job, review.released, review.verified)
+        return certificate.model_copy(
+            update={
+                "instances_sha256": tuple(sorted(review.instances_sha256)) if approved else (),
+                "instances_deidentified": review.released if approved else 0,
+                "verified": approved and review.verified,
+            }
+        )
 
     def _held_results(self, job: JobRecord) -> ResultsEvent:
         if job.results_json is not None:

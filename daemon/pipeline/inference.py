@@ -36,15 +36,22 @@ def make_daemon_client(config: DxaiConfig, sensor: Sensor) -> InferenceClient:
     return make_inference_client(config.inference, registry, ray_config=config.ray, sensor=sensor)
 
 
+def needs_inference(config: DxaiConfig) -> bool:
+    """Whether anything infers: the pixel step, or the inbound workflow's model tasks."""
+    inbound = config.inbound
+    return config.deid.pixels != "never" or (inbound.enabled and bool(inbound.ai.models))
+
+
 async def open_inference(
     config: DxaiConfig, sensor: Sensor, stack: AsyncExitStack
 ) -> InferenceClient | None:
     """Start the daemon's client and stop it when ``stack`` closes; None if it cannot start.
 
-    None when ``deid.pixels`` is ``never`` (nothing to infer); on a start failure the error is
-    logged (type only) and the pixel step holds every instance with pixel data (fail closed).
+    None when nothing infers (:func:`needs_inference`); on a start failure the error is
+    logged (type only): the pixel step holds every instance with pixel data and the inbound
+    model tasks report ``failed`` (fail closed).
     """
-    if config.deid.pixels == "never":
+    if not needs_inference(config):
         return None
     try:
         client = await asyncio.to_thread(make_daemon_client, config, sensor)
@@ -89,7 +96,14 @@ async def open_pixel_actor(
     pixel data are then held).  The client stops when ``stack`` closes.
     """
     client = await open_inference(config, sensor, stack)
-    if client is None:
+    return await pixel_actor_on(config, client, sensor)
+
+
+async def pixel_actor_on(
+    config: DxaiConfig, client: InferenceClient | None, sensor: Sensor
+) -> PixelActor | None:
+    """The pixel actor on an opened ``client`` (None without one or with ``pixels: never``)."""
+    if client is None or config.deid.pixels == "never":
         return None
     loop = asyncio.get_running_loop()
     policy = config.deid.pixel_policy

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dxai.actors.outbound.outcome import ProcessorInfo
 from dxai.actors.outbound.tally import Tally
 from dxai.daemon.events import Reason, TaskResult
 from dxai.daemon.events.models import TaskStatus
+
+if TYPE_CHECKING:
+    from dxai.daemon.pipeline.inbound_outcome import InboundOutcome
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class StudyTally(Tally):
     kept: list[KeptInstance] = field(default_factory=list)
     # what the policy concluded (None: no policy ran, as in the tests without one)
     policy: PolicyOutcome | None = None
+    # an inbound job's reports and outputs (None: an outbound job)
+    inbound: InboundOutcome | None = None
 
 
 def decide(tally: StudyTally) -> tuple[str, str, tuple[Reason, ...]]:
@@ -74,6 +79,11 @@ def decide(tally: StudyTally) -> tuple[str, str, tuple[Reason, ...]]:
     """
     if tally.received == 0:
         return "block", "blocked", (Reason(code="empty_study", detail="no instances fetched"),)
+    if tally.inbound is not None:
+        holds = tally.inbound.holds()
+        if holds:
+            return "hold", "held_for_review", tuple(holds)
+        return "proceed", "released", tally.inbound.advisories()
     policy = tally.policy or PolicyOutcome()
     landed = tally.released == tally.passed and tally.refused == 0
     if tally.passed == tally.received and landed and not policy.holds and not policy.blocks:

@@ -14,10 +14,11 @@ import anyio.to_thread
 from dxai.actors.outbound import InstancePipeline, PipelineChoice, build_pipeline
 from dxai.actors.outbound.pixel_step import PixelActor
 from dxai.actors.outbound.series import InstanceProcessor
+from dxai.batching.client import InferenceClient
 from dxai.configs.schema.policy import PolicyDecision
 from dxai.configs.schema.root import DxaiConfig
 from dxai.daemon.gateways.resolve import Routes
-from dxai.daemon.pipeline.inference import open_pixel_actor
+from dxai.daemon.pipeline.inference import open_inference, pixel_actor_on
 from dxai.daemon.policy.consent import make_consent_source
 from dxai.daemon.policy.engine import PolicyEngine
 from dxai.daemon.policy.governance import Governance, ProcessorKey
@@ -34,6 +35,7 @@ class Processors:
     governance: Governance | None
     actor: PixelActor | None
     actor_config: DxaiConfig
+    client: InferenceClient | None = None
 
 
 def actor_config(config: DxaiConfig) -> DxaiConfig:
@@ -54,7 +56,8 @@ async def open_processors(config: DxaiConfig, sensor: Sensor, stack: AsyncExitSt
     """Load the pixel actor (when any processor needs it), open the re-identification map,
     build every processor; all closed when ``stack`` closes (after the pipeline drained)."""
     wanted = actor_config(config)
-    actor = await open_pixel_actor(wanted, sensor, stack)
+    client = await open_inference(wanted, sensor, stack)
+    actor = await pixel_actor_on(wanted, client, sensor)
     reid = await anyio.to_thread.run_sync(open_reid_map, config)
     if reid is not None:
         stack.callback(reid.close)
@@ -69,7 +72,7 @@ async def open_processors(config: DxaiConfig, sensor: Sensor, stack: AsyncExitSt
         routes = Routes(config)
         processors: dict[ProcessorKey, InstanceProcessor] = dict(built)
         governance = Governance(engine, processors, consent, routes.source_name, actor)
-    return Processors(default, governance, actor, wanted)
+    return Processors(default, governance, actor, wanted, client)
 
 
 def _build_all(

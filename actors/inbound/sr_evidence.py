@@ -1,0 +1,115 @@
+"""Which source instances the inbound SR refers to, and the evidence datasets handed to highdicom.
+
+Evidence: every instance a finding names (its ``sop_uids``; the first instance of its series
+when it names a series but no instance), plus the first instance of every series, so each
+series of the study is referenced at least once.  References to instances that are not in the
+study as received are left out (there is no header to reference them by).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from highdicom.sr import ImageLibraryEntryDescriptors
+from pydicom.dataset import Dataset
+
+from dxai.actors.inbound.findings import Finding, TaskReport
+from dxai.actors.inbound.study import InstanceRef, StudyView
+
+#: Patient / study attributes highdicom reads from the first evidence dataset (all Type 2 in
+#: the SR IOD: present, possibly empty).
+_REQUIRED_TYPE2 = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+_PATIENT_SEX_VALUES = frozenset({"M", "F", "O"})
+_REFERENCE_KEYS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+
+
+@dataclass(frozen=True)
+class EvidenceIndex:
+    """The study's referenceable instances in study order, by SOP and by series UID."""
+
+    order: tuple[InstanceRef, ...]
+    by_sop: dict[str, InstanceRef]
+    first_of_series: dict[str, InstanceRef]
+
+    @classmethod
+    def of(cls, study: StudyView) -> EvidenceIndex:
+        """Index ``study``; instances whose header lacks a referencing UID are left out."""
+        order: list[InstanceRef] = []
+        first: dict[str, InstanceRef] = {}
+        for series in study.series:
+            for ref in series.instances:
+                if all(ref.header.get(key) for key in _REFERENCE_KEYS):
+                    order.append(ref)
+                    first.setdefault(series.series_uid, ref)
+        return cls(tuple(order), {ref.sop_uid: ref for ref in order}, first)
+
+    def refs_of(self, finding: Finding) -> list[InstanceRef]:
+        """The instances ``finding`` refers to that are in the study (may be empty)."""
+        if finding.sop_uids:
+            return [self.by_sop[uid] for uid in finding.sop_uids if uid in self.by_sop]
+        if finding.series_uid is not None and finding.series_uid in self.first_of_series:
+            return [self.first_of_series[finding.series_uid]]
+        return []
+
+    def refs_of_all(self, findings: Iterable[Finding]) -> list[InstanceRef]:
+        """The instances any of ``findings`` refers to, without repeats, in study order."""
+        wanted = {ref.sop_uid for f in findings for ref in self.refs_of(f)}
+        return [ref for ref in self.order if ref.sop_uid in wanted]
+
+    def evidence(self, reports: Sequence[TaskReport]) -> list[InstanceRef]:
+        """Referenced instances plus one per series, in study order."""
+        wanted = {ref.sop_uid for ref in self.first_of_series.values()}
+        wanted.update(ref.sop_uid for ref in self.refs_of_all(_findings(reports)))
+        return [ref for ref in self.order if ref.sop_uid in wanted]
+
+
+def _findings(reports: Sequence[TaskReport]) -> list[Finding]:
+    return [f for report in reports for f in report.findings]
+
+
+def evidence_datasets(refs: Sequence[InstanceRef]) -> list[Dataset]:
+    """The headers of ``refs``; the first one (patient and study source) completed for highdicom.
+
+    highdicom reads the patient and study Type 2 attributes of the first evidence dataset as
+    attributes; a header without one gets it empty (a copy: the caller's header is untouched),
+    and a Patient's Sex outside M/F/O is emptied rather than refused.
+    """
+    if not refs:
+        return []
+    first = copy.deepcopy(refs[0].header)
+    for keyword in _REQUIRED_TYPE2:
+        if keyword not in first:
+            setattr(first, keyword, "")
+    if str(first.PatientSex or "") not in _PATIENT_SEX_VALUES:
+        first.PatientSex = ""
+    return [first, *(ref.header for ref in refs[1:])]
+
+
+def library_datasets(datasets: Sequence[Dataset]) -> list[Dataset]:
+    """The evidence datasets that can be described in the image library (TID 1600).
+
+    The library is optional descriptive content: an instance whose header lacks what its
+    entry descriptors need (Rows, Pixel Spacing, ...) or that is not an image stays in the
+    evidence and out of the library.
+    """
+    return [ds for ds in datasets if _describable(ds)]
+
+
+def _describable(ds: Dataset) -> bool:
+    try:
+        ImageLibraryEntryDescriptors(ds)
+    except (AttributeError, KeyError, ValueError, TypeError, IndexError):
+        return False
+    return True
