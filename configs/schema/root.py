@@ -183,9 +183,9 @@ class DxaiConfig(Section):
                 problems.append(f"inbound.preflight.{name}: not a configured destination")
         if inbound.priors.enabled:
             archive = self.source_routes().get(inbound.priors.archive)
-            if archive is None or getattr(archive, "kind", "") != "dicomweb":
+            if archive is None or getattr(archive, "kind", "") not in ("dicomweb", "local"):
                 problems.append(
-                    "inbound.priors.archive: not a configured DICOMweb source (set "
+                    "inbound.priors.archive: not a configured DICOMweb or local source (set "
                     "inbound.priors.enabled: false to run without priors)"
                 )
         if problems:

@@ -27,6 +27,7 @@ from dxai.batching.client import InferenceClient
 from dxai.configs.atomic import write_bytes_atomic
 from dxai.configs.errors import ServiceUnavailableError
 from dxai.configs.schema.root import DxaiConfig
+from dxai.configs.schema.services import DicomWebEndpoint, LocalSourceSpec
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.events.models import PriorResult, RouteSuggestion
 from dxai.daemon.gateways.base import StudySink
@@ -260,8 +261,12 @@ def open_inbound(config: DxaiConfig, client: InferenceClient | None) -> InboundP
     protocols = load_protocols(inbound.qc.protocols_file)
     if inbound.ai.models:
         check_model_tasks(inbound.ai, load_registry(config.inference.models_file))
-    archive = None
-    if inbound.priors.enabled:
+    archive: DicomWebEndpoint | Path | None = None
+    spec = config.source_routes().get(inbound.priors.archive)
+    if inbound.priors.enabled and isinstance(spec, LocalSourceSpec):
+        archive = Path(spec.root)
+    elif inbound.priors.enabled:
         archive = priors_endpoint(config.source_routes(), inbound.priors)
-    context = InboundContext(inbound, protocols, client, archive)
+    priors_folder = Path(config.state.data_dir) / "priors"
+    context = InboundContext(inbound, protocols, client, archive, priors_folder)
     return InboundParts(context, config.results_folder(), config.mode == "embedded")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dxai.actors.inbound.ai_model import run_model_task
 from dxai.actors.inbound.findings import TaskReport
@@ -28,7 +29,8 @@ from dxai.configs.schema.inbound import InboundConfig
 from dxai.configs.schema.services import DicomWebEndpoint
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways.ai_service import ai_service_request, call_ai_service
-from dxai.daemon.gateways.priors import search_priors
+from dxai.daemon.gateways.priors import retrieve_prior, search_priors
+from dxai.daemon.gateways.priors_local import search_local_priors
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class InboundContext:
     config: InboundConfig
     protocols: ProtocolLibrary
     client: InferenceClient | None
-    archive: DicomWebEndpoint | None
+    archive: DicomWebEndpoint | Path | None  # a DICOMweb archive, or a local archive folder
+    priors_folder: Path | None = None  # where ``priors.retrieve`` puts them (per study)
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,11 @@ async def _priors(view: StudyView, ctx: InboundContext) -> tuple[TaskReport, tup
     """The ranked priors and their report (``failed`` when the archive could not be asked)."""
     if ctx.archive is None or not ctx.config.priors.enabled:
         return TaskReport("priors", "skipped", detail="no archive", blocking=False), ()
-    target = demographics_of(view.first_header())
-    search = search_priors(ctx.archive, target, current_study_of(view), ctx.config.priors)
+    target, current = demographics_of(view.first_header()), current_study_of(view)
+    if isinstance(ctx.archive, Path):
+        search = search_local_priors(ctx.archive, target, current, ctx.config.priors)
+    else:
+        search = search_priors(ctx.archive, target, current, ctx.config.priors)
     try:
         found = await asyncio.wait_for(search, timeout=ctx.config.task_deadline_s)
     except TimeoutError:
@@ -103,9 +109,27 @@ async def _priors(view: StudyView, ctx: InboundContext) -> tuple[TaskReport, tup
     except DxaiError as exc:
         return TaskReport("priors", "failed", detail=exc.code, blocking=False), ()
     report = priors_report(found)
+    counts = dict(report.counts)
+    remote = isinstance(ctx.archive, DicomWebEndpoint)
+    if ctx.config.priors.retrieve and remote and ctx.priors_folder is not None and found:
+        counts["retrieved_instances"] = await _retrieve(ctx, found, view.study_uid)
     return TaskReport(
-        report.task, report.status, report.findings, report.detail, report.counts, False
+        report.task, report.status, report.findings, report.detail, counts, False
     ), found
+
+
+async def _retrieve(ctx: InboundContext, priors: tuple[Prior, ...], study_uid: str) -> int:
+    """Fetch the ranked priors (WADO-RS) under ``<priors_folder>/<study uid>/``: ready for
+    comparison; a prior that cannot be fetched is left out (the search result stands)."""
+    assert isinstance(ctx.archive, DicomWebEndpoint) and ctx.priors_folder is not None
+    fetched = 0
+    for prior in priors:
+        folder = ctx.priors_folder / study_uid / prior.study_uid
+        try:
+            fetched += len(await retrieve_prior(ctx.archive, prior, folder))
+        except DxaiError:
+            continue
+    return fetched
 
 
 async def run_tasks(view: StudyView, event: StudyEvent, ctx: InboundContext) -> TaskOutputs:
