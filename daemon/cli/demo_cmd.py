@@ -24,12 +24,21 @@ def register(sub: Any) -> None:
     parser.add_argument("--quiet-period", type=float, default=1.0, help="study quiet period (s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up after (s)")
     parser.add_argument("--log-level", default="WARNING", help="log level (default WARNING)")
+    parser.add_argument(
+        "--workflow",
+        choices=("outbound", "inbound"),
+        default="outbound",
+        help="outbound: de-identify a study sent by C-STORE (default); inbound: QC, triage, "
+        "priors, SR and HL7 ORU on bundled synthetic studies",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="dxai-demo-"))
+    if args.workflow == "inbound":
+        return _run_inbound(args, data_dir.resolve())
     config = demo_config(data_dir.resolve(), args.quiet_period, args.config)
     study = sample_study(data_dir, args.study)
     print(f"dxai demo: sending {study} to the embedded daemon (data dir {data_dir})")
@@ -54,3 +63,11 @@ def _print(report: DemoReport) -> None:
     print(f"job store: {report.data_dir / 'dxai.sqlite3'}")
     if report.timed_out:
         print(f"timed out: {len(report.jobs)} of {report.studies} jobs finished")
+
+
+def _run_inbound(args: argparse.Namespace, data_dir: Path) -> int:
+    from dxai.daemon.cli.demo_inbound import print_inbound, run_inbound_demo
+
+    report = asyncio.run(run_inbound_demo(data_dir, args.config, args.timeout))
+    print_inbound(report)
+    return 0 if report.results is not None else 1

@@ -144,7 +144,10 @@ async def run_tasks(view: StudyView, event: StudyEvent, ctx: InboundContext) -> 
     result = await asyncio.to_thread(triage, inp, cfg.triage)
     routing_in = RoutingInput.from_study(view, priority=result.priority)
     routing = await asyncio.to_thread(suggest_routes, routing_in, cfg.routing)
-    done = (*reports, priors_out, result.report(), _advisory(routing.report()))
+    routed = _advisory(routing.report())
+    if not cfg.routing.destinations and not cfg.routing.rules:
+        routed = TaskReport("routing", "skipped", detail="no routing rules", blocking=False)
+    done = (*reports, priors_out, result.report(), routed)
     return TaskOutputs(done, result, routing, priors)
 
 
