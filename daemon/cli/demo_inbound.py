@@ -88,7 +88,8 @@ async def run_inbound_demo(
     ready: asyncio.Future[DaemonHandle] = asyncio.get_running_loop().create_future()
     daemon = asyncio.create_task(run_daemon(config, stop, Sensor(), ready=ready.set_result))
     try:
-        await asyncio.wait({ready, daemon}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {ready, daemon}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             daemon.result()  # re-raises the daemon's startup error
         handle = ready.result()
