@@ -61,7 +61,8 @@ class EmbeddedIntake:
         self.zone = LandingZone(Path(config.state.data_dir) / "landing")
         self.tracker = QuietTracker(config.embedded.study_quiet_period_s, self._complete)
         self.webhook = Webhook(submit, sensor, WebhookAuth.from_config(config.embedded))
-        self.mllp = MllpListener(submit, sensor, self._order_source())
+        kind = "study_received" if config.inbound.enabled else "study_scheduled_for_exchange"
+        self.mllp = MllpListener(submit, sensor, self._order_source(), kind)
         self._scp: StoreScp | None = None
         self._jobs: set[asyncio.Task[str | None]] = set()
         self.ports: EmbeddedPorts | None = None

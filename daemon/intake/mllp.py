@@ -38,10 +38,17 @@ class MllpListener(TcpListener):
     component = "mllp"
     read_limit_bytes = MAX_MESSAGE_BYTES
 
-    def __init__(self, submit: Submit, sensor: Sensor, source: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        submit: Submit,
+        sensor: Sensor,
+        source: dict[str, Any],
+        event_type: str = "study_scheduled_for_exchange",
+    ) -> None:
         self.submit = submit
         self.sensor = sensor
         self.source = source
+        self.event_type = event_type  # study_received when the inbound workflow is on
         super().__init__()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -72,11 +79,13 @@ class MllpListener(TcpListener):
 
     async def _trigger(self, raw: str, outcome: Hl7Outcome) -> str:
         event = {
-            "event_type": "study_scheduled_for_exchange",
+            "event_type": self.event_type,
             "study_uid": outcome.study_uid,
             "destination": "default",
             "exchange_job_id": outcome.job_id,
             "source": self.source,
+            # the order itself: its referring physician and clinical history (triage)
+            "hl7": raw[:MAX_MESSAGE_BYTES],
         }
         try:
             admission = await self.submit(json.dumps(event).encode(), None, "mllp")
