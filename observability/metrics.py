@@ -60,6 +60,21 @@ def _counters(reg: CollectorRegistry) -> dict[str, Counter]:
         "decisions": ("dxai_decisions", "Decisions recorded, by decision", ["decision"]),
         "holds": ("dxai_holds", "Studies held for review, by reason code", ["reason"]),
         "dead_letters": ("dxai_dead_letters", "Dead letters, by reason code", ["reason"]),
+        "inbound_tasks": (
+            "dxai_inbound_tasks",
+            "Inbound tasks run, by task and status",
+            ["task", "status"],
+        ),
+        "inbound_findings": (
+            "dxai_inbound_findings",
+            "Inbound findings, by task and severity",
+            ["task", "severity"],
+        ),
+        "inbound_priority": (
+            "dxai_inbound_priority",
+            "Inbound studies triaged, by priority",
+            ["priority"],
+        ),
     }
     return {
         key: Counter(name, doc, labels, registry=reg) for key, (name, doc, labels) in specs.items()

@@ -35,7 +35,7 @@ from dxai.daemon.gateways.hl7_out import send_hl7
 from dxai.daemon.gateways.priors import priors_endpoint
 from dxai.daemon.jobs import JobRecord
 from dxai.daemon.pipeline.inbound_fetch import fetch_study
-from dxai.daemon.pipeline.inbound_outcome import InboundOutcome
+from dxai.daemon.pipeline.inbound_outcome import InboundOutcome, reason_code
 from dxai.daemon.pipeline.inbound_tasks import InboundContext, TaskOutputs, run_tasks
 from dxai.daemon.pipeline.outcome import StudyTally
 from dxai.daemon.pipeline.staging import Staging
@@ -118,6 +118,7 @@ class InboundWork:
         location = SrLocation(where, view.study_uid, series_uid, sop_uid)
         summary = await asyncio.to_thread(_summary, view, outputs, location, config.summary)
         outcome = _outcome_of(outputs, summary)
+        self._count(outcome)
         if config.sr.enabled:
             await self._store_sr(job, view, outputs, (series_uid, sop_uid), sink)
             outcome.sr_uids, outcome.sr_stored = (sop_uid,), where
@@ -171,6 +172,17 @@ class InboundWork:
         with self.parts.sensor.span("inbound.hl7", {"job": job.short_key}):
             await send_hl7(text, config.hl7)
         return "sent"
+
+    def _count(self, outcome: InboundOutcome) -> None:
+        """Task statuses, finding severities and the priority (bounded labels: task names
+        come from the configuration, never from a vendor's answer)."""
+        sensor = self.parts.sensor
+        sensor.count("inbound_priority", {"priority": outcome.priority})
+        for report in outcome.reports:
+            task = reason_code(report.task)
+            sensor.count("inbound_tasks", {"task": task, "status": report.status})
+            for finding in report.findings:
+                sensor.count("inbound_findings", {"task": task, "severity": finding.severity})
 
     async def _audit(self, job: JobRecord, kind: str, data: dict[str, Any]) -> None:
         if self.parts.audit is not None:
