@@ -13,6 +13,7 @@ Patient and study attributes are copied by highdicom from the evidence (the sour
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -174,11 +175,14 @@ def build_sr(
     evidence = evidence_datasets(index.evidence(reports))
     if not evidence:
         raise SrBuildError("the study has no instance the SR could reference")
+    if not all(_valid_uids(ds) for ds in evidence):
+        # strict when writing: the SR would carry them (its study, its references)
+        raise SrBuildError("the study's UIDs are not valid DICOM UIDs")
     try:
         return _document(
             index, evidence, reports, priority, algorithms, config, series_uid, sop_uid
         )
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         raise SrBuildError(f"highdicom refused the SR content ({type(exc).__name__})") from exc
 
 
@@ -217,3 +221,12 @@ def _document(
             CodingSchemeIdentificationItem(designator=PRIVATE_SCHEME, name=PRIVATE_SCHEME_NAME)
         ],
     )
+
+
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def _valid_uids(ds: Dataset) -> bool:
+    """Whether the UIDs the SR copies or references from ``ds`` are valid (PS3.5 9.1)."""
+    uids = (ds.get(k, "") for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
+    return all(len(str(u)) <= 64 and _UID.match(str(u)) for u in uids)

@@ -9,11 +9,14 @@ study as received are left out (there is no header to reference them by).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from highdicom._standard_utils import get_sop_class_iod_map  # pinned highdicom <0.29
 from highdicom.sr import ImageLibraryEntryDescriptors
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from dxai.actors.inbound.findings import Finding, TaskReport
 from dxai.actors.inbound.study import InstanceRef, StudyView
@@ -88,13 +91,59 @@ def evidence_datasets(refs: Sequence[InstanceRef]) -> list[Dataset]:
     """
     if not refs:
         return []
+    refs = _known_first(refs)
     first = copy.deepcopy(refs[0].header)
     for keyword in _REQUIRED_TYPE2:
         if keyword not in first:
             setattr(first, keyword, "")
     if str(first.PatientSex or "") not in _PATIENT_SEX_VALUES:
         first.PatientSex = ""
+    normalise_copied(first)
     return [first, *(ref.header for ref in refs[1:])]
+
+
+def _known_first(refs: Sequence[InstanceRef]) -> list[InstanceRef]:
+    """``refs`` with the first one whose SOP class highdicom knows (it copies the patient and
+    study modules by that class's IOD: a retired class, US Image Storage of 1993 say, is not
+    in its map) moved to the front; unchanged when none is known."""
+    known = get_sop_class_iod_map()
+    for i, ref in enumerate(refs):
+        if str(ref.header.get("SOPClassUID", "")) in known:
+            return [ref, *refs[:i], *refs[i + 1 :]]
+    return list(refs)
+
+
+#: a date, time or age as old scanners write them (ACR-NEMA ``1999.09.23``, ``15:18:59``,
+#: ``75Y``); what is left after the separators must be the DICOM form
+_DA = re.compile(r"^\d{8}$")
+_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+_AS = re.compile(r"^(\d{1,3})([DWMY])$")
+
+
+def normalise_copied(ds: Dataset) -> None:
+    """Make the values the SR copies from the source (patient and study module) valid for
+    their VR, or empty: strict when writing.  Old separators are dropped (``1999.09.23``,
+    ``15:18:59``), a short age is zero-padded (``75Y`` -> ``075Y``), an empty first value of
+    Specific Character Set (the default repertoire) is named; anything else invalid is emptied."""
+    for keyword in ("StudyDate", "PatientBirthDate"):
+        _fix(ds, keyword, lambda v: v.replace(".", "").replace("-", "").replace("/", ""), _DA)
+    _fix(ds, "StudyTime", lambda v: v.replace(":", ""), _TM)
+    _fix(ds, "PatientAge", _padded_age, re.compile(r"^\d{3}[DWMY]$"))
+    charset = ds.get("SpecificCharacterSet")
+    if isinstance(charset, list | MultiValue) and charset and not str(charset[0]).strip():
+        ds.SpecificCharacterSet = ["ISO 2022 IR 6", *[str(c) for c in charset[1:]]]
+
+
+def _fix(ds: Dataset, keyword: str, clean: Callable[[str], str], valid: re.Pattern[str]) -> None:
+    if keyword not in ds:
+        return
+    value = clean(str(ds.get(keyword) or "").strip())
+    setattr(ds, keyword, value if valid.match(value) else "")
+
+
+def _padded_age(value: str) -> str:
+    found = _AS.match(value.upper())
+    return f"{int(found.group(1)):03d}{found.group(2)}" if found else value
 
 
 def library_datasets(datasets: Sequence[Dataset]) -> list[Dataset]:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dxai.actors.inbound.ai_model import check_model_tasks
+from dxai.actors.inbound.findings import TaskReport
 from dxai.actors.inbound.oru import build_oru
 from dxai.actors.inbound.qc_protocols import load_protocols
-from dxai.actors.inbound.sr import AlgorithmInfo, build_sr, sr_uids_for
+from dxai.actors.inbound.sr import AlgorithmInfo, SrBuildError, build_sr, sr_uids_for
 from dxai.actors.inbound.study import StudyView
 from dxai.actors.inbound.summary import PriorStudy, SrLocation, SummaryInput, transfer_summary
 from dxai.batching.client import InferenceClient
@@ -120,8 +121,12 @@ class InboundWork:
         outcome = _outcome_of(outputs, summary)
         self._count(outcome)
         if config.sr.enabled:
-            await self._store_sr(job, view, outputs, (series_uid, sop_uid), sink)
-            outcome.sr_uids, outcome.sr_stored = (sop_uid,), where
+            try:
+                await self._store_sr(job, view, outputs, (series_uid, sop_uid), sink)
+                outcome.sr_uids, outcome.sr_stored = (sop_uid,), where
+            except SrBuildError as exc:  # the source's headers: the rest of the results stand
+                outcome.sr_stored = "failed"
+                outcome.reports.append(TaskReport("sr", "failed", detail=exc.code, blocking=False))
         outcome.hl7_control_id = _control_id(job.key)
         outcome.hl7 = await self._send_oru(job, view, outcome, series_uid, sop_uid)
         await self._audit(job, "inbound", _audit_data(outcome))
@@ -151,7 +156,7 @@ class InboundWork:
         self, job: JobRecord, view: StudyView, outcome: InboundOutcome, series: str, sop: str
     ) -> str:
         config = self.inbound.context.config
-        stored = outcome.sr_stored != "none"
+        stored = outcome.sr_stored in ("destination", "folder")
         text = await asyncio.to_thread(
             build_oru,
             view.first_header(),

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import hl7
 import pydicom
+import pytest
 from inbound_helpers import make_ct_series, to_bytes
 from review_rig import MemPublisher, MemSink, MemSource
 
+from dxai.actors.inbound.sr import SrBuildError
 from dxai.actors.outbound import build_pipeline
 from dxai.configs.schema.root import DxaiConfig, PipelineConfig
 from dxai.daemon.audit import AuditLog
@@ -148,3 +150,21 @@ async def test_a_refused_sr_fails_the_job_with_a_dead_letter(tmp_path: Path) -> 
         assert decision.decision == "block"
         assert decision.reasons[0].code == "sr_not_stored"
         assert rig.publisher.dlq and rig.publisher.dlq[-1][2] == "sr_not_stored"
+
+
+async def test_an_sr_the_headers_do_not_allow_leaves_the_other_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise SrBuildError("the study's UIDs are not valid DICOM UIDs")
+
+    monkeypatch.setattr("dxai.daemon.pipeline.inbound.build_sr", refuse)
+    async with inbound_rig(tmp_path, frozenset()) as rig:
+        assert rig.publisher.decisions[-1].decision == "proceed"
+        results = rig.publisher.results_[-1]
+        assert results.inbound is not None and results.inbound.sr_stored == "failed"
+        assert results.sr_uids == () and not rig.sink.stored
+        tasks = {t.task: (t.status, t.blocking) for t in results.tasks}
+        assert tasks["sr"] == ("failed", False)
+        oru = (tmp_path / "results" / "hl7" / f"{results.job_key}.hl7").read_bytes()
+        assert b"|RP|" not in oru  # no pointer to an SR that does not exist
