@@ -9,7 +9,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -27,6 +27,9 @@ from dxai.daemon.intake.webhook_auth import WebhookAuth
 from dxai.daemon.jobs import JobStore
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
+
+if TYPE_CHECKING:
+    from dxai.daemon.pipeline.inbound_prefetch import PriorPrefetcher
 
 log = get_logger(__name__)
 EMBEDDED_EVENT_TYPE = "study_scheduled_for_exchange"
@@ -62,7 +65,16 @@ class EmbeddedIntake:
         self.tracker = QuietTracker(config.embedded.study_quiet_period_s, self._complete)
         self.webhook = Webhook(submit, sensor, WebhookAuth.from_config(config.embedded))
         kind = "study_received" if config.inbound.enabled else "study_scheduled_for_exchange"
-        self.mllp = MllpListener(submit, sensor, self._order_source(), kind)
+        self.prefetcher: PriorPrefetcher | None = None
+        on_adt = None
+        if config.inbound.enabled and config.inbound.priors.enabled:
+            from dxai.daemon.pipeline.inbound import prefetch_context
+            from dxai.daemon.pipeline.inbound_prefetch import PriorPrefetcher as Prefetcher
+
+            context = prefetch_context(config)
+            self.prefetcher = Prefetcher(context, sensor) if context is not None else None
+            on_adt = self.prefetcher.on_message if self.prefetcher is not None else None
+        self.mllp = MllpListener(submit, sensor, self._order_source(), kind, on_adt)
         self._scp: StoreScp | None = None
         self._jobs: set[asyncio.Task[str | None]] = set()
         self.ports: EmbeddedPorts | None = None
@@ -125,6 +137,8 @@ class EmbeddedIntake:
             self._scp = None
         await self.webhook.stop()
         await self.mllp.stop()
+        if self.prefetcher is not None:
+            await self.prefetcher.stop()
         self.tracker.cancel_all()
         if self._jobs:
             await asyncio.wait(set(self._jobs))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -44,11 +45,13 @@ class MllpListener(TcpListener):
         sensor: Sensor,
         source: dict[str, Any],
         event_type: str = "study_scheduled_for_exchange",
+        on_adt: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.submit = submit
         self.sensor = sensor
         self.source = source
         self.event_type = event_type  # study_received when the inbound workflow is on
+        self.on_adt = on_adt  # the inbound prior prefetch (ADT^A04 / A01)
         super().__init__()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,6 +77,8 @@ class MllpListener(TcpListener):
         if outcome.study_uid is None or outcome.job_id is None:
             self.sensor.count("events_consumed", {"source": "mllp", "outcome": "answered"})
             log.info("hl7 message answered", extra={"status": outcome.ack_code})
+            if outcome.text == "adt" and self.on_adt is not None:
+                await self.on_adt(raw)  # starts the prefetch; the ACK does not wait for it
             return outcome.ack
         return await self._trigger(raw, outcome)
 

@@ -278,12 +278,29 @@ def open_inbound(config: DxaiConfig, client: InferenceClient | None) -> InboundP
     protocols = load_protocols(inbound.qc.protocols_file)
     if inbound.ai.models:
         check_model_tasks(inbound.ai, load_registry(config.inference.models_file))
-    archive: DicomWebEndpoint | Path | None = None
-    spec = config.source_routes().get(inbound.priors.archive)
-    if inbound.priors.enabled and isinstance(spec, LocalSourceSpec):
-        archive = Path(spec.root)
-    elif inbound.priors.enabled:
-        archive = priors_endpoint(config.source_routes(), inbound.priors)
     priors_folder = Path(config.state.data_dir) / "priors"
-    context = InboundContext(inbound, protocols, client, archive, priors_folder)
+    context = InboundContext(inbound, protocols, client, priors_archive(config), priors_folder)
     return InboundParts(context, config.results_folder(), config.mode == "embedded")
+
+
+def priors_archive(config: DxaiConfig) -> DicomWebEndpoint | Path | None:
+    """Where priors are searched: the DICOMweb endpoint or the folder of the configured
+    ``inbound.priors.archive`` source; None when priors are off."""
+    priors = config.inbound.priors
+    if not priors.enabled:
+        return None
+    spec = config.source_routes().get(priors.archive)
+    if isinstance(spec, LocalSourceSpec):
+        return Path(spec.root)
+    return priors_endpoint(config.source_routes(), priors)
+
+
+def prefetch_context(config: DxaiConfig) -> InboundContext | None:
+    """The context an ADT prior prefetch needs (None: inbound or priors off); blocking."""
+    inbound = config.inbound
+    archive = priors_archive(config) if inbound.enabled else None
+    if archive is None:
+        return None
+    protocols = load_protocols(inbound.qc.protocols_file)
+    priors_folder = Path(config.state.data_dir) / "priors"
+    return InboundContext(inbound, protocols, None, archive, priors_folder)
