@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException
 
 from dxai.actors.deid.encode import encode
 from dxai.actors.deid.engine import Deidentifier, DeidResult
@@ -36,8 +37,10 @@ _READ_ERRORS = (EOFError, ValueError, TypeError, KeyError, AttributeError, Index
 #: what a damaged input makes pydicom raise only when a lazily read element is used (while it is
 #: de-identified, not when the file is opened): an element whose VR code is unknown cannot be
 #: written (NotImplementedError), sequences nested past Python's recursion limit
-#: (RecursionError).  Both are the input's fault, whatever the stage (found by tests/fuzz).
-_MALFORMED = (NotImplementedError, RecursionError)
+#: (RecursionError), a value whose length is no multiple of its VR's (BytesLengthException:
+#: an odd-length US element the pixel step reads).  All are the input's fault, whatever the
+#: stage (found by tests/fuzz).
+_MALFORMED = (NotImplementedError, RecursionError, BytesLengthException)
 
 
 class ReidRecorder(Protocol):

@@ -287,3 +287,18 @@ async def test_job_counts_by_state_are_read_in_one_step(tmp_path: Path) -> None:
         counts = await store.count_by_state()
     assert set(counts) == set(ALL_STATES)
     assert sum(counts.values()) == 20
+
+
+def test_an_odd_length_us_value_fails_as_invalid_dicom_not_internal(tmp_path: Path) -> None:
+    """(0028,0106) US with 3 bytes: the pixel step reads it (BytesLengthException)."""
+    ds = pydicom.dcmread(CT)
+    ds.add_new(0x00280106, "US", 5)  # Smallest Image Pixel Value
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    at = data.index(bytes.fromhex("28000601") + b"US")
+    data = data[: at + 6] + (3).to_bytes(2, "little") + b"\x05\x00\x07" + data[at + 10 :]
+    config = {"state": {"data_dir": str(tmp_path)}, "deid": {"pixels": "always"}}
+    pipeline = build_pipeline(DxaiConfig.model_validate(config))[0]
+    outcome = pipeline.process(data)
+    assert (outcome.status, outcome.reason) == ("failed", "invalid_dicom")
