@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "bench", help="run a benchmark from bench/ (JSON out)"
     )
-    parser.add_argument("name", help="benchmark name, e.g. batching, deid_headers, pixel_phi")
+    parser.add_argument("name", help="benchmark name, e.g. batching, deid_headers, pixel_phi, soak")
     parser.add_argument("--bench-dir", default="bench", help="folder holding the bench scripts")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     parser.set_defaults(func=_run)
