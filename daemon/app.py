@@ -175,7 +175,7 @@ async def _serve(
         pipeline = await stack.enter_async_context(Pipeline(parts, config.pipeline))
         review = await open_review(config, review_keeper, store, audit, pipeline, stack)
         _sample_metrics(config, store, sensor, stop, stack)
-        resumed = await pipeline.resume_unfinished()
+        resumed = await _resume(config, pipeline, store)
         log.info("daemon started", extra={"count": resumed, "state": config.mode})
         handle = DaemonHandle(pipeline, store, None, results_dir(config), health, metrics.port)
         handle = dataclasses.replace(handle, review=review)
@@ -215,6 +215,18 @@ async def _intake(
         await stop.wait()
     finally:
         await intake.stop()
+
+
+async def _resume(config: DxaiConfig, pipeline: Pipeline, store: JobStore) -> int:
+    """Resume unfinished jobs.  Kafka with ``commit_policy: watermark``: only reviewed jobs'
+    unsent outputs; every other unfinished job comes back with its input event, to whichever
+    daemon owns its partition now (docs/scaleout.md): resuming it here could run it twice."""
+    if not _kafka_mode(config) or config.kafka is None or config.kafka.commit_policy != "watermark":
+        return await pipeline.resume_unfinished()
+    keys = await store.reviewed_unsent()
+    for key in keys:
+        pipeline.send_outputs(key)
+    return len(keys)
 
 
 def _sample_metrics(

@@ -27,6 +27,38 @@ class KafkaConfig(Section):
     retry_backoff_initial_s: float = Field(default=0.5, gt=0)
     retry_backoff_max_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    commit_policy: Literal["watermark", "durable"] = Field(
+        default="watermark",
+        description="watermark: an input offset is committed once every job at or below it "
+        "concluded and its outputs were produced (scale-out without loss, docs/scaleout.md); "
+        "durable: once the job is in this node's job store (the node's disk must survive).",
+    )
+    state_topic: str = Field(
+        default="dxai.jobs.state",
+        description="Per-partition watermark snapshots (watermark policy); compacted, created "
+        "with the input topic's partition count when missing.",
+    )
+    state_topic_replication_factor: int = Field(default=1, ge=1)
+    transaction_timeout_ms: int = Field(
+        default=60_000,
+        ge=1_000,
+        description="How long the broker keeps a dead daemon's open transaction before "
+        "aborting it: the new owner of its partitions waits for that.",
+    )
+    revoke_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="When a partition moves to another daemon, how long its running jobs may "
+        "still conclude here; jobs still running after that are run again by the new owner "
+        "(their outputs are not published here).",
+    )
+    state_rebuild_timeout_s: float = Field(default=180.0, gt=0)
+    max_uncommitted_offsets: int = Field(
+        default=5_000,
+        ge=1,
+        description="A partition whose watermark lags its position by this many offsets is "
+        "paused until the slow job holding it back concludes.",
+    )
 
 
 class RayConfig(Section):

@@ -322,6 +322,18 @@ class JobStore(AsyncLifecycle):
             rows = await cur.fetchall()
         return [_record(r) for r in rows]
 
+    async def reviewed_unsent(self) -> list[str]:
+        """Keys of jobs concluded again by a review whose outputs are not all sent (their
+        results carry a ``review`` task), oldest first."""
+        sql = (
+            "SELECT job_key FROM jobs WHERE state IN ('released', 'blocked') "
+            "AND (decision_sent = 0 OR results_sent = 0) AND EXISTS (SELECT 1 FROM "
+            "json_each(results_json, '$.tasks') WHERE json_extract(value, '$.task') = 'review') "
+            "ORDER BY created_at"
+        )
+        rows = await self.db.execute_fetchall(sql)
+        return [str(row[0]) for row in rows]
+
     async def review_backlog(self) -> ReviewBacklog:
         """The studies held for review: how many, their held instances (from the results
         events), and when the longest-waiting one was held (its last update)."""

@@ -13,13 +13,21 @@ instance), one transaction at a time:
   reads each pending position with a ``read_committed`` consumer: committed → marked sent (not
   produced again), aborted → produced again.  A ``read_committed`` consumer therefore sees each
   output exactly once.
+
+Under ``kafka.commit_policy: watermark`` a job's **final decision and its results go in one
+transaction** (the results are read from the job store, recorded as pending with the decision;
+the finisher's later ``results`` call then produces nothing), together with the input
+partition's new watermark (state record + ``send_offsets_to_transaction``, added by the
+intake's :class:`~dxai.daemon.outputs.kafka.ConclusionHooks`).  A ``read_committed`` reader
+therefore never sees a final decision without its results, and the input offset of a job is
+committed exactly when its outputs are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -64,6 +72,8 @@ class TransactionalPublisher(KafkaPublisher):
         self.store = store
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[object] | None = None
+        self._paired: dict[str, ResultsEvent] = {}
+        self._on_commit: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Connect and fence a previous incarnation (aborts its open transaction); idempotent."""
@@ -81,7 +91,7 @@ class TransactionalPublisher(KafkaPublisher):
             yield
             return
         async with self._lock:
-            self._owner = task
+            self._owner, self._on_commit = task, []
             try:
                 await _step(self._producer.begin_transaction())
                 try:
@@ -90,8 +100,14 @@ class TransactionalPublisher(KafkaPublisher):
                     await _step(self._producer.abort_transaction())
                     raise
                 await _step(self._producer.commit_transaction())
+                for applied in self._on_commit:  # still under the lock: before the next one
+                    applied()
             finally:
-                self._owner = None
+                self._owner, self._on_commit = None, []
+
+    def on_commit(self, applied: Callable[[], None]) -> None:
+        """Call ``applied`` once the current transaction committed (never if it aborts)."""
+        self._on_commit.append(applied)
 
     async def _send(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
@@ -109,10 +125,50 @@ class TransactionalPublisher(KafkaPublisher):
                 PendingOutput(event.job_key, kind, meta.topic, meta.partition, meta.offset)
             )
 
-    async def send_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+    async def send_state(self, topic: str, partition: int, key: bytes, value: bytes) -> int:
+        """Produce one state record inside the current (or its own) transaction."""
+        async with self.transaction():
+            return await super().send_state(topic, partition, key, value)
+
+    async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
+        """A final decision goes out with its results (and the watermark) in one transaction
+        when intake hooks are registered; a ``deferred`` one alone."""
+        if self.hooks is None or event.decision == "deferred":
+            await super().decision(event, ctx)
+            return
+        self.hooks.check_owned(event.job_key)
+        paired = await self._results_of(event)
+        async with self.transaction():
+            await self._output("decision", self.config.decisions_topic, event, ctx)
+            if paired is not None:
+                await self._output("results", self.config.results_topic, paired, ctx)
+                await self.hooks.concluded(event.job_key)
+        if paired is not None:
+            self._paired[event.job_key] = paired
+
+    async def results(self, event: ResultsEvent, ctx: TraceContext) -> None:
+        """Nothing to produce when the results went out with the final decision."""
+        if self._paired.pop(event.job_key, None) == event:
+            return
+        async with self.transaction():
+            await super().results(event, ctx)
+
+    async def _results_of(self, event: DecisionEvent) -> ResultsEvent | None:
+        """The unsent results recorded with this final decision (same conclusion), or None."""
+        job = await self.store.get(event.job_key)
+        if job is None or job.results_json is None or job.results_sent:
+            return None
+        if (
+            job.decision_json is None
+            or DecisionEvent.model_validate_json(job.decision_json) != event
+        ):
+            return None  # a review replaced the conclusion meanwhile: sent separately
+        return ResultsEvent.model_validate_json(job.results_json)
+
+    async def send_offsets(self, offsets: Mapping[TopicPartition, int | tuple[int, str]]) -> None:
         """Add consumed offsets (next offset to read) to the current transaction."""
         try:
-            await self._producer.send_offsets_to_transaction(offsets, self.config.group_id)
+            await self._producer.send_offsets_to_transaction(dict(offsets), self.config.group_id)
         except KafkaError as exc:
             raise ServiceUnavailableError(f"kafka offsets: {type(exc).__name__}") from exc
 

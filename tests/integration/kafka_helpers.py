@@ -19,6 +19,7 @@ def kafka_section(bootstrap: str, topic: str, **extra: Any) -> dict[str, Any]:
         "decisions_topic": f"{topic}.decisions",
         "results_topic": f"{topic}.results",
         "dlq_topic": f"{topic}.dlq",
+        "state_topic": f"{topic}.state",
         **extra,
     }
 
