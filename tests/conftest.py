@@ -23,7 +23,15 @@ _FOLDER_MARKERS = {
     "integration": pytest.mark.integration,
     "gpu": pytest.mark.gpu,
     "fuzz": pytest.mark.fuzz,
+    "chaos": pytest.mark.chaos,
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``chaos`` marker (``tests/chaos``: faults injected into a running daemon)."""
+    config.addinivalue_line(
+        "markers", "chaos: daemon under injected faults (short by default; CHAOS_KILLS=N long)"
+    )
 
 
 def restricted_reference() -> Path | None:
@@ -34,8 +42,8 @@ def restricted_reference() -> Path | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by its folder (unit, integration, gpu, fuzz); deselect ``restricted`` tests
-    when no restricted reference folder was given (one line says so)."""
+    """Mark each test by its folder (unit, integration, gpu, fuzz, chaos); deselect
+    ``restricted`` tests when no restricted reference folder was given (one line says so)."""
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(TESTS_DIR)
         marker = _FOLDER_MARKERS.get(rel.parts[0])

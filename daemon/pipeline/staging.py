@@ -14,6 +14,7 @@ folders: they hold PHI.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dxai.configs.errors import ServiceUnavailableError
 MEMORY_SHARE = 32
 
 Staged = bytes | Path
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 """One staged instance: its bytes (memory tier) or the file holding them."""
 
 
@@ -152,5 +154,12 @@ class JobArea:
         if self.staging.hold(self.folder.name, len(data)):
             return data
         self.staging.reserve(len(data))
-        write_bytes_atomic(path, data, durable=False)
+        try:
+            write_bytes_atomic(path, data, durable=False)
+        except OSError as exc:
+            self.staging.give_back(len(data))  # nothing was staged: the budget stays true
+            if exc.errno in _DISK_FULL:
+                # the disk, not the input: retried like the staging budget's own limit
+                raise ServiceUnavailableError("staging disk full") from exc
+            raise
         return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,20 @@ def test_disk_budget_still_refuses_past_max_bytes(tmp_path: Path) -> None:
     area.stage_input(b"z" * (1024**2 - 10))
     with pytest.raises(ServiceUnavailableError):
         area.stage_input(b"z" * 20)
+
+
+def test_a_full_disk_is_retriable_and_gives_its_reservation_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC on the staging disk (found by tests/chaos: it failed the job as internal_error
+    and kept the bytes counted until the restart)."""
+    staging = Staging(tmp_path, max_bytes=1024**2, memory_max_bytes=0)
+    area = staging.open("job-f")
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("dxai.daemon.pipeline.staging.write_bytes_atomic", full)
+    with pytest.raises(ServiceUnavailableError, match="disk full"):
+        area.stage_input(b"z" * 1000)
+    assert staging.used_bytes == 0
