@@ -12,12 +12,11 @@ and :class:`AiTasksConfig` itself, has a default.
 from __future__ import annotations
 
 from typing import Literal, Self
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from dxai.configs.schema.base import Section
-from dxai.configs.schema.services import TlsSettings
+from dxai.configs.schema.services import TlsSettings, check_http_url
 
 TASK_NAME = r"^ai_[a-z0-9_]{1,44}$"
 FINDING_CODE = r"^ai\.[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -177,16 +176,7 @@ class AiServiceConfig(TlsSettings):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 -- raises ValueError on a bad port
-        except ValueError as exc:
-            raise ValueError("not a valid URL") from exc
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            raise ValueError("must not carry credentials, a query or a fragment")
-        return value
+        return check_http_url(value)
 
     @model_validator(mode="after")
     def _tls_needs_https(self) -> Self:

@@ -49,6 +49,21 @@ def physician_digest(name: str) -> str:
     return "sha256:" + hashlib.sha256(physician_key(name).encode("utf-8")).hexdigest()
 
 
+def check_physician_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    """``value`` when every entry is a name or a well-formed ``sha256:<hex>``; else ValueError."""
+    for entry in value:
+        if entry.startswith("sha256:") and not _DIGEST.match(entry):
+            raise ValueError("a sha256: entry needs 64 lower-case hex digits")
+        if not physician_key(entry):
+            raise ValueError("an empty referring physician name")
+    return value
+
+
+def physician_digests(entries: tuple[str, ...]) -> frozenset[str]:
+    """Every entry (a name or ``sha256:<hex>``) as ``sha256:<hex>``."""
+    return frozenset(e if _DIGEST.match(e) else physician_digest(e) for e in entries)
+
+
 class PolicyMatch(Section):
     """The conditions of a rule: each a list of allowed values; empty means any value."""
 
@@ -74,18 +89,11 @@ class PolicyMatch(Section):
     @field_validator("referring_physician")
     @classmethod
     def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for entry in value:
-            if entry.startswith("sha256:") and not _DIGEST.match(entry):
-                raise ValueError("a sha256: entry needs 64 lower-case hex digits")
-            if not physician_key(entry):
-                raise ValueError("an empty referring physician name")
-        return value
+        return check_physician_names(value)
 
     def physician_digests(self) -> frozenset[str]:
         """Every ``referring_physician`` entry as ``sha256:<hex>``."""
-        return frozenset(
-            e if _DIGEST.match(e) else physician_digest(e) for e in self.referring_physician
-        )
+        return physician_digests(self.referring_physician)
 
 
 class ReviewRequirement(Section):

@@ -103,6 +103,21 @@ class TlsSettings(Section):
         return any(f is not None for f in files) or not self.tls_verify
 
 
+def check_http_url(value: str) -> str:
+    """``value`` when it is an http(s) URL with a host and without credentials, a query or a
+    fragment (credentials come from files, never from a URL); else ValueError."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError("not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not carry credentials, a query or a fragment")
+    return value
+
+
 class DicomWebEndpoint(TlsSettings):
     """A DICOMweb service (source archive or destination); ``https`` uses the ``tls_*`` keys."""
 
@@ -120,16 +135,7 @@ class DicomWebEndpoint(TlsSettings):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 -- raises ValueError on a bad port
-        except ValueError as exc:
-            raise ValueError("not a valid URL") from exc
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must not carry credentials, a query or a fragment")
-        return value
+        return check_http_url(value)
 
     @model_validator(mode="after")
     def _one_auth(self) -> DicomWebEndpoint:

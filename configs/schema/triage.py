@@ -28,7 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from dxai.configs.schema.base import Section
-from dxai.configs.schema.policy import physician_digest, physician_key
+from dxai.configs.schema.policy import check_physician_names, physician_digests
 from dxai.configs.schema.routes import RouteName
 
 TriagePriority = Literal["stat", "urgent", "routine"]
@@ -37,7 +37,6 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 FindingCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CODE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 
 #: priorities from the most to the least urgent
@@ -252,18 +251,11 @@ class RoutingMatch(Section):
     @field_validator("referring_physicians")
     @classmethod
     def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for entry in value:
-            if entry.startswith("sha256:") and not _DIGEST.match(entry):
-                raise ValueError("a sha256: entry needs 64 lower-case hex digits")
-            if not physician_key(entry):
-                raise ValueError("an empty referring physician name")
-        return value
+        return check_physician_names(value)
 
     def physician_digests(self) -> frozenset[str]:
         """Every ``referring_physicians`` entry as ``sha256:<hex>``."""
-        return frozenset(
-            e if _DIGEST.match(e) else physician_digest(e) for e in self.referring_physicians
-        )
+        return physician_digests(self.referring_physicians)
 
 
 class RoutingRule(Section):
