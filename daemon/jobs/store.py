@@ -65,7 +65,11 @@ _CLEAR_PENDING = "DELETE FROM pending_outputs WHERE job_key = ? AND kind = ?"
 
 @dataclass(frozen=True)
 class PendingOutput:
-    """A decision or results record written inside a transaction not yet known to be committed."""
+    """A decision or results record written inside a transaction not yet known to be committed.
+
+    ``kind``: ``decision`` (the final decision), ``deferred`` (the deferred decision, same
+    topic: settling it must never mark the final decision sent) or ``results``.
+    """
 
     job_key: str
     kind: str
@@ -222,6 +226,7 @@ class JobStore(AsyncLifecycle):
 
     async def mark_deferred_sent(self, key: str) -> JobRecord:
         """The deferred decision was sent (or is moot: the final one came first)."""
+        await self.db.execute(_CLEAR_PENDING, (key, "deferred"))
         return await self._update(key, "deferred_sent = 1", ())
 
     async def conclude(

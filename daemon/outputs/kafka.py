@@ -93,10 +93,13 @@ class KafkaPublisher(AsyncLifecycle):
         await self._send(topic, encode_event(event), event.job_key.encode(), headers)
 
     async def decision(self, event: DecisionEvent, ctx: TraceContext) -> None:
-        """Produce to the decisions topic, keyed by job key."""
-        if event.decision != "deferred" and self.hooks is not None:
+        """Produce to the decisions topic, keyed by job key (a ``deferred`` decision is an
+        output of its own kind: its record must never stand for the final decision's)."""
+        deferred = event.decision == "deferred"
+        if not deferred and self.hooks is not None:
             self.hooks.check_owned(event.job_key)
-        await self._output("decision", self.config.decisions_topic, event, ctx)
+        kind = "deferred" if deferred else "decision"
+        await self._output(kind, self.config.decisions_topic, event, ctx)
 
     async def results(self, event: ResultsEvent, ctx: TraceContext) -> None:
         """Produce to the results topic, keyed by job key (the job's last output: its

@@ -12,7 +12,8 @@ instance), one transaction at a time:
   producer fences the old one (its open transaction is aborted), and :func:`reconcile_pending`
   reads each pending position with a ``read_committed`` consumer: committed → marked sent (not
   produced again), aborted → produced again.  A ``read_committed`` consumer therefore sees each
-  output exactly once.
+  output exactly once.  A ``deferred`` decision is pending as its own kind (``deferred``): its
+  committed record marks the deferred decision sent, never the final one on the same topic.
 
 Under ``kafka.commit_policy: watermark`` a job's **final decision and its results go in one
 transaction** (the results are read from the job store, recorded as pending with the decision;
@@ -26,13 +27,14 @@ committed exactly when its outputs are.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.structs import RecordMetadata
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from dxai.configs.errors import ServiceUnavailableError
 from dxai.configs.schema.services import KafkaConfig
@@ -173,8 +175,10 @@ class TransactionalPublisher(KafkaPublisher):
             raise ServiceUnavailableError(f"kafka offsets: {type(exc).__name__}") from exc
 
 
-async def _committed(consumer: AIOKafkaConsumer, item: PendingOutput, deadline: float) -> bool:
-    """Whether the record at ``item``'s position is visible to a read_committed reader."""
+async def _committed(
+    consumer: AIOKafkaConsumer, item: PendingOutput, deadline: float
+) -> ConsumerRecord[bytes, bytes] | None:
+    """The record at ``item``'s position when a read_committed reader sees it, else None."""
     tp = TopicPartition(item.topic, item.partition)
     consumer.assign([tp])
     consumer.seek(tp, item.offset)
@@ -182,10 +186,34 @@ async def _committed(consumer: AIOKafkaConsumer, item: PendingOutput, deadline: 
         batch = await consumer.getmany(tp, timeout_ms=500)
         records = batch.get(tp, [])
         if records:  # the first committed record at or after the position
-            return bool(records[0].offset == item.offset)
+            return records[0] if records[0].offset == item.offset else None
         if await consumer.position(tp) > item.offset:
-            return False  # skipped: the transaction was aborted
+            return None  # skipped: the transaction was aborted
     raise ServiceUnavailableError("kafka: a pending output's transaction did not settle")
+
+
+def _kind_of(item: PendingOutput, record: ConsumerRecord[bytes, bytes]) -> str:
+    """What the committed record at ``item``'s position is: a job store written before the
+    ``deferred`` kind existed kept a deferred decision's position as kind ``decision``, and
+    that record must not mark the final decision sent."""
+    if item.kind != "decision" or record.value is None:
+        return item.kind
+    try:
+        value = json.loads(record.value)
+    except ValueError:
+        return item.kind
+    deferred = isinstance(value, dict) and value.get("decision") == "deferred"
+    return "deferred" if deferred else item.kind
+
+
+async def _mark_sent(store: JobStore, key: str, kind: str) -> None:
+    """Record that the job's output of ``kind`` was committed (clears its pending position)."""
+    if kind == "deferred":
+        await store.mark_deferred_sent(key)
+    elif kind == "decision":
+        await store.mark_decision_sent(key)
+    else:
+        await store.mark_results_sent(key)
 
 
 async def reconcile_pending(store: JobStore, config: KafkaConfig) -> int:
@@ -207,12 +235,12 @@ async def reconcile_pending(store: JobStore, config: KafkaConfig) -> int:
     try:
         deadline = time.monotonic() + RECONCILE_TIMEOUT_S
         for item in pending:
-            if not await _committed(consumer, item, deadline):
+            record = await _committed(consumer, item, deadline)
+            kind = None if record is None else _kind_of(item, record)
+            if kind != item.kind:  # aborted (sent again), or not the output it stood for
                 await store.clear_pending(item.job_key, item.kind)
-            elif item.kind == "decision":
-                await store.mark_decision_sent(item.job_key)
-            else:
-                await store.mark_results_sent(item.job_key)
+            if kind is not None:
+                await _mark_sent(store, item.job_key, kind)
         log.info("pending outputs settled", extra={"count": len(pending)})
         return len(pending)
     finally:
