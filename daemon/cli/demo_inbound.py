@@ -54,7 +54,7 @@ def inbound_demo_config(data_dir: Path, base: Path | None, demo: InboundDemo) ->
     }
     inbound = data.setdefault("inbound", {})
     inbound["enabled"] = True
-    inbound.setdefault("priors", {})["archive"] = "archive"
+    inbound.setdefault("priors", {}).update(enabled=True, archive="archive")
     return DxaiConfig.model_validate(data)
 
 
