@@ -7,6 +7,7 @@ from dxai.daemon.jobs.model import (
     Claim,
     JobRecord,
     JobState,
+    ReleaseMark,
     can_move,
     job_key,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "JobState",
     "JobStore",
     "PendingOutput",
+    "ReleaseMark",
     "ReviewBacklog",
     "can_move",
     "job_key",

@@ -16,7 +16,14 @@ import aiosqlite
 
 from dxai.configs.errors import PermanentError, ServiceUnavailableError
 from dxai.configs.lifecycle import AsyncLifecycle
-from dxai.daemon.jobs.model import ALL_STATES, Claim, JobRecord, can_move, job_key
+from dxai.daemon.jobs.model import (
+    ALL_STATES,
+    Claim,
+    JobRecord,
+    ReleaseMark,
+    can_move,
+    job_key,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -36,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   created_at REAL NOT NULL,
   updated_at REAL NOT NULL,
   deferred_json TEXT,
-  deferred_sent INTEGER NOT NULL DEFAULT 0
+  deferred_sent INTEGER NOT NULL DEFAULT 0,
+  released_json TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS pending_outputs (
@@ -51,12 +59,13 @@ CREATE TABLE IF NOT EXISTS pending_outputs (
 _COLUMNS = (
     "job_key, exchange_job_id, study_uid, pipeline_version, state, event_json, traceparent, "
     "decision_json, decision_sent, results_json, results_sent, reason, attempts, "
-    "created_at, updated_at, deferred_json, deferred_sent"
+    "created_at, updated_at, deferred_json, deferred_sent, released_json"
 )
 #: Columns added after the first schema: added to an older database when it is opened.
 _ADDED_COLUMNS = (
     ("deferred_json", "TEXT"),
     ("deferred_sent", "INTEGER NOT NULL DEFAULT 0"),
+    ("released_json", "TEXT"),
 )
 
 
@@ -113,6 +122,7 @@ def _record(row: Any) -> JobRecord:
         updated_at=row[14],
         deferred_json=row[15],
         deferred_sent=bool(row[16]),
+        released_json=row[17],
     )
 
 
@@ -223,6 +233,18 @@ class JobStore(AsyncLifecycle):
         return await self._update(
             key, "deferred_json = COALESCE(deferred_json, ?)", (deferred_json,)
         )
+
+    async def record_releasing(self, key: str, mark: ReleaseMark) -> JobRecord:
+        """Durably note, before outputs are sent to the destination, that up to
+        ``mark.instances`` instances of the study ``mark.study_uid_out`` may land there (a run
+        that sends more raises the count; one that sends fewer keeps it)."""
+        job = await self.get(key)
+        if job is None:
+            raise PermanentError(f"unknown job {key[:16]}")
+        earlier = ReleaseMark.from_json(job.released_json)
+        if earlier is not None:
+            mark = earlier.widened(mark)
+        return await self._update(key, "released_json = ?", (mark.to_json(),))
 
     async def mark_deferred_sent(self, key: str) -> JobRecord:
         """The deferred decision was sent (or is moot: the final one came first)."""

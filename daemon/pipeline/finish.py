@@ -6,7 +6,12 @@ The decision events of a job (docs/events.md):
   (it says nothing about the outcome; the final decision follows);
 - exactly one final decision, ``proceed`` / ``hold`` / ``block``, recorded in the same store
   transaction as the results event, so the two never contradict each other: ``proceed`` with
-  ``released``, ``hold`` with ``held_for_review``, ``block`` with ``blocked`` or ``failed``.
+  ``released``, ``hold`` with ``held_for_review``, ``block`` with ``blocked`` or ``failed``;
+- a job whose outputs were already sent to the destination before its conclusion (a run killed
+  between the send and the conclusion: the job store's release mark says so) concludes
+  ``proceed`` when this run releases the study again, else ``hold`` with reason
+  ``partially_released`` (never ``block``: the destination holds the study), its results
+  counting those instances.
 
 Deadlines count from the start of this daemon's work on the job (monotonic): a restart does not
 spend them, and a resumed job whose deferred decision was already sent does not send another.
@@ -30,7 +35,7 @@ from dxai.daemon.events import (
     StudyEvent,
     TaskResult,
 )
-from dxai.daemon.jobs import JobRecord
+from dxai.daemon.jobs import JobRecord, ReleaseMark
 from dxai.daemon.pipeline.outcome import StudyTally, decide, deid_task, pixels_task
 from dxai.observability.logging import get_logger
 from dxai.observability.phi_filter import code_word
@@ -140,6 +145,10 @@ class JobFinisher:
             results = self._inbound_results(job, tally, state)
             await self._record(job, self._decision(job, decision, reasons), results, state)
             return
+        released = await self._released(job, tally, decision)
+        if released.mark is not None:  # an earlier run's outputs are at the destination
+            decision, state = "hold", "held_for_review"
+            reasons = (*reasons, _partially_released(released.mark))
         policy = tally.policy
         info = policy.info if policy is not None and policy.info is not None else self.info
         tasks: tuple[TaskResult, ...] = (deid_task(tally),)
@@ -163,14 +172,30 @@ class JobFinisher:
             job_key=job.key,
             pipeline_version=job.pipeline_version,
             state=state,  # type: ignore[arg-type]
-            deidentified_study_uid=tally.study_uid_out if tally.released else None,
+            deidentified_study_uid=released.study_uid_out,
             certificate=certificate,
             tasks=tasks,
             instances_received=tally.received,
-            instances_released=tally.released,
+            instances_released=released.instances,
             instances_held=tally.held + tally.failed,
         )
         await self._record(job, self._decision(job, decision, reasons), results, state)
+
+    async def _released(self, job: JobRecord, tally: StudyTally, decision: str) -> _Released:
+        """What the destination holds of the study: this run's release, or, when the job does
+        not conclude ``proceed`` and an earlier run of it sent more outputs than this one did
+        (killed between the send and its conclusion, :class:`ReleaseMark`), at most those."""
+        uid = tally.study_uid_out if tally.released else None
+        mark = await self._earlier_release(job) if decision != "proceed" else None
+        if mark is None or mark.instances <= tally.released + tally.refused:
+            return _Released(tally.released, uid)
+        count = max(tally.released, mark.instances)
+        return _Released(count, uid or mark.study_uid_out or tally.study_uid_out, mark)
+
+    async def _earlier_release(self, job: JobRecord) -> ReleaseMark | None:
+        """The job's release mark as stored now (``job`` was read before its work ran)."""
+        current = await self.store.get(job.key)
+        return current.release_mark if current is not None else None
 
     @staticmethod
     def _inbound_results(job: JobRecord, tally: StudyTally, state: str) -> ResultsEvent:
@@ -202,7 +227,10 @@ class JobFinisher:
             )
         self.sensor.count("events_produced", {"topic": "dlq", "outcome": "ok"})
         self.sensor.count("dead_letters", {"reason": code_word(code)})
-        reason = Reason(code=code, detail=detail[:512])
+        reasons: tuple[Reason, ...] = (Reason(code=code, detail=detail[:512]),)
+        mark = await self._earlier_release(job)
+        if mark is not None:  # an earlier run's outputs are at the destination: a reviewer
+            hold, reasons = True, (*reasons, _partially_released(mark))
         state = "held_for_review" if hold else "failed"
         results = ResultsEvent(
             exchange_job_id=job.exchange_job_id,
@@ -210,8 +238,10 @@ class JobFinisher:
             job_key=job.key,
             pipeline_version=job.pipeline_version,
             state=state,  # type: ignore[arg-type]
+            deidentified_study_uid=mark.study_uid_out if mark is not None else None,
+            instances_released=mark.instances if mark is not None else 0,
         )
-        decision = self._decision(job, "hold" if hold else "block", (reason,))
+        decision = self._decision(job, "hold" if hold else "block", reasons)
         await self._record(job, decision, results, state)
 
     async def conclude_review(self, job: JobRecord, review: ReviewConclusion) -> None:
@@ -375,6 +405,22 @@ class JobFinisher:
             latency = time.time() - job.created_at
             self.sensor.observe("decision_latency_s", latency, {"decision": "deferred"})
         return await self.store.mark_deferred_sent(job.key)
+
+
+@dataclass(frozen=True)
+class _Released:
+    """What a conclusion reports as released: count, de-identified study UID, and the earlier
+    run's mark when that is what put them there (None: this run's own release)."""
+
+    instances: int
+    study_uid_out: str | None
+    mark: ReleaseMark | None = None
+
+
+def _partially_released(mark: ReleaseMark) -> Reason:
+    """The hold reason of a job an earlier run of which sent outputs (counts only, no PHI)."""
+    detail = f"up to {mark.instances} instances already sent to the destination"
+    return Reason(code="partially_released", detail=detail)
 
 
 def _audit_data(decision_json: str, results: ResultsEvent) -> dict[str, Any]:

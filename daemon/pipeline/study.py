@@ -32,7 +32,7 @@ from dxai.actors.pixels.presence import Probe
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways.base import StudySink, StudySource
-from dxai.daemon.jobs import JobRecord
+from dxai.daemon.jobs import JobRecord, ReleaseMark
 from dxai.daemon.pipeline.outcome import KeptInstance, StudyTally
 from dxai.daemon.pipeline.staging import JobArea, Staged, Staging
 from dxai.observability.metrics import stage_span
@@ -70,7 +70,7 @@ class StudyWork:
                 span.set(series=len(series))
             await self._audit(job, "fetch", {"study_uid": event.study_uid, "series": len(series)})
             await parts.store.set_state(job.key, "processing")
-            run = self._job_run(governance)
+            run = self._job_run(job.key, governance)
             tally = await self._study(source, sink, event.study_uid, series, area, run)
             await self._audit_policy(job, run, tally)
             if tally.released or tally.refused:
@@ -84,7 +84,7 @@ class StudyWork:
         if self.parts.audit is not None:
             await self.parts.audit.append(kind, job.key, data)
 
-    def _job_run(self, governance: JobGovernance | None) -> _JobRun:
+    def _job_run(self, key: str, governance: JobGovernance | None) -> _JobRun:
         """One job's run: its release rule (per study whenever a rule that may apply holds
         passed studies: nothing leaves before the policy's verdict) and what it keeps for a
         review (its held instances and, released per study, the passed outputs that wait for the
@@ -94,7 +94,7 @@ class StudyWork:
             release = "study"
         reviewing = self.parts.review is not None
         keep = _Keep(reviewing, reviewing and release == "study")
-        return _JobRun(StudyTally(), keep, release, governance)
+        return _JobRun(key, StudyTally(), keep, release, governance)
 
     async def _audit_policy(self, job: JobRecord, run: _JobRun, tally: StudyTally) -> None:
         """The policy's verdict: matched rule names and hold codes (no PHI, no names)."""
@@ -126,7 +126,7 @@ class StudyWork:
                     task = await self._series(source, study_uid, series_uid, area, run)
                     span.set(instances=run.fetched)
                 if run.release == "series":
-                    await self._release(sink, await task, tally)
+                    await self._release(sink, await task, run)
                 else:
                     work.append(task)
             staged = [path for task in work for path in await task]
@@ -137,7 +137,7 @@ class StudyWork:
             run.consent = verdict.state if verdict is not None else None
         held = tally.policy is not None and (tally.policy.holds or tally.policy.blocks)
         if staged and tally.passed == tally.received and not held:
-            await self._release(sink, staged, tally)
+            await self._release(sink, staged, run)
         return tally
 
     async def _series(
@@ -245,10 +245,18 @@ class StudyWork:
             self.parts.sensor.observe("instance_s", out.pixels.seconds, {"component": "pixels"})
         return out, path, digest, kept
 
-    async def _release(self, sink: StudySink, paths: Sequence[Staged], tally: StudyTally) -> None:
+    async def _release(self, sink: StudySink, paths: Sequence[Staged], run: _JobRun) -> None:
         """Send staged outputs to the destination; count what it took.  The sink bounds its
         requests (``stow_max_instances`` / ``stow_max_bytes``) and reads each file only while
-        sending it."""
+        sending it.
+
+        First the job store notes durably that they may land there (:class:`ReleaseMark`): a
+        kill after the send and before the conclusion leaves instances at the destination,
+        and the next run of the job must conclude knowing it (``partially_released``)."""
+        tally = run.tally
+        if paths:
+            mark = ReleaseMark(tally.study_uid_out, tally.released + len(paths))
+            await self.parts.store.record_releasing(run.job_key, mark)
         with self.parts.sensor.span("store", {"instances": len(paths)}) as span:
             report = await sink.store(paths)
             span.set(count=report.stored, status="refused" if report.failed_uids else "stored")
@@ -289,8 +297,9 @@ class _Keep:
 
 @dataclasses.dataclass
 class _JobRun:
-    """One run of one job: its tally, what it keeps, its release rule, its policy."""
+    """One run of one job: its key, tally, what it keeps, its release rule, its policy."""
 
+    job_key: str
     tally: StudyTally
     keep: _Keep
     release: str

@@ -4,7 +4,10 @@ Parameters come from the environment (none starts with ``DXAI_``): ``CHAOS_KILLS
 kills, default 3), ``CHAOS_STUDIES`` (default 12), ``CHAOS_SEED`` (replay a run; the short
 variant's default is fixed, the long one draws one), ``CHAOS_REPORT`` (write the figures there as
 JSON), ``CHAOS_RSS_MAX_MIB`` (the daemon's RSS bound, default 2048), ``CHAOS_SETTLE_S`` (how long
-the jobs may take to finish once the faults stop; default 150, long 900).
+the jobs may take to finish once the faults stop; default 150, long 900), ``CHAOS_KEEP=1``
+(keep the evidence even when every check passes; it is always kept when a job or destination
+check fails) and ``CHAOS_KEEP_DIR`` (where; default ``/tmp/chaos-keep-<seed>``), see
+``chaos_evidence.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from chaos_checks import (
     tally_jobs,
 )
 from chaos_daemon import Daemon, StagingDisk
+from chaos_evidence import evidence, keep_run
 from chaos_faults import (
     SIGNALS,
     Fault,
@@ -54,6 +58,8 @@ class Params:
     settle_s: float
     rss_max_mib: float
     report: str | None
+    keep: bool = False
+    keep_dir: str = ""
 
     @classmethod
     def from_env(cls) -> Params:
@@ -70,6 +76,8 @@ class Params:
             settle_s=float(env.get("CHAOS_SETTLE_S", "900" if long else "150")),
             rss_max_mib=float(env.get("CHAOS_RSS_MAX_MIB", "2048")),
             report=env.get("CHAOS_REPORT") or None,
+            keep=env.get("CHAOS_KEEP", "") not in ("", "0"),
+            keep_dir=env.get("CHAOS_KEEP_DIR") or f"/tmp/chaos-keep-{seed}",
         )
 
     def timeout_s(self) -> int:
@@ -196,6 +204,10 @@ async def run_chaos(params: Params, services: PrivateServices, tmp: Path) -> dic
     dest = services.orthanc_url("dest")
     released = released_by_job(outputs)
     figures["destination"] = await asyncio.to_thread(check_destination, dest, released, phi)
+    studies_by_uid = {s.uid: s.job_id for s in uploaded}
+    await asyncio.to_thread(
+        _keep_evidence, params, figures, (outputs, released), studies_by_uid, (dest, tmp)
+    )
     figures["duration_s"] = round(time.monotonic() - t0, 1)
     _publish(params, figures)
     return figures
@@ -220,6 +232,26 @@ async def _stream_and_faults(
     timeline = await _faults(plan, services, daemon, disk, probes, t0)
     sent = await stream
     return {"timeline": timeline, "stream": sent}
+
+
+def _keep_evidence(
+    params: Params,
+    figures: dict[str, Any],
+    seen: tuple[dict[str, list[Any]], dict[str, dict[str, Any]]],
+    studies: dict[str, str],
+    where: tuple[str, Path],
+) -> None:
+    """On a failed job or destination check (or with CHAOS_KEEP): which destination studies
+    no released results account for, their jobs' stories, and a copy of the run folder."""
+    outputs, released = seen
+    dest, tmp = where
+    failed = bool(figures["destination"]["violations"] or figures["jobs"]["violations"])
+    if not (failed or params.keep):
+        return
+    found = evidence(dest, outputs, released, studies, tmp)
+    figures["evidence"] = {"unexpected_studies": found["unexpected_studies"]}
+    figures["kept_at"] = str(keep_run(tmp, Path(params.keep_dir), outputs, found))
+    print(f"chaos evidence kept at {figures['kept_at']}", flush=True)
 
 
 def _daemon_figures(daemon: Daemon) -> dict[str, Any]:
