@@ -118,6 +118,7 @@ def _known_first(refs: Sequence[InstanceRef]) -> list[InstanceRef]:
 _DA = re.compile(r"^\d{8}$")
 _TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _AS = re.compile(r"^(\d{1,3})([DWMY])$")
+_AS_PADDED = re.compile(r"^\d{3}[DWMY]$")
 
 
 def normalise_copied(ds: Dataset) -> None:
@@ -128,7 +129,7 @@ def normalise_copied(ds: Dataset) -> None:
     for keyword in ("StudyDate", "PatientBirthDate"):
         _fix(ds, keyword, lambda v: v.replace(".", "").replace("-", "").replace("/", ""), _DA)
     _fix(ds, "StudyTime", lambda v: v.replace(":", ""), _TM)
-    _fix(ds, "PatientAge", _padded_age, re.compile(r"^\d{3}[DWMY]$"))
+    _fix(ds, "PatientAge", _padded_age, _AS_PADDED)
     charset = ds.get("SpecificCharacterSet")
     if isinstance(charset, list | MultiValue) and charset and not str(charset[0]).strip():
         ds.SpecificCharacterSet = ["ISO 2022 IR 6", *[str(c) for c in charset[1:]]]

@@ -10,7 +10,6 @@ or the transport error's class).
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,6 +40,7 @@ from dxai.configs.errors import (
 from dxai.configs.schema.priors import PriorsConfig
 from dxai.configs.schema.services import DicomWebEndpoint, DicomWebSourceSpec, SourceSpec
 from dxai.daemon.gateways.dicomweb import DicomWebGateway, _check, _client, _json_rows
+from dxai.daemon.gateways.folder import is_uid
 from dxai.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,7 +48,6 @@ log = get_logger(__name__)
 # kept as they are in the query string: some archives do not decode percent-escapes of the
 # wildcard or of the comma between includefield attributes
 _QUERY_SAFE = "*,-._~"
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class PriorsArchiveUnavailableError(ServiceUnavailableError):
@@ -143,7 +142,7 @@ async def search_priors(
 
 
 def _checked_uid(uid: str, what: str) -> str:
-    if not _UID_RE.match(uid) or len(uid) > 64:
+    if not is_uid(uid):
         raise PriorsQueryRefusedError(f"{what}: not a valid UID")
     return uid
 

@@ -66,14 +66,11 @@ class EmbeddedIntake:
         self.webhook = Webhook(submit, sensor, WebhookAuth.from_config(config.embedded))
         kind = "study_received" if config.inbound.enabled else "study_scheduled_for_exchange"
         self.prefetcher: PriorPrefetcher | None = None
-        on_adt = None
         if config.inbound.enabled and config.inbound.priors.enabled:
-            from dxai.daemon.pipeline.inbound import prefetch_context
-            from dxai.daemon.pipeline.inbound_prefetch import PriorPrefetcher as Prefetcher
+            from dxai.daemon.pipeline.inbound import open_prefetcher
 
-            context = prefetch_context(config)
-            self.prefetcher = Prefetcher(context, sensor) if context is not None else None
-            on_adt = self.prefetcher.on_message if self.prefetcher is not None else None
+            self.prefetcher = open_prefetcher(config, sensor)
+        on_adt = self.prefetcher.on_message if self.prefetcher is not None else None
         self.mllp = MllpListener(submit, sensor, self._order_source(), kind, on_adt)
         self._scp: StoreScp | None = None
         self._jobs: set[asyncio.Task[str | None]] = set()

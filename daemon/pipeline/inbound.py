@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,10 @@ from dxai.actors.inbound.summary import PriorStudy, SrLocation, SummaryInput, tr
 from dxai.batching.client import InferenceClient
 from dxai.configs.atomic import write_bytes_atomic
 from dxai.configs.errors import ServiceUnavailableError
+from dxai.configs.schema.inbound import InboundConfig
 from dxai.configs.schema.root import DxaiConfig
 from dxai.configs.schema.services import DicomWebEndpoint, LocalSourceSpec
+from dxai.configs.schema.triage import SummaryConfig
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.events.models import PriorResult, RouteSuggestion
 from dxai.daemon.gateways.base import StudySink
@@ -37,10 +40,13 @@ from dxai.daemon.gateways.priors import priors_endpoint
 from dxai.daemon.jobs import JobRecord
 from dxai.daemon.pipeline.inbound_fetch import fetch_study
 from dxai.daemon.pipeline.inbound_outcome import InboundOutcome, reason_code
+from dxai.daemon.pipeline.inbound_prefetch import PriorPrefetcher
 from dxai.daemon.pipeline.inbound_tasks import InboundContext, TaskOutputs, run_tasks
 from dxai.daemon.pipeline.outcome import StudyTally
 from dxai.daemon.pipeline.staging import Staging
+from dxai.daemon.pipeline.study import list_study_series
 from dxai.engines.registry import load_registry
+from dxai.observability.metrics import Sensor
 
 if TYPE_CHECKING:
     from dxai.daemon.pipeline.core import PipelineParts
@@ -82,10 +88,7 @@ class InboundWork:
         source = parts.source_for(event)
         area = await asyncio.to_thread(self.staging.open, job.key)
         try:
-            await parts.store.set_state(job.key, "fetching")
-            with parts.sensor.span("fetch.list", {"job": job.short_key}) as span:
-                series = await source.list_series(event.study_uid)
-                span.set(series=len(series))
+            series = await list_study_series(parts, job, source, event.study_uid)
             view = await fetch_study(source, event.study_uid, series, area)
             count = sum(len(s.instances) for s in view.series)
             await self._audit(job, "fetch", {"study_uid": event.study_uid, "instances": count})
@@ -203,11 +206,9 @@ def _sr_bytes(
     view: StudyView,
     outputs: TaskOutputs,
     algorithms: list[AlgorithmInfo],
-    config: Any,
+    config: InboundConfig,
     uids: tuple[str, str],
 ) -> bytes:
-    from io import BytesIO
-
     ds = build_sr(
         view,
         outputs.reports,
@@ -222,7 +223,7 @@ def _sr_bytes(
     return buffer.getvalue()
 
 
-def _summary(view: StudyView, outputs: TaskOutputs, sr: SrLocation, config: Any) -> str:
+def _summary(view: StudyView, outputs: TaskOutputs, sr: SrLocation, config: SummaryConfig) -> str:
     priors = [PriorStudy(p.study_uid, p.modalities, p.study_date) for p in outputs.priors]
     inp = SummaryInput.from_study(
         view, triage=outputs.triage, reports=outputs.reports, priors=priors, sr=sr
@@ -295,12 +296,10 @@ def priors_archive(config: DxaiConfig) -> DicomWebEndpoint | Path | None:
     return priors_endpoint(config.source_routes(), priors)
 
 
-def prefetch_context(config: DxaiConfig) -> InboundContext | None:
-    """The context an ADT prior prefetch needs (None: inbound or priors off); blocking."""
-    inbound = config.inbound
-    archive = priors_archive(config) if inbound.enabled else None
+def open_prefetcher(config: DxaiConfig, sensor: Sensor) -> PriorPrefetcher | None:
+    """The ADT prior prefetch (None: inbound or priors off)."""
+    archive = priors_archive(config) if config.inbound.enabled else None
     if archive is None:
         return None
-    protocols = load_protocols(inbound.qc.protocols_file)
-    priors_folder = Path(config.state.data_dir) / "priors"
-    return InboundContext(inbound, protocols, None, archive, priors_folder)
+    folder = Path(config.state.data_dir) / "priors"
+    return PriorPrefetcher(archive, config.inbound.priors, folder, sensor)

@@ -20,9 +20,9 @@ from dxai.daemon.events.models import (
     PriorResult,
     RouteSuggestion,
 )
+from dxai.daemon.gateways.folder import is_uid
 
 _NOT_CODE = re.compile(r"[^a-z0-9_]")
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def reason_code(code: str) -> str:
@@ -101,13 +101,13 @@ def _finding_code(code: str) -> str:
 
 
 def _finding(finding: Finding) -> FindingResult:
-    series = finding.series_uid if finding.series_uid and _UID.match(finding.series_uid) else None
+    series = finding.series_uid if finding.series_uid and is_uid(finding.series_uid) else None
     return FindingResult(
         code=_finding_code(finding.code),
         task=reason_code(finding.task),
         severity=finding.severity,
         message=finding.message[:512],
-        series_uid=series if series is None or len(series) <= 64 else None,
+        series_uid=series,
         value=finding.value,
         unit=finding.unit[:32] if finding.unit else None,
         score=finding.score,

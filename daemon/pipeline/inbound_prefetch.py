@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import date
+from pathlib import Path
 
 import anyio.to_thread
 
@@ -18,10 +19,10 @@ from dxai.actors.inbound.adt import demographics_of_adt
 from dxai.actors.inbound.patient_match import Demographics
 from dxai.actors.inbound.priors import CurrentStudy, Prior
 from dxai.configs.errors import DxaiError
+from dxai.configs.schema.priors import PriorsConfig
 from dxai.configs.schema.services import DicomWebEndpoint
 from dxai.daemon.gateways.priors import retrieve_prior, search_priors
 from dxai.daemon.gateways.priors_local import search_local_priors
-from dxai.daemon.pipeline.inbound_tasks import InboundContext
 from dxai.observability.logging import get_logger
 from dxai.observability.metrics import Sensor
 
@@ -29,16 +30,26 @@ log = get_logger(__name__)
 
 
 class PriorPrefetcher:
-    """Starts one prefetch per announced patient; ``stop`` waits for those in flight."""
+    """Starts one prefetch per announced patient; ``stop`` waits for those in flight.
 
-    def __init__(self, context: InboundContext, sensor: Sensor) -> None:
-        self.context, self.sensor = context, sensor
+    ``archive``: the DICOMweb endpoint or the local folder priors are searched in; ``folder``:
+    where ``priors.retrieve`` puts what it fetches (None: nothing is fetched).
+    """
+
+    def __init__(
+        self,
+        archive: DicomWebEndpoint | Path,
+        config: PriorsConfig,
+        folder: Path | None,
+        sensor: Sensor,
+    ) -> None:
+        self.archive, self.config, self.folder, self.sensor = archive, config, folder, sensor
         self._tasks: set[asyncio.Task[int]] = set()
 
     async def on_message(self, text: str) -> None:
         """Start the prefetch an ADT^A04 / A01 asks for (other messages: nothing)."""
         target = await anyio.to_thread.run_sync(demographics_of_adt, text)
-        if target is None or self.context.archive is None:
+        if target is None:
             return
         task = asyncio.create_task(self.prefetch(target))
         self._tasks.add(task)
@@ -48,7 +59,7 @@ class PriorPrefetcher:
         """Search (and fetch) the patient's priors; how many were found (0 on failure)."""
         try:
             priors = await self._search(target)
-            if self.context.config.priors.retrieve and priors:
+            if self.config.retrieve and priors:
                 await self._retrieve(target, priors)
         except DxaiError as exc:
             log.warning("prior prefetch failed", extra={"error_code": exc.code})
@@ -58,15 +69,13 @@ class PriorPrefetcher:
         return len(priors)
 
     async def _search(self, target: Demographics) -> tuple[Prior, ...]:
-        archive, config = self.context.archive, self.context.config.priors
         current = CurrentStudy(study_uid="", study_date=date.today())
-        if isinstance(archive, DicomWebEndpoint):
-            return await search_priors(archive, target, current, config)
-        assert archive is not None
-        return await search_local_priors(archive, target, current, config)
+        if isinstance(self.archive, DicomWebEndpoint):
+            return await search_priors(self.archive, target, current, self.config)
+        return await search_local_priors(self.archive, target, current, self.config)
 
     async def _retrieve(self, target: Demographics, priors: tuple[Prior, ...]) -> None:
-        archive, folder = self.context.archive, self.context.priors_folder
+        archive, folder = self.archive, self.folder
         if not isinstance(archive, DicomWebEndpoint) or folder is None:
             return  # a local archive folder is already at hand
         digest = hashlib.sha256(f"{target.issuer}|{target.patient_id}|{target.name}".encode())

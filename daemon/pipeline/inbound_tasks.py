@@ -10,6 +10,7 @@ others still run; whether that holds the study is the task's ``blocking`` flag.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,9 +114,7 @@ async def _priors(view: StudyView, ctx: InboundContext) -> tuple[TaskReport, tup
     remote = isinstance(ctx.archive, DicomWebEndpoint)
     if ctx.config.priors.retrieve and remote and ctx.priors_folder is not None and found:
         counts["retrieved_instances"] = await _retrieve(ctx, found, view.study_uid)
-    return TaskReport(
-        report.task, report.status, report.findings, report.detail, counts, False
-    ), found
+    return dataclasses.replace(report, counts=counts, blocking=False), found
 
 
 async def _retrieve(ctx: InboundContext, priors: tuple[Prior, ...], study_uid: str) -> int:
@@ -153,6 +152,4 @@ async def run_tasks(view: StudyView, event: StudyEvent, ctx: InboundContext) -> 
 
 def _advisory(report: TaskReport) -> TaskReport:
     """Routing suggests; it never holds a study."""
-    return TaskReport(
-        report.task, report.status, report.findings, report.detail, report.counts, False
-    )
+    return dataclasses.replace(report, blocking=False)

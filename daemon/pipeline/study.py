@@ -44,6 +44,18 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 
+async def list_study_series(
+    parts: PipelineParts, job: JobRecord, source: StudySource, study_uid: str
+) -> list[str]:
+    """Mark the job ``fetching`` and list the study's series (in a ``fetch.list`` span): the
+    first step of the outbound and the inbound work alike."""
+    await parts.store.set_state(job.key, "fetching")
+    with parts.sensor.span("fetch.list", {"job": job.short_key}) as span:
+        series = await source.list_series(study_uid)
+        span.set(series=len(series))
+    return series
+
+
 class StudyWork:
     """Runs the work of one job (called again on a retry: the staging area starts fresh)."""
 
@@ -64,10 +76,7 @@ class StudyWork:
         governance = parts.governance.for_job(event) if parts.governance is not None else None
         area = await asyncio.to_thread(self.staging.open, job.key)
         try:
-            await parts.store.set_state(job.key, "fetching")
-            with parts.sensor.span("fetch.list", {"job": job.short_key}) as span:
-                series = await source.list_series(event.study_uid)
-                span.set(series=len(series))
+            series = await list_study_series(parts, job, source, event.study_uid)
             await self._audit(job, "fetch", {"study_uid": event.study_uid, "series": len(series)})
             await parts.store.set_state(job.key, "processing")
             run = self._job_run(job.key, governance)

@@ -6,11 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dxai.actors.inbound.adt import demographics_of_adt
-from dxai.actors.inbound.qc import load_protocols
-from dxai.configs.schema.inbound import InboundConfig
+from dxai.configs.schema.priors import PriorsConfig
 from dxai.daemon.intake.mllp import MllpListener
 from dxai.daemon.pipeline.inbound_prefetch import PriorPrefetcher
-from dxai.daemon.pipeline.inbound_tasks import InboundContext
 from dxai.observability.metrics import Sensor
 from dxai.synth.inbound import write_inbound_demo
 
@@ -36,8 +34,7 @@ def test_other_messages_are_not_triggers() -> None:
 
 async def test_an_a04_over_mllp_prefetches_the_patients_priors(tmp_path: Path) -> None:
     demo = write_inbound_demo(tmp_path / "demo")
-    context = InboundContext(InboundConfig(), load_protocols(), None, demo.archive, None)
-    prefetcher = PriorPrefetcher(context, Sensor())
+    prefetcher = PriorPrefetcher(demo.archive, PriorsConfig(), None, Sensor())
     found: list[int] = []
     original = prefetcher.prefetch
 
