@@ -11,7 +11,11 @@ import numpy as np
 from dxai.configs.errors import BackendUnavailableError, EngineError
 from dxai.configs.schema.inference import EngineConfig
 from dxai.engines.base import EngineBase, EngineInfo, FloatArray, check_batch
+from dxai.engines.onnx_rewrite import rewritten_bytes
 from dxai.engines.spec import ModelSpec
+from dxai.observability.logging import get_logger
+
+_log = get_logger(__name__)
 
 _CUDA_EP = "CUDAExecutionProvider"
 _CPU_EP = "CPUExecutionProvider"
@@ -26,6 +30,19 @@ def _providers(config: EngineConfig, available: list[str]) -> list[Any]:
             f"(available: {', '.join(available)}); install onnxruntime-gpu or use device cpu"
         )
     return [(_CUDA_EP, {"device_id": config.gpu_id})]
+
+
+def _model_source(model: ModelSpec, model_file: Path) -> str | bytes:
+    """The file's path, or its bytes after the registry's graph rewrites (logged)."""
+    if not model.rewrites:
+        return str(model_file)
+    data, counts = rewritten_bytes(str(model_file), model.rewrites)
+    for kind, count in counts.items():
+        _log.info(
+            "model graph rewritten",
+            extra={"component": "engines", "model": model.name, "kind": kind, "count": count},
+        )
+    return data
 
 
 class OnnxRuntimeEngine(EngineBase):
@@ -55,7 +72,8 @@ class OnnxRuntimeEngine(EngineBase):
 
         providers = _providers(self._config, list(ort.get_available_providers()))
         try:
-            session = ort.InferenceSession(str(model_file), self._options(ort), providers=providers)
+            source = _model_source(model, model_file)
+            session = ort.InferenceSession(source, self._options(ort), providers=providers)
         except Exception as exc:
             raise EngineError(f"onnxruntime could not load model {model.name}: {exc}") from exc
         used = tuple(session.get_providers())

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dxai.engines.onnx_rewrite import Rewrite
+
 ModelFormat = Literal["onnx", "torchscript", "exported_program"]
 CropKind = Literal["spatial", "sequence", "none"]
 
@@ -76,6 +78,8 @@ class ModelSpec(_Strict):
     labels: tuple[str, ...] = ()
     labels_metadata_key: str | None = None
     thresholds: dict[str, float] = Field(default_factory=dict)
+    # exact graph rewrites the ONNX Runtime engine applies at load (engines/onnx_rewrite.py)
+    rewrites: tuple[Rewrite, ...] = ()
 
     @property
     def channels(self) -> int:

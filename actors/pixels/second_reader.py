@@ -6,6 +6,14 @@ layout analysis and Tesseract's LSTM) reads every OCRed image after the fills; a
 read (a header value, a labelled value, a date, an age: :func:`~dxai.actors.pixels.phi.legible_phi`
 evidence, never "any text") holds the instance with its own reason, ``second_reader_phi``.
 
+A speckled display (a percentile-windowed tomosynthesis slice or noisy radiograph: noise above
+``NOISY_SIGMA`` grey levels by Immerkaer's estimate) is denoised first (OpenCV's non-local
+means, strength the estimated noise): read as it is, its speckle becomes hundreds of one-glyph
+"lines", each recognised and retried inverted (0.7 s on one 800 x 576 slice instead of 0.1 s),
+and text strokes, repeated patterns far above the noise, come out sharper (on the real burned-in
+set Tesseract reads 3 ground-truth texts on the three speckled files instead of 1).  Clean
+displays are read as they are.
+
 The engine is Debian's ``tesseract-ocr`` data (``eng.traineddata``) through ``tesserocr``, one
 API per thread (an API is not thread-safe; recognition releases the GIL).  Never a silent
 fallback: when the policy asks for it and it cannot load, building the redactor raises
@@ -14,6 +22,7 @@ fallback: when the policy asks for it and it cannot load, building the redactor 
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -21,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
+import numpy as np
 from PIL import Image
 
 from dxai.actors.pixels.types import Box, UInt8Array
@@ -35,6 +46,35 @@ KEY = "deid.pixel_policy.second_reader"
 _DATA_GLOB = "/usr/share/tesseract-ocr/*/tessdata"
 # images narrower than this are read upscaled (twice or more): small print on a small image
 _MIN_WIDTH = 512
+# noise (grey levels, Immerkaer's estimate) above which a display is smoothed before reading:
+# clean CT/MR/CR displays measure 0.5-10, speckled DX/DBT/portable chest ones 20-40
+NOISY_SIGMA = 15.0
+# non-local means: the patch compared, and the window searched for similar patches (pixels)
+_PATCH = 5
+_SEARCH = 11
+_LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+def noise_sigma(grey: UInt8Array) -> float:
+    """Immerkaer's fast estimate of the noise standard deviation of a grey image (levels)."""
+    height, width = grey.shape[:2]
+    if height < 3 or width < 3:
+        return 0.0
+    response = cv2.filter2D(grey.astype(np.float32), -1, _LAPLACE)[1:-1, 1:-1]
+    total = float(np.abs(response).sum())
+    area = float((width - 2) * (height - 2))
+    return total * math.sqrt(math.pi / 2.0) / (6.0 * area)
+
+
+def quieted(grey: UInt8Array) -> UInt8Array:
+    """``grey`` as it is, or denoised when it is speckled (module text)."""
+    sigma = noise_sigma(grey)
+    if sigma < NOISY_SIGMA:
+        return grey
+    clean = cv2.fastNlMeansDenoising(
+        grey, None, h=sigma, templateWindowSize=_PATCH, searchWindowSize=_SEARCH
+    )
+    return np.asarray(clean, dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -110,7 +150,7 @@ class TesseractReader:
         """The text lines Tesseract reads on ``image`` (upscaled when small)."""
         height, width = image.shape[:2]
         scale = max(1, -(-_MIN_WIDTH // max(width, 1)))
-        pil = Image.fromarray(image).convert("L")
+        pil = Image.fromarray(quieted(np.asarray(Image.fromarray(image).convert("L"))))
         if scale > 1:
             pil = pil.resize((width * scale, height * scale), Image.Resampling.BICUBIC)
         api = self._api()

@@ -16,7 +16,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from dxai.actors.pixels.ocr import read_lines
 from dxai.actors.pixels.redactor import PixelRedactor
-from dxai.actors.pixels.second_reader import REASON, TesseractReader
+from dxai.actors.pixels.second_reader import (
+    NOISY_SIGMA,
+    REASON,
+    TesseractReader,
+    noise_sigma,
+    quieted,
+)
 from dxai.configs.schema.pixels import PixelPolicyConfig
 
 pytestmark = pytest.mark.integration
@@ -87,3 +93,27 @@ def test_tesseract_boxes_are_in_image_pixels_also_on_small_images() -> None:
     lines = TesseractReader().read(np.stack([small] * 3, axis=-1))
     (line,) = [x for x in lines if "JOHN" in x.text]
     assert line.box.x0 < 20 and 110 < line.box.y0 < 130 and line.box.x1 < 256
+
+
+def _speckled(sigma: float, seed: int = 5) -> np.ndarray:
+    """A name and birth date on heavy speckle (a percentile-windowed tomosynthesis slice)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(110.0, sigma, size=(512, 512))
+    base = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8))
+    ImageDraw.Draw(base).text(
+        TEXT_AT, "DOE JOHN 1970-01-01", fill=255, font=ImageFont.truetype(FONT, 22)
+    )
+    return np.asarray(base)
+
+
+def test_speckle_is_denoised_before_reading_and_clean_images_are_not() -> None:
+    speckled = _speckled(35.0)
+    assert noise_sigma(speckled) > NOISY_SIGMA
+    assert not np.array_equal(quieted(speckled), speckled)
+    clean = _image(0, 255)
+    assert noise_sigma(clean) < NOISY_SIGMA
+    assert quieted(clean) is clean
+    lines = TesseractReader().read(np.stack([speckled] * 3, axis=-1))
+    assert any("JOHN" in x.text for x in lines), [x.text for x in lines]
+    # the speckle is not read as a page of one-glyph lines
+    assert len(lines) < 20
