@@ -61,6 +61,10 @@ UNREADABLE = 0.5
 SAME_BOX_IOU = 0.6
 # a label's value goes on over at most this many lines below it (a long institution name)
 MAX_CONTINUATION = 4
+# the widest gap between two PHI boxes of one row that is filled too, in line heights
+GAP_MAX_HEIGHTS = 3.0
+# two boxes are on one row when their heights overlap by this share of the lower one
+ROW_OVERLAP = 0.6
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,7 @@ def decide(
         (turned if group.rotated else out).extend(found)
         out.extend(_unreadable_neighbours(group, found))
     out.extend(label_continuations(groups, allow))
+    out.extend(gaps_between(out))
     kept = {n.box: _kept_parts(n.box, out) for n in lines if not n.rec.rotation}
     cut = [PhiBox(_clear_of(box.box, _stacked(box.box, kept)), box.reason) for box in out]
     return cut + turned
@@ -472,6 +477,31 @@ def _clear_of(box: Box, others: Sequence[Box]) -> Box:
         if other.y0 <= y0 < other.y1 and other.y1 < y1:
             y0 = (y0 + other.y1 + 1) // 2
     return Box(box.x0, y0, box.x1, y1)
+
+
+def gaps_between(found: Sequence[PhiBox]) -> list[PhiBox]:
+    """The short gaps between two PHI boxes on one text row, as PHI (fail closed).
+
+    The detector sometimes splits a line and leaves out what stood between the pieces (a sex
+    marker ``[M]`` between a name and a date, read at another scale); what stands between two
+    PHI values on one row, no wider than ``GAP_MAX_HEIGHTS`` line heights, is filled too.
+    """
+    out: list[PhiBox] = []
+    boxes = sorted({f.box for f in found}, key=lambda b: b.x0)
+    for i, left in enumerate(boxes):
+        right = next((b for b in boxes[i + 1 :] if _same_row(left, b) and b.x0 >= left.x1), None)
+        if right is None:
+            continue
+        height = min(left.height, right.height)
+        if 0 < right.x0 - left.x1 <= GAP_MAX_HEIGHTS * height:
+            y0, y1 = max(left.y0, right.y0), min(left.y1, right.y1)
+            out.append(PhiBox(Box(left.x1, y0, right.x0, y1), "between_phi"))
+    return out
+
+
+def _same_row(a: Box, b: Box) -> bool:
+    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return overlap >= ROW_OVERLAP * min(a.height, b.height)
 
 
 def _unreadable_neighbours(group: LineGroup, found: Sequence[PhiBox]) -> list[PhiBox]:

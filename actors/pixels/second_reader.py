@@ -44,8 +44,9 @@ REASON = "second_reader_phi"
 KEY = "deid.pixel_policy.second_reader"
 # where Debian and Ubuntu put the language data (tesseract-ocr-eng), newest first
 _DATA_GLOB = "/usr/share/tesseract-ocr/*/tessdata"
-# images narrower than this are read upscaled (twice or more): small print on a small image
-_MIN_WIDTH = 512
+# images narrower than this are read upscaled to this width: small print on a small image (on
+# the real set, 640 reads more ground-truth text than twice the width, in less time)
+_MIN_WIDTH = 640
 # noise (grey levels, Immerkaer's estimate) above which a display is smoothed before reading:
 # clean CT/MR/CR displays measure 0.5-10, speckled DX/DBT/portable chest ones 20-40
 NOISY_SIGMA = 15.0
@@ -149,10 +150,11 @@ class TesseractReader:
     def read(self, image: UInt8Array) -> list[ReadLine]:
         """The text lines Tesseract reads on ``image`` (upscaled when small)."""
         height, width = image.shape[:2]
-        scale = max(1, -(-_MIN_WIDTH // max(width, 1)))
+        scale = max(1.0, _MIN_WIDTH / max(width, 1))
         pil = Image.fromarray(quieted(np.asarray(Image.fromarray(image).convert("L"))))
-        if scale > 1:
-            pil = pil.resize((width * scale, height * scale), Image.Resampling.BICUBIC)
+        if scale > 1.0:
+            size = (round(width * scale), round(height * scale))
+            pil = pil.resize(size, Image.Resampling.BICUBIC)
         api = self._api()
         api.SetImage(pil)
         api.Recognize()
@@ -173,11 +175,16 @@ class TesseractReader:
                 yield ReadLine(Box(*box), text, float(item.Confidence(level)) / 100.0)
 
 
-def _scaled(line: ReadLine, scale: int) -> ReadLine:
-    if scale == 1:
+def _scaled(line: ReadLine, scale: float) -> ReadLine:
+    if scale == 1.0:
         return line
     b = line.box
-    box = Box(b.x0 // scale, b.y0 // scale, -(-b.x1 // scale), -(-b.y1 // scale))
+    box = Box(
+        math.floor(b.x0 / scale),
+        math.floor(b.y0 / scale),
+        math.ceil(b.x1 / scale),
+        math.ceil(b.y1 / scale),
+    )
     return ReadLine(box, line.text, line.confidence)
 
 
