@@ -67,6 +67,8 @@ class _Work:
     ds: Dataset
     decoded: codec.DecodedPixels
     info: DisplayInfo
+    # the plain displays of the OCRed images once filled (the verify and the second reader)
+    filled: list[UInt8Array] | None = None
 
 
 class PixelRedactor:
@@ -238,10 +240,21 @@ class PixelRedactor:
         synthetic sets as reading both, for half the detector time).  The second reader reads
         the plain display (:meth:`_second_read`).
         """
-        displays = [to_display(img, info) for img in self._images(frames)]
-        if not wide_window(info, frames.dtype):
-            return displays
-        return [enhance(d) for d in displays]
+        return self._for_ocr([to_display(img, info) for img in self._images(frames)], frames, info)
+
+    @staticmethod
+    def _for_ocr(
+        plain: list[UInt8Array], frames: npt.NDArray[np.generic], info: DisplayInfo
+    ) -> list[UInt8Array]:
+        """The images PP-OCR reads from the plain displays (see :meth:`_displays`)."""
+        return [enhance(d) for d in plain] if wide_window(info, frames.dtype) else plain
+
+    def _filled(self, work: _Work) -> list[UInt8Array]:
+        """The plain displays of the OCRed images after the fills (made once per instance)."""
+        if work.filled is None:
+            images = self._images(work.decoded.frames)
+            work.filled = [to_display(img, work.info) for img in images]
+        return work.filled
 
     def _verify(
         self, work: _Work, lines: list[list[Line]], boxes: list[PhiBox], ctx: _Decide
@@ -273,7 +286,7 @@ class PixelRedactor:
         self, work: _Work, touched: list[tuple[int, Line]], fills: list[Box], ctx: _Decide
     ) -> list[RedactedBox]:
         """Read the remainders of the touched lines on the filled images; what holds."""
-        displays = self._displays(work.decoded.frames, work.info)
+        displays = self._for_ocr(self._filled(work), work.decoded.frames, work.info)
         pieces: list[tuple[Line, Box]] = []
         crops: list[UInt8Array] = []
         for index, line in touched:
@@ -297,8 +310,8 @@ class PixelRedactor:
         report.second_reader = self.second_reader.name
         floor = self.policy.second_reader_min_confidence
         found: set[Box] = set()
-        for image in self._images(work.decoded.frames):
-            for line in self.second_reader.read(to_display(image, work.info)):
+        for image in self._filled(work):
+            for line in self.second_reader.read(image):
                 if line.confidence >= floor and legible_phi(line.text, ctx.terms, False, ctx.allow):
                     found.add(line.box)
         if found:

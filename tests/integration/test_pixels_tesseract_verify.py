@@ -20,6 +20,7 @@ from dxai.actors.pixels.second_reader import (
     NOISY_SIGMA,
     REASON,
     TesseractReader,
+    dark_on_light,
     noise_sigma,
     quieted,
 )
@@ -117,3 +118,13 @@ def test_speckle_is_denoised_before_reading_and_clean_images_are_not() -> None:
     assert any("JOHN" in x.text for x in lines), [x.text for x in lines]
     # the speckle is not read as a page of one-glyph lines
     assert len(lines) < 20
+
+
+def test_dark_displays_are_read_inverted_and_both_polarities_are_read() -> None:
+    white_on_black, black_on_white = _image(0, 255), _image(255, 0)
+    assert np.array_equal(dark_on_light(white_on_black), 255 - white_on_black)
+    assert dark_on_light(black_on_white) is black_on_white
+    reader = TesseractReader()
+    for image in (white_on_black, black_on_white):
+        lines = reader.read(np.stack([image] * 3, axis=-1))
+        assert any("JOHN" in x.text for x in lines), [x.text for x in lines]
