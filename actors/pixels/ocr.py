@@ -57,8 +57,11 @@ WHOLE_LINE_SHARE = 0.85
 GROUP_GAP = 1.5
 # recognitions below this mean confidence are unreadable
 UNREADABLE = 0.5
-# boxes this similar on two frames of an instance hold the same overlay
+# boxes this similar on two frames of an instance hold the same overlay ...
 SAME_BOX_IOU = 0.6
+# ... when at most this share of their pixels moved by more than this many levels
+CHANGED_LEVELS = 48
+CHANGED_SHARE = 0.01
 # a label's value goes on over at most this many lines below it (a long institution name)
 MAX_CONTINUATION = 4
 # the widest gap between two PHI boxes of one row that is filled too, in line heights
@@ -100,26 +103,46 @@ def read_images(
 ) -> list[list[Line]]:
     """Detect text on every image (frames of one instance), then recognise in one batch.
 
-    A box found at the same place as one on an earlier image (IoU >= ``SAME_BOX_IOU``) is
-    not read again: a fixed overlay on every frame is read once.  Its fill applies to every
-    frame anyway.  Vertical and upside-down lines are read turned (:func:`read_crops`, with the
-    recogniser's direction classifier when it has one).
+    A box found at the same place as one on an earlier image (IoU >= ``SAME_BOX_IOU``) with
+    the same pixels there is not read again: a fixed overlay on every frame is read once.  Its
+    fill applies to every frame anyway.  Where the pixels differ (a frame counter on a loop's
+    projection, a name written on one frame where a marker stands on the others) it is read.
+    Vertical and upside-down lines are read turned (:func:`read_crops`, with the recogniser's
+    direction classifier when it has one).
     """
     found: list[list[Box]] = []
     crops: list[UInt8Array] = []
     with stage_span("ocr.detect", {"items": len(images)}):
         detected = detect_all(images, det)
     for image, boxes in zip(images, detected, strict=True):
-        fresh: list[Box] = []
-        for box in boxes:
-            earlier = (b for boxes in found for b in boxes)
-            if not any(iou(box, b) >= SAME_BOX_IOU for b in earlier):
-                fresh.append(box)
-                crops.append(image[box.y0 : box.y1, box.x0 : box.x1])
+        fresh = [b for b in boxes if not _seen(b, image, images, found)]
+        crops += [image[b.y0 : b.y1, b.x0 : b.x1] for b in fresh]
         found.append(fresh)
     with stage_span("ocr.recognize", {"items": len(crops)}):
         recs = iter(read_crops(crops, rec, direction_of(rec)))
     return [[Line(box, next(recs)) for box in boxes] for boxes in found]
+
+
+def _seen(
+    box: Box, image: UInt8Array, images: Sequence[UInt8Array], found: Sequence[Sequence[Box]]
+) -> bool:
+    """Whether an earlier image had a box at ``box``'s place showing the same pixels."""
+    for earlier, boxes in zip(images, found, strict=False):
+        for other in boxes:
+            if iou(box, other) >= SAME_BOX_IOU:
+                region = (slice(box.y0, box.y1), slice(box.x0, box.x1))
+                if same_pixels(image[region], earlier[region]):
+                    return True
+    return False
+
+
+def same_pixels(a: UInt8Array, b: UInt8Array) -> bool:
+    """Whether two crops show the same thing: lossy compression moves a few levels here and
+    there; a changed character moves many pixels by far more (``CHANGED_LEVELS``)."""
+    if a.shape != b.shape:
+        return False
+    moved = np.abs(a.astype(np.int16) - b.astype(np.int16)) > CHANGED_LEVELS
+    return float(moved.mean()) <= CHANGED_SHARE
 
 
 def detect_all(images: Sequence[UInt8Array], det: TextDetector) -> list[list[Box]]:

@@ -15,6 +15,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from dxai.actors.pixels import codec
+from dxai.actors.pixels.cine import marker_under, read_on_frames, same_marker, shows_marker
 from dxai.actors.pixels.det import DetParams
 from dxai.actors.pixels.frames import (
     distinct_frames,
@@ -41,6 +42,7 @@ from dxai.actors.pixels.second_reader import REASON as SECOND_READER
 from dxai.actors.pixels.second_reader import SecondReader, build_second_reader
 from dxai.actors.pixels.types import (
     Box,
+    Recognition,
     ScanRequest,
     TextDetector,
     TextRecognizer,
@@ -55,6 +57,7 @@ CLEAN_PIXEL_CODE = ("113101", "DCM", "Clean Pixel Data Option")
 LINE_MAX_HEIGHT_PX = 64
 LINE_MAX_HEIGHT_SHARE = 0.12
 MIN_LINE_CHARS = 3
+LOW = "low_confidence"
 # a fill over this share of a line's height covers those columns (what is left is too thin)
 COVERED_HEIGHT = 0.7
 MIN_CHAR_WIDTH_PX = 4
@@ -69,6 +72,8 @@ class _Work:
     info: DisplayInfo
     # the plain displays of the OCRed images once filled (the verify and the second reader)
     filled: list[UInt8Array] | None = None
+    # whether the images OCRed are a loop's first frame and its projections
+    projected: bool = False
 
 
 class PixelRedactor:
@@ -193,6 +198,7 @@ class PixelRedactor:
         snapshot = _snapshot(ds)
         decoded = codec.decode(ds)
         work = _Work(ds, decoded, display_info(ds, decoded.palette))
+        work.projected = self._projects(decoded.frames)
         blanked = _blank_known(work, known)  # before OCR: their text is not read
         ctx = _Decide(
             build_terms(phi_values),
@@ -229,6 +235,11 @@ class PixelRedactor:
         if len(chosen) < len(distinct):  # the first frame and what any frame shows
             return [frames[chosen[0]], *projections(frames)]
         return [frames[i] for i in chosen]
+
+    def _projects(self, frames: npt.NDArray[np.generic]) -> bool:
+        """Whether :meth:`_images` reads ``frames`` through projections."""
+        distinct = distinct_frames(frames)
+        return len(sample_frames(distinct, self.policy.max_ocr_frames)) < len(distinct)
 
     def _displays(self, frames: npt.NDArray[np.generic], info: DisplayInfo) -> list[UInt8Array]:
         """The RGB images to OCR; wide-window greyscale ones contrast-enhanced instead.
@@ -271,16 +282,58 @@ class PixelRedactor:
         threshold = self.policy.verify_min_confidence
         held: list[RedactedBox] = []
         touched: list[tuple[int, Line]] = []
+        # on a projection, over a marker the first frame kept: (line, the marker's text)
+        blurred: list[tuple[Line, str]] = []
+        markers = [
+            (n.box, n.rec.text)
+            for n in lines[0]
+            if not any(n.box.intersection(b.box) for b in boxes)
+        ]
+        kept = replace(ctx, redact_all=False)
         for index, group in enumerate(lines):
             for line in group:
                 if any(line.box.intersection(b.box) for b in boxes):
                     touched.append((index, line))
-                else:  # kept as read: held to PHI evidence, not to redact_all_text again
-                    kept = replace(ctx, redact_all=False)
-                    held += _held(line.box, _verify_line(line, kept, threshold))
+                    continue
+                # kept as read: held to PHI evidence, not to redact_all_text again
+                reasons = _verify_line(line, kept, threshold)
+                projected = bool(index) and work.projected
+                marker = marker_under(line.box, markers) if projected else None
+                if marker is not None and reasons <= {LOW}:
+                    if not shows_marker(line.rec, marker):
+                        blurred.append((line, marker))
+                    continue
+                held += _held(line.box, reasons)
         if touched:
             held += self._reread(work, touched, [b.box for b in boxes], ctx)
+        return held + self._frame_by_frame(work, blurred, ctx)
+
+    def _frame_by_frame(
+        self, work: _Work, blurred: list[tuple[Line, str]], ctx: _Decide
+    ) -> list[RedactedBox]:
+        """Read ``blurred`` regions on every frame (:mod:`~dxai.actors.pixels.cine`); the ones
+        that still hold, with the reasons of their first holding frame."""
+        if not blurred:
+            return []
+        boxes = [line.box for line, _ in blurred]
+        per_box = read_on_frames(work.decoded.frames, work.info, boxes, self.recognizer)
+        held: list[RedactedBox] = []
+        for n, (line, marker) in enumerate(blurred):
+            if per_box is None:  # too many frames to read one by one
+                held += _held(line.box, {LOW})
+                continue
+            reasons = (self._frame_reasons(line.box, r, marker, ctx) for r in per_box[n])
+            held += _held(line.box, next((r for r in reasons if r), set()))
         return held
+
+    def _frame_reasons(self, box: Box, reading: Recognition, marker: str, ctx: _Decide) -> set[str]:
+        """Why one frame's reading of a marker's place holds (see the cine module)."""
+        threshold = self.policy.verify_min_confidence
+        reasons = _verify_line(Line(box, reading), replace(ctx, redact_all=False), threshold)
+        other_text = ctx.redact_all and not same_marker(reading.text, marker)
+        if other_text and legible_phi(reading.text, ctx.terms, True, ctx.allow):
+            reasons.add("phi_legible")
+        return reasons
 
     def _reread(
         self, work: _Work, touched: list[tuple[int, Line]], fills: list[Box], ctx: _Decide
@@ -355,7 +408,7 @@ def _verify_line(line: Line, ctx: _Decide, threshold: float, before: str | None 
     """Hold reasons for a line as read now (``before``: as read before its fill)."""
     out: set[str] = set()
     if line.rec.confidence < threshold and could_hide_text(line, ctx.line_max_height):
-        out.add("low_confidence")
+        out.add(LOW)
     if legible_phi(line.rec.text, ctx.terms, ctx.redact_all, ctx.allow, before):
         out.add("phi_legible")
     return out
