@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -241,7 +243,17 @@ _PASSES: dict[Rewrite, Callable[[_Graph], int]] = {
 
 
 def rewritten_bytes(path: str, names: Iterable[Rewrite]) -> tuple[bytes, dict[Rewrite, int]]:
-    """The model file at ``path`` rewritten, serialised, and how many of each rewrite."""
+    """The model file at ``path`` rewritten, serialised, and how many of each rewrite (made
+    once per process for a given file, size and modification time)."""
+    stat = Path(path).stat()
+    data, counts = _rewritten(path, tuple(names), stat.st_size, stat.st_mtime_ns)
+    return data, dict(counts)
+
+
+@lru_cache(maxsize=8)
+def _rewritten(
+    path: str, names: tuple[Rewrite, ...], size: int, mtime_ns: int
+) -> tuple[bytes, dict[Rewrite, int]]:
     import onnx
 
     model = onnx.load(path)
