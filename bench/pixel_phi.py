@@ -12,6 +12,7 @@ instance over all files and over the files that Presidio did not crash on.  Prin
 writes bench/results/pixel_phi.json.
 
     python bench/pixel_phi.py [--studies 1] [--small] [--skip-presidio] [--threads 1] [--real]
+    [--repeat 3]
 
 ``--threads`` sets dxai's ONNX Runtime threads (policy ``ocr_threads``); the default 1 matches
 Presidio's single-threaded Tesseract.  dxai gets what the pixel step gives it in production: the
@@ -20,14 +21,16 @@ PHI values and the ``BurnedInAnnotation`` flag of the original header.
 ``--real`` runs the real scanners' files instead (``bench/pixel_real.py``: the carried burned-in
 files and the JSL set under ``$RESTRICTED_REFERENCE_DIR``, read in place), dxai and (unless
 ``--skip-presidio``) both Presidio runs on the same files, the same way as above (Presidio's runner
-writes its redacted files to a scratch folder).  Every engine's output gets the same metric: which
+writes its redacted files to a scratch folder). Every engine's output gets the same metric: which
 ground-truth texts PP-OCR still reads after redaction (``legible_after``, ``still_legible``), with
 crashes per file (a crash leaves every text legible) and s/instance (the redaction call alone, the
-file already read).  dxai's holds are counted per reason (``held_by_reason``; ``second_reader_phi``
-is its independent Tesseract verify); Presidio never holds, so all of its outputs count as
-released.  The top-level keys are dxai's (as before); ``engines`` has each engine's totals
-(``recall``: over all outputs; ``recall_released``: over the outputs that would leave) and each
-Presidio run's per-file rows; ``comparison`` sets dxai's s/instance against each Presidio run's
+file already read; every engine's fastest of ``--repeat`` runs of each file, default 3: single runs
+of the same engine on this machine vary by up to 30%; dxai's recognition cache is off, so a repeat
+reads everything again). dxai's holds are counted per reason (``held_by_reason``;
+``second_reader_phi`` is its independent Tesseract verify); Presidio never holds, so all of its
+outputs count as released. The top-level keys are dxai's (as before); ``engines`` has each engine's
+totals (``recall``: over all outputs; ``recall_released``: over the outputs that would leave) and
+each Presidio run's per-file rows; ``comparison`` sets dxai's s/instance against each Presidio run's
 over the files that run did not crash on (goal: dxai's at most Presidio's) and released recall.
 Writes bench/results/pixel_phi_real.json.
 """
@@ -82,17 +85,22 @@ job = json.loads(sys.stdin.read())
 ocr_kwargs = {"config": job["tesseract_config"]} if job["tesseract_config"] else None
 out = {}
 for src, dst in job["pairs"]:
-    t = r = time.perf_counter()
-    try:
-        ds = pydicom.dcmread(src)
-        r = time.perf_counter()
-        red = engine.redact(ds, fill="contrast", use_metadata=True, ocr_kwargs=ocr_kwargs)
-        s_redact = time.perf_counter() - r
-        red.save_as(dst)
-        out[src] = {"ok": True, "s": time.perf_counter() - t, "s_redact": s_redact}
-    except Exception as exc:
-        now = time.perf_counter()
-        out[src] = {"ok": False, "s": now - t, "s_redact": now - r, "error": type(exc).__name__}
+    best = None
+    for _ in range(job.get("repeat", 1)):  # best of n: the least disturbed timing
+        t = r = time.perf_counter()
+        try:
+            ds = pydicom.dcmread(src)
+            r = time.perf_counter()
+            red = engine.redact(ds, fill="contrast", use_metadata=True, ocr_kwargs=ocr_kwargs)
+            s_redact = time.perf_counter() - r
+            red.save_as(dst)
+            run = {"ok": True, "s": time.perf_counter() - t, "s_redact": s_redact}
+        except Exception as exc:
+            now = time.perf_counter()
+            run = {"ok": False, "s": now - t, "s_redact": now - r, "error": type(exc).__name__}
+        if best is None or run["s_redact"] < best["s_redact"]:
+            best = run
+    out[src] = best
 print(json.dumps(out))
 """
 
@@ -144,14 +152,17 @@ def run_ours(
     return results
 
 
-def presidio_batch(pairs: list[tuple[str, str]], tesseract_config: str = "") -> dict[str, Any]:
+def presidio_batch(
+    pairs: list[tuple[str, str]], tesseract_config: str = "", repeat: int = 1
+) -> dict[str, Any]:
     """Redact each (source, destination) pair with Presidio in its own process
-    (OMP_THREAD_LIMIT=1); per source: ok, s (with reading and writing), s_redact, error."""
+    (OMP_THREAD_LIMIT=1); per source: ok, s (with reading and writing), s_redact, error; the
+    fastest of ``repeat`` runs of each file."""
     python = ensure_presidio()
     env = {**os.environ, "OMP_THREAD_LIMIT": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [str(python), "-c", PRESIDIO_RUNNER],
-        input=json.dumps({"pairs": pairs, "tesseract_config": tesseract_config}),
+        input=json.dumps({"pairs": pairs, "tesseract_config": tesseract_config, "repeat": repeat}),
         capture_output=True,
         text=True,
         env=env,
@@ -164,9 +175,11 @@ def presidio_batch(pairs: list[tuple[str, str]], tesseract_config: str = "") -> 
     return raw
 
 
-def _outputs(pairs: dict[str, tuple[str, str]], tesseract_config: str) -> dict[str, Any]:
+def _outputs(
+    pairs: dict[str, tuple[str, str]], tesseract_config: str, repeat: int = 1
+) -> dict[str, Any]:
     """:func:`presidio_batch` over ``pairs`` (key -> source, destination), keyed back."""
-    raw = presidio_batch(list(pairs.values()), tesseract_config)
+    raw = presidio_batch(list(pairs.values()), tesseract_config, repeat)
     missing = {"ok": False, "s": 0.0, "error": "no_result"}
     return {key: {**raw.get(src, missing), "dst": dst} for key, (src, dst) in pairs.items()}
 
@@ -182,27 +195,29 @@ def run_presidio(
     return _outputs(pairs, tesseract_config)
 
 
-def presidio_real(files: list[Path], work: Path) -> dict[str, dict[str, Any]]:
+def presidio_real(files: list[Path], work: Path, repeat: int = 1) -> dict[str, dict[str, Any]]:
     """Every Presidio run over the real files, outputs under ``work/<run>``: run -> file
-    name -> ok, s, s_redact, error, dst."""
+    name -> ok, s, s_redact, error, dst (the fastest of ``repeat`` runs of each file)."""
     runs: dict[str, dict[str, Any]] = {}
     for name, tesseract_config in PRESIDIO_RUNS.items():
         (work / name).mkdir()
         pairs = {p.name: (str(p), str(work / name / p.name)) for p in files}
-        runs[name] = _outputs(pairs, tesseract_config)
+        runs[name] = _outputs(pairs, tesseract_config, repeat)
     return runs
 
 
-def real_mode(threads: int, skip_presidio: bool) -> dict[str, Any]:
+def real_mode(threads: int, skip_presidio: bool, repeat: int = 1) -> dict[str, Any]:
     """The real scanners' files: dxai, then each Presidio run scored the same way."""
     from pixel_real import LEGIBLE_RATIO, real_files, restricted_folder, run_real
 
     restricted = restricted_folder()
     with tempfile.TemporaryDirectory(prefix="dxai-pixreal-") as tmp:
-        peers = {} if skip_presidio else presidio_real(real_files(restricted), Path(tmp))
-        result = run_real(threads, restricted, peers)
+        files = real_files(restricted)
+        peers = {} if skip_presidio else presidio_real(files, Path(tmp), repeat)
+        result = run_real(threads, restricted, peers, repeat)
     return {
         "dxai_threads": threads,
+        "repeat": repeat,
         **result,
         "presidio_runs": {} if skip_presidio else PRESIDIO_RUNS,
         "legible_rule": f"PP-OCR still reads it (rapidfuzz partial_ratio >= {LEGIBLE_RATIO})",
@@ -297,9 +312,12 @@ def main() -> int:
     parser.add_argument("--skip-presidio", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--real", action="store_true", help="real scanners' files instead")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="--real: time each file n times, keep the fastest"
+    )
     args = parser.parse_args()
     if args.real:
-        real = real_mode(args.threads, args.skip_presidio)
+        real = real_mode(args.threads, args.skip_presidio, max(1, args.repeat))
         REAL_RESULTS.parent.mkdir(parents=True, exist_ok=True)
         REAL_RESULTS.write_text(json.dumps(real, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(real, indent=2))

@@ -181,11 +181,15 @@ def baseline(path: Path, det: EngineTextDetector, rec: EngineTextRecognizer) -> 
 
 
 def run_real(
-    threads: int = 1, restricted: Path | None = None, peers: Peers | None = None
+    threads: int = 1,
+    restricted: Path | None = None,
+    peers: Peers | None = None,
+    repeat: int = 1,
 ) -> dict[str, Any]:
     """Redact every real file through the pixel step and score it; score each peer engine's
     outputs of the same files with the same OCR and legibility test; totals per engine."""
-    policy = PixelPolicyConfig(ocr_threads=threads)
+    # no recognition cache: a repeated run of a file must read it again, as its first run did
+    policy = PixelPolicyConfig(ocr_threads=threads, rec_cache_entries=0)
     step = PixelStep(PixelRedactor(policy), "auto")
     det, rec = EngineTextDetector(threads=threads), EngineTextRecognizer(threads=threads)
     restricted = restricted or restricted_folder()
@@ -194,7 +198,7 @@ def run_real(
     peer_files: dict[str, dict[str, Any]] = {name: {} for name in peers}
     for path in real_files(restricted):
         base = baseline(path, det, rec)
-        per_file[path.name] = _one(base, step, det, rec)
+        per_file[path.name] = _one(base, step, det, rec, repeat)
         for name, outputs in peers.items():
             peer_files[name][path.name] = score_peer(base, outputs.get(path.name), det, rec)
     totals = dxai_totals(per_file)
@@ -207,12 +211,18 @@ def run_real(
 
 
 def _one(
-    base: Baseline, step: PixelStep, det: EngineTextDetector, rec: EngineTextRecognizer
+    base: Baseline,
+    step: PixelStep,
+    det: EngineTextDetector,
+    rec: EngineTextRecognizer,
+    repeat: int = 1,
 ) -> dict[str, Any]:
-    ds = copy.deepcopy(base.original)
-    start = time.perf_counter()
-    verdict = step.run(ds, PixelStep.prepare(base.original))
-    seconds = time.perf_counter() - start
+    seconds = float("inf")
+    for _ in range(repeat):  # the fastest of ``repeat`` runs; the last one's output is scored
+        ds = copy.deepcopy(base.original)
+        start = time.perf_counter()
+        verdict = step.run(ds, PixelStep.prepare(base.original))
+        seconds = min(seconds, time.perf_counter() - start)
     after = ocr(ds, det, rec)
     left = [t.key for t in base.seen if legible(t, after)]
     report = verdict.report or {}
