@@ -279,10 +279,11 @@ async def ct_text(
     """Send the study with text in one middle slice; was that slice's text removed?"""
     files, truth_path = text
     assert handle.ports is not None
-    await asyncio.to_thread(send_rounds, handle.ports.dicom, files, 1, [])
+    (study,) = await asyncio.to_thread(send_rounds, handle.ports.dicom, files, 1, [])
     rows = await wait_jobs(handle, done + 1, args.timeout)
     truth = json.loads(truth_path.read_text("utf-8"))
-    results = json.loads(sorted(rows)[-1][2])
+    # the text study's own results (not the newest row: creation times can tie or interleave)
+    results = next(r for r in (json.loads(row[2]) for row in rows) if r["study_uid"] == study)
     pixels = next(t for t in results["tasks"] if t["task"] == "pixels")["counts"]
     folder = config.results_folder() / "instances" / str(results["deidentified_study_uid"])
     score = await asyncio.to_thread(ct_text_score, folder, files[truth["slice"]], truth)
