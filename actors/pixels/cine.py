@@ -39,13 +39,24 @@ CLEAR_CONFIDENCE = 0.9
 CLEAR_MARKER_RATIO = 90
 
 
-def marker_under(box: Box, markers: Sequence[tuple[Box, str]]) -> str | None:
-    """The text of the marker ``box`` covers a third or more of (or that covers a third of
+def marker_under(box: Box, markers: Sequence[tuple[Box, str]]) -> tuple[Box, str] | None:
+    """The marker (box, text) ``box`` covers a third or more of (or that covers a third of
     ``box``), if any; ``markers``: (box, text) of the lines the first frame kept."""
     for marker, text in markers:
         if box.intersection(marker) * 3 >= min(box.area, marker.area) > 0:
-            return text
+            return marker, text
     return None
+
+
+def reading_box(box: Box, marker: Box) -> Box:
+    """Where a region over a marker is read on each frame: both boxes together (a projection's
+    box may cut the marker's characters in half, and a half character reads as anything)."""
+    return Box(
+        min(box.x0, marker.x0),
+        min(box.y0, marker.y0),
+        max(box.x1, marker.x1),
+        max(box.y1, marker.y1),
+    )
 
 
 def shows_marker(reading: Recognition, marker: str) -> bool:

@@ -15,7 +15,13 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from dxai.actors.pixels import codec
-from dxai.actors.pixels.cine import marker_under, read_on_frames, same_marker, shows_marker
+from dxai.actors.pixels.cine import (
+    marker_under,
+    read_on_frames,
+    reading_box,
+    same_marker,
+    shows_marker,
+)
 from dxai.actors.pixels.det import DetParams
 from dxai.actors.pixels.frames import (
     distinct_frames,
@@ -298,10 +304,12 @@ class PixelRedactor:
                 # kept as read: held to PHI evidence, not to redact_all_text again
                 reasons = _verify_line(line, kept, threshold)
                 projected = bool(index) and work.projected
-                marker = marker_under(line.box, markers) if projected else None
-                if marker is not None and reasons <= {LOW}:
+                under = marker_under(line.box, markers) if projected else None
+                if under is not None and reasons <= {LOW}:
+                    marker_box, marker = under
                     if not shows_marker(line.rec, marker):
-                        blurred.append((line, marker))
+                        box = reading_box(line.box, marker_box)
+                        blurred.append((Line(box, line.rec), marker))
                     continue
                 held += _held(line.box, reasons)
         if touched:
