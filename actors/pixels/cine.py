@@ -8,11 +8,14 @@ stamp, a heart rate) superimposes into a glyph there that reads as garbage: unsu
 every such loop (``low_confidence``); read with some confidence (``IOH``), it released whatever
 one frame showed at that place (a name written over the counter on frame 6).  So every region
 of a projection over a marker the first frame kept, where the pixels differ from the first
-frame's, is read again on every distinct frame (one recogniser batch of small crops); it holds
-when one of those readings is unsure and text-like, is PHI evidence (a header value, a label, a
-date or age pattern), or, in ``redact_all_text`` mode, is text the allow list does not keep and
-not the first frame's marker with other characters (``8/10`` misread ``B/10`` is the counter;
-``SMITH`` is not).
+frame's and the projection does not clearly read as the marker itself, is read again on every
+distinct frame, over the region and over the marker's own box (one recogniser batch of small
+crops).  A frame holds when the region reads PHI evidence (a header value, a label, a date or
+age pattern) or, in ``redact_all_text`` mode, text the allow list does not keep that is not the
+first frame's marker with other characters (``8/10`` misread ``B/10`` is the counter, ``SMITH``
+is not); and when the region reads unsure or as nothing while the marker's own box does not read
+clearly as the marker (speckle beside a counter can spoil the region's reading; nothing read
+where text stands is never taken as clean).
 """
 
 from __future__ import annotations

@@ -289,7 +289,7 @@ class PixelRedactor:
         held: list[RedactedBox] = []
         touched: list[tuple[int, Line]] = []
         # on a projection, over a marker the first frame kept: (line, the marker's text)
-        blurred: list[tuple[Line, str]] = []
+        blurred: list[tuple[Line, Box, str]] = []
         markers = [
             (n.box, n.rec.text)
             for n in lines[0]
@@ -309,7 +309,7 @@ class PixelRedactor:
                     marker_box, marker = under
                     if not shows_marker(line.rec, marker):
                         box = reading_box(line.box, marker_box)
-                        blurred.append((Line(box, line.rec), marker))
+                        blurred.append((Line(box, line.rec), marker_box, marker))
                     continue
                 held += _held(line.box, reasons)
         if touched:
@@ -317,22 +317,48 @@ class PixelRedactor:
         return held + self._frame_by_frame(work, blurred, ctx)
 
     def _frame_by_frame(
-        self, work: _Work, blurred: list[tuple[Line, str]], ctx: _Decide
+        self, work: _Work, blurred: list[tuple[Line, Box, str]], ctx: _Decide
     ) -> list[RedactedBox]:
-        """Read ``blurred`` regions on every frame (:mod:`~dxai.actors.pixels.cine`); the ones
-        that still hold, with the reasons of their first holding frame."""
+        """Read ``blurred`` regions on every frame (:mod:`~dxai.actors.pixels.cine`), over the
+        region and over the marker's own box; the ones that still hold, with the reasons of
+        their first holding frame."""
         if not blurred:
             return []
-        boxes = [line.box for line, _ in blurred]
+        boxes = [line.box for line, _, _ in blurred] + [box for _, box, _ in blurred]
         per_box = read_on_frames(work.decoded.frames, work.info, boxes, self.recognizer)
         held: list[RedactedBox] = []
-        for n, (line, marker) in enumerate(blurred):
+        for n, (line, marker_box, marker) in enumerate(blurred):
             if per_box is None:  # too many frames to read one by one
                 held += _held(line.box, {LOW})
                 continue
-            reasons = (self._frame_reasons(line.box, r, marker, ctx) for r in per_box[n])
+            frames = zip(per_box[n], per_box[len(blurred) + n], strict=True)
+            reasons = (
+                self._frame_holds(line.box, marker_box, r, m, marker, ctx) for r, m in frames
+            )
             held += _held(line.box, next((r for r in reasons if r), set()))
         return held
+
+    def _frame_holds(
+        self,
+        box: Box,
+        marker_box: Box,
+        region: Recognition,
+        alone: Recognition,
+        marker: str,
+        ctx: _Decide,
+    ) -> set[str]:
+        """Why one frame holds: PHI read over the region; else, when the region reads unsure
+        or as nothing, a marker that does not read clearly as itself over its own box."""
+        reasons = self._frame_reasons(box, region, marker, ctx)
+        if reasons - {LOW}:
+            return reasons
+        if not reasons and region.text.strip():
+            return set()
+        threshold = self.policy.verify_min_confidence
+        clear = alone.text.strip() and alone.confidence >= threshold
+        if clear and same_marker(alone.text, marker):
+            return self._frame_reasons(marker_box, alone, marker, ctx)
+        return {LOW}
 
     def _frame_reasons(self, box: Box, reading: Recognition, marker: str, ctx: _Decide) -> set[str]:
         """Why one frame's reading of a marker's place holds (see the cine module)."""
