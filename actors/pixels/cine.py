@@ -27,6 +27,7 @@ import numpy.typing as npt
 from rapidfuzz import fuzz
 
 from dxai.actors.pixels.frames import distinct_frames
+from dxai.actors.pixels.ocr import covers_third
 from dxai.actors.pixels.orient import direction_of, read_crops
 from dxai.actors.pixels.render import DisplayInfo, to_display
 from dxai.actors.pixels.types import Box, Recognition, TextRecognizer, UInt8Array
@@ -45,21 +46,7 @@ CLEAR_MARKER_RATIO = 90
 def marker_under(box: Box, markers: Sequence[tuple[Box, str]]) -> tuple[Box, str] | None:
     """The marker (box, text) ``box`` covers a third or more of (or that covers a third of
     ``box``), if any; ``markers``: (box, text) of the lines the first frame kept."""
-    for marker, text in markers:
-        if box.intersection(marker) * 3 >= min(box.area, marker.area) > 0:
-            return marker, text
-    return None
-
-
-def reading_box(box: Box, marker: Box) -> Box:
-    """Where a region over a marker is read on each frame: both boxes together (a projection's
-    box may cut the marker's characters in half, and a half character reads as anything)."""
-    return Box(
-        min(box.x0, marker.x0),
-        min(box.y0, marker.y0),
-        max(box.x1, marker.x1),
-        max(box.y1, marker.y1),
-    )
+    return next(((m, text) for m, text in markers if covers_third(box, m)), None)
 
 
 def shows_marker(reading: Recognition, marker: str) -> bool:

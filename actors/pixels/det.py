@@ -138,12 +138,7 @@ def merge_line_boxes(boxes: list[Box]) -> list[Box]:
     for box in sorted(boxes, key=lambda b: b.x0):
         for i, other in enumerate(out):
             if _same_line(other, box):
-                out[i] = Box(
-                    min(other.x0, box.x0),
-                    min(other.y0, box.y0),
-                    max(other.x1, box.x1),
-                    max(other.y1, box.y1),
-                )
+                out[i] = other.union(box)
                 break
         else:
             out.append(box)

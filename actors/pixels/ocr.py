@@ -322,7 +322,7 @@ def decide(
     turned: list[PhiBox] = []
     groups = group_lines(lines)
     for group in groups:
-        all_text = redact_all and not any(_over(group.box, m) for m in markers)
+        all_text = redact_all and not any(covers_third(group.box, m) for m in markers)
         found = _group_phi(group, terms, all_text, allow, width)
         (turned if group.rotated else out).extend(found)
         out.extend(_unreadable_neighbours(group, found))
@@ -397,7 +397,7 @@ def decide_images(
     return out
 
 
-def _over(box: Box, marker: Box) -> bool:
+def covers_third(box: Box, marker: Box) -> bool:
     """Whether ``box`` covers a third or more of ``marker`` (or ``marker`` of ``box``)."""
     return box.intersection(marker) * 3 >= min(box.area, marker.area) > 0
 

@@ -6,7 +6,7 @@ import copy
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,6 @@ from dxai.actors.pixels import codec
 from dxai.actors.pixels.cine import (
     marker_under,
     read_on_frames,
-    reading_box,
     same_marker,
     shows_marker,
 )
@@ -78,7 +77,9 @@ class _Work:
     info: DisplayInfo
     # the plain displays of the OCRed images once filled (the verify and the second reader)
     filled: list[UInt8Array] | None = None
-    # whether the images OCRed are a loop's first frame and its projections
+    # the frames OCRed (distinct ones, sampled); with ``projected``, a loop's first frame
+    # read with its max and min projections
+    chosen: list[int] = field(default_factory=list)
     projected: bool = False
 
 
@@ -204,15 +205,15 @@ class PixelRedactor:
         snapshot = _snapshot(ds)
         decoded = codec.decode(ds)
         work = _Work(ds, decoded, display_info(ds, decoded.palette))
-        work.projected = self._projects(decoded.frames)
         blanked = _blank_known(work, known)  # before OCR: their text is not read
+        work.chosen, work.projected = self._choose(decoded.frames)
         ctx = _Decide(
             build_terms(phi_values),
             mode == "redact_all_text",
             self._allow,
             max(LINE_MAX_HEIGHT_PX, int(LINE_MAX_HEIGHT_SHARE * decoded.frames.shape[1])),
         )
-        displays = self._displays(decoded.frames, work.info)
+        displays = self._displays(work)
         report.frames = int(decoded.frames.shape[0])
         report.frames_ocr = len(displays)
         lines = read_images(displays, self.detector, self.recognizer)
@@ -234,20 +235,23 @@ class PixelRedactor:
             self._second_read(work, ctx, report)
         self._finish(ds, snapshot, work, report, changed=bool(boxes or blanked))
 
-    def _images(self, frames: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
-        """Frames to OCR: the distinct ones when few, else the first plus max/min projections."""
+    def _choose(self, frames: npt.NDArray[np.generic]) -> tuple[list[int], bool]:
+        """The frames to OCR: the distinct ones when few, else the first plus max/min
+        projections (True); hashed once per instance."""
         distinct = distinct_frames(frames)
         chosen = sample_frames(distinct, self.policy.max_ocr_frames)
-        if len(chosen) < len(distinct):  # the first frame and what any frame shows
-            return [frames[chosen[0]], *projections(frames)]
-        return [frames[i] for i in chosen]
+        return chosen, len(chosen) < len(distinct)
 
-    def _projects(self, frames: npt.NDArray[np.generic]) -> bool:
-        """Whether :meth:`_images` reads ``frames`` through projections."""
-        distinct = distinct_frames(frames)
-        return len(sample_frames(distinct, self.policy.max_ocr_frames)) < len(distinct)
+    @staticmethod
+    def _images(work: _Work) -> list[npt.NDArray[np.generic]]:
+        """The images :meth:`_choose` picked, from the frames as they are now (before or after
+        the fills)."""
+        frames = work.decoded.frames
+        if work.projected:  # the first frame and what any frame shows
+            return [frames[work.chosen[0]], *projections(frames)]
+        return [frames[i] for i in work.chosen]
 
-    def _displays(self, frames: npt.NDArray[np.generic], info: DisplayInfo) -> list[UInt8Array]:
+    def _displays(self, work: _Work) -> list[UInt8Array]:
         """The RGB images to OCR; wide-window greyscale ones contrast-enhanced instead.
 
         A window over more than a thousand stored levels squeezes them into 256 grey levels:
@@ -257,7 +261,8 @@ class PixelRedactor:
         synthetic sets as reading both, for half the detector time).  The second reader reads
         the plain display (:meth:`_second_read`).
         """
-        return self._for_ocr([to_display(img, info) for img in self._images(frames)], frames, info)
+        plain = [to_display(img, work.info) for img in self._images(work)]
+        return self._for_ocr(plain, work.decoded.frames, work.info)
 
     @staticmethod
     def _for_ocr(
@@ -269,8 +274,7 @@ class PixelRedactor:
     def _filled(self, work: _Work) -> list[UInt8Array]:
         """The plain displays of the OCRed images after the fills (made once per instance)."""
         if work.filled is None:
-            images = self._images(work.decoded.frames)
-            work.filled = [to_display(img, work.info) for img in images]
+            work.filled = [to_display(img, work.info) for img in self._images(work)]
         return work.filled
 
     def _verify(
@@ -308,7 +312,8 @@ class PixelRedactor:
                 if under is not None and reasons <= {LOW}:
                     marker_box, marker = under
                     if not shows_marker(line.rec, marker):
-                        box = reading_box(line.box, marker_box)
+                        # both boxes: a projection's box may cut the marker's characters
+                        box = line.box.union(marker_box)
                         blurred.append((Line(box, line.rec), marker_box, marker))
                     continue
                 held += _held(line.box, reasons)

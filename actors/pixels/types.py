@@ -50,6 +50,15 @@ class Box:
             min(height, self.y1 + margin),
         )
 
+    def union(self, other: Box) -> Box:
+        """The smallest box holding both."""
+        return Box(
+            min(self.x0, other.x0),
+            min(self.y0, other.y0),
+            max(self.x1, other.x1),
+            max(self.y1, other.y1),
+        )
+
     def intersection(self, other: Box) -> int:
         """Area shared with ``other``."""
         w = min(self.x1, other.x1) - max(self.x0, other.x0)

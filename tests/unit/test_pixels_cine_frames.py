@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dxai.actors.pixels.cine import marker_under, reading_box, same_marker, shows_marker
+from dxai.actors.pixels.cine import marker_under, same_marker, shows_marker
 from dxai.actors.pixels.phi import build_terms, compile_allow
 from dxai.actors.pixels.redactor import LOW, PixelRedactor, _Decide
 from dxai.actors.pixels.second_reader import ReadLine
@@ -56,7 +56,7 @@ def test_marker_geometry_and_similarity() -> None:
     markers = [(Box(0, 0, 50, 20), "DOE"), (MARKER, "1/10")]
     assert marker_under(REGION, markers) == (MARKER, "1/10")
     assert marker_under(Box(100, 100, 120, 110), markers) is None
-    assert reading_box(REGION, MARKER) == Box(248, 187, 320, 220)
+    assert REGION.union(MARKER) == Box(248, 187, 320, 220)
     assert same_marker("10/10", "1/10") and not same_marker("SMITH", "1/10")
     assert shows_marker(Recognition("FR 30Hz", 0.97), "FR30Hz")
     assert not shows_marker(Recognition("FR 30Hz", 0.6), "FR30Hz")
