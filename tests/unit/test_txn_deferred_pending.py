@@ -181,15 +181,19 @@ async def _job(store: JobStore) -> JobRecord:
     return await store.set_state(claim.job.key, "processing")
 
 
-def _deferred(job: JobRecord) -> DecisionEvent:
+def _decision(job: JobRecord, decision: str = "proceed") -> DecisionEvent:
     return DecisionEvent(
         exchange_job_id=job.exchange_job_id,
         study_uid=STUDY,
         job_key=job.key,
         pipeline_version="1",
-        decision="deferred",
-        partial=True,
+        decision=decision,
+        partial=decision == "deferred",
     )
+
+
+def _deferred(job: JobRecord) -> DecisionEvent:
+    return _decision(job, "deferred")
 
 
 def _trace() -> TraceContext:
@@ -238,16 +242,10 @@ async def test_kill_before_the_deferred_was_marked_sent_settles_it_as_deferred(
 ) -> None:
     async with JobStore(tmp_path / "jobs.sqlite3") as store:
         job = await _job(store)
-        deferred = _deferred(job)
-        await store.record_deferred(job.key, deferred.model_dump_json())
-        await _publisher(store, broker).decision(deferred, _trace())
+        await _publish_deferred(store, broker, job)
         # SIGKILL before mark_deferred_sent: the deferred decision is pending, as its own kind
         assert [p.kind for p in await store.pending_outputs()] == ["deferred"]
-        pub = _publisher(store, broker)
-        assert await reconcile_pending(store, CONFIG) == 1
-        settled = await store.get(job.key)
-        assert settled is not None and settled.deferred_sent and not settled.decision_sent
-        assert await store.pending_outputs() == []
+        pub = await _reconciled_as_deferred(store, broker, job)
         await store.conclude(job.key, "released", _final(job), _results_json(job))
         current = await store.get(job.key)
         assert current is not None
@@ -261,34 +259,41 @@ async def test_a_pending_decision_row_at_a_deferred_record_settles_the_deferred_
     """A job store written by the version before the fix (the row kind was ``decision``)."""
     async with JobStore(tmp_path / "jobs.sqlite3") as store:
         job = await _job(store)
-        deferred = _deferred(job)
-        await store.record_deferred(job.key, deferred.model_dump_json())
-        await _publisher(store, broker).decision(deferred, _trace())
+        await _publish_deferred(store, broker, job)
         (row,) = await store.pending_outputs()
         await store.clear_pending(job.key, row.kind)
         await store.record_pending(
             PendingOutput(job.key, "decision", row.topic, row.partition, row.offset)
         )
         # SIGKILL here (the job still running); the next incarnation settles the row
-        pub = _publisher(store, broker)
-        assert await reconcile_pending(store, CONFIG) == 1
-        settled = await store.get(job.key)
-        assert settled is not None and settled.deferred_sent and not settled.decision_sent
-        assert await store.pending_outputs() == []
+        pub = await _reconciled_as_deferred(store, broker, job)
         concluded = await store.conclude(job.key, "released", _final(job), _results_json(job))
         flushed = await _finisher(store, pub).flush(concluded)
         assert flushed.decision_sent and flushed.results_sent
     assert _decisions(broker) == ["deferred", "proceed"]
 
 
+async def _publish_deferred(store: JobStore, broker: FakeBroker, job: JobRecord) -> None:
+    """Record the job's deferred decision and produce it (not yet marked sent)."""
+    deferred = _deferred(job)
+    await store.record_deferred(job.key, deferred.model_dump_json())
+    await _publisher(store, broker).decision(deferred, _trace())
+
+
+async def _reconciled_as_deferred(
+    store: JobStore, broker: FakeBroker, job: JobRecord
+) -> TransactionalPublisher:
+    """A restart's reconcile: the one pending row settles the deferred decision only."""
+    pub = _publisher(store, broker)
+    assert await reconcile_pending(store, CONFIG) == 1
+    settled = await store.get(job.key)
+    assert settled is not None and settled.deferred_sent and not settled.decision_sent
+    assert await store.pending_outputs() == []
+    return pub
+
+
 def _final(job: JobRecord) -> str:
-    return DecisionEvent(
-        exchange_job_id=job.exchange_job_id,
-        study_uid=STUDY,
-        job_key=job.key,
-        pipeline_version="1",
-        decision="proceed",
-    ).model_dump_json()
+    return _decision(job).model_dump_json()
 
 
 def _results_json(job: JobRecord) -> str:
