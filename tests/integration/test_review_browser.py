@@ -118,14 +118,21 @@ def _shot(driver: Any, name: str) -> None:
 
 
 def _submit(driver: Any, button: Any) -> None:
-    """Click a form's button and wait until the next page replaced this one."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
+    """Click a form's button and wait until the next page replaced this one and finished loading.
+
+    The old page is marked with a window flag and the wait polls for a loaded document without
+    it.  (Waiting for the old ``<html>`` element to go stale is flaky: while the navigation is
+    under way chromedriver may answer "Node with given id does not belong to the document", an
+    error ``staleness_of`` does not catch.)  Errors during the navigation are polled through.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    page = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.dxaiOldPage = true;")
     button.click()
-    WebDriverWait(driver, 120).until(expected_conditions.staleness_of(page))
+    script = "return !window.dxaiOldPage && document.readyState === 'complete';"
+    wait = WebDriverWait(driver, 120, poll_frequency=0.1, ignored_exceptions=(WebDriverException,))
+    wait.until(lambda d: bool(d.execute_script(script)))
 
 
 def _login(driver: Any, base: str, user: str) -> None:
