@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from dxai.configs.schema.services import (
     LocalSourceSpec,
     SourceSpec,
 )
-from dxai.daemon.gateways.tls import client_context
+from dxai.daemon.gateways.tls import http_verify
 from dxai.daemon.pipeline.staging import Staging
 from dxai.observability.health import CheckResult, HealthState
 from dxai.observability.logging import get_logger
@@ -108,12 +107,10 @@ def route_probe(spec: SourceSpec | DestinationSpec, health: HealthConfig) -> Pro
 
 async def probe_http(endpoint: DicomWebEndpoint, timeout_s: float) -> CheckResult:
     """GET the endpoint's base URL without credentials; an answer below 500 is reachable."""
-    verify: ssl.SSLContext | bool = True
-    if endpoint.base_url.lower().startswith("https:"):
-        try:
-            verify = client_context(endpoint)
-        except ConfigError:
-            return CheckResult(False, "TLS settings cannot be loaded")
+    try:
+        verify = http_verify(endpoint.base_url, endpoint)
+    except ConfigError:
+        return CheckResult(False, "TLS settings cannot be loaded")
     try:
         async with httpx.AsyncClient(verify=verify, timeout=timeout_s) as client:
             response = await client.get(endpoint.base_url)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ssl
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from dxai.actors.inbound.findings import Concept, Finding, TaskReport, TaskStatu
 from dxai.actors.inbound.study import StudyView
 from dxai.configs.errors import PermanentError, ServiceUnavailableError
 from dxai.configs.schema.ai_tasks import FINDING_CODE, AiServiceConfig
-from dxai.daemon.gateways.tls import client_context
+from dxai.daemon.gateways.tls import http_verify
 from dxai.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -166,10 +165,9 @@ async def _token(service: AiServiceConfig) -> str | None:
 
 
 def _http_client(service: AiServiceConfig) -> httpx.AsyncClient:
-    verify: ssl.SSLContext | bool = True
-    if service.url.lower().startswith("https://"):
-        verify = client_context(service)
-    return httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(
+        verify=http_verify(service.url, service), follow_redirects=False, trust_env=False
+    )
 
 
 async def _attempt(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
 from contextlib import aclosing
 from pathlib import Path
@@ -27,7 +26,7 @@ from dxai.daemon.gateways.multipart import (
     part_sizes,
     stow_pieces,
 )
-from dxai.daemon.gateways.tls import client_context
+from dxai.daemon.gateways.tls import http_verify
 
 _WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 # asked for again when a peer refuses "transfer-syntax=*" (HTTP 406): its default syntax
@@ -66,9 +65,7 @@ def _client(endpoint: DicomWebEndpoint) -> httpx.AsyncClient:
         if endpoint.password_file is not None:
             password = Path(endpoint.password_file).read_text(encoding="utf-8").strip()
         auth = httpx.BasicAuth(endpoint.username, password)
-    verify: ssl.SSLContext | bool = True
-    if endpoint.base_url.lower().startswith("https://"):
-        verify = client_context(endpoint)
+    verify = http_verify(endpoint.base_url, endpoint)
     return httpx.AsyncClient(
         base_url=endpoint.base_url.rstrip("/"), timeout=endpoint.timeout_s, auth=auth, verify=verify
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -30,7 +29,7 @@ from pydantic import ValidationError
 
 from dxai.configs.errors import ServiceUnavailableError
 from dxai.configs.schema.policy import ConsentSourceConfig
-from dxai.daemon.gateways.tls import client_context
+from dxai.daemon.gateways.tls import http_verify
 from dxai.daemon.policy.facts import HeaderFacts
 from dxai.observability.logging import get_logger
 
@@ -193,9 +192,7 @@ class FhirConsentSource:
         assert config.base_url is not None
         self.config = config
         self.url = config.base_url.rstrip("/") + "/Consent/_search"
-        self._tls: ssl.SSLContext | None = None
-        if config.base_url.lower().startswith("https:"):
-            self._tls = client_context(config)
+        self._tls = http_verify(config.base_url, config)
 
     async def find(self, patient: HeaderFacts) -> list[Consent]:
         """The consents the server returns for ``patient``."""
@@ -205,9 +202,8 @@ class FhirConsentSource:
         value = f"{system}|{patient.patient_id}" if system else patient.patient_id
         form = {"patient.identifier": value, "_count": "100"}
         headers = {"accept": _FHIR_JSON, **await asyncio.to_thread(self._auth)}
-        verify: ssl.SSLContext | bool = self._tls if self._tls is not None else True
         try:
-            async with httpx.AsyncClient(verify=verify, timeout=self.config.timeout_s) as http:
+            async with httpx.AsyncClient(verify=self._tls, timeout=self.config.timeout_s) as http:
                 answer = await http.post(self.url, data=form, headers=headers)
         except httpx.HTTPError as exc:
             raise ConsentUnavailableError(f"consent server: {type(exc).__name__}") from None

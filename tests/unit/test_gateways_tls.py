@@ -23,7 +23,7 @@ from dxai.configs.errors import ConfigError, ServiceUnavailableError
 from dxai.configs.schema.services import DicomWebEndpoint, DimseEndpoint
 from dxai.daemon.gateways import DicomWebGateway
 from dxai.daemon.gateways.dimse import _associate
-from dxai.daemon.gateways.tls import client_context, dimse_tls_args
+from dxai.daemon.gateways.tls import client_context, dimse_tls_args, http_verify
 
 QIDO = b'[{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}]'
 
@@ -202,3 +202,24 @@ def test_dimse_association_over_tls(pki: Pki) -> None:
             _associate(scu, peer.model_copy(update={"tls_ca_file": None}))
     finally:
         server.shutdown()
+
+
+def test_context_built_once_per_settings_and_file_state(pki: Pki, tmp_path: Path) -> None:
+    """Every job's client shares one context; a replaced CA file builds a new one; a broken
+    file fails each time (failures are not cached); plain http shares the system-store one."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.ca.read_bytes())
+    endpoint = DicomWebEndpoint(base_url="https://h/", tls_ca_file=str(ca))
+    first = client_context(endpoint)
+    assert client_context(endpoint.model_copy()) is first
+    assert http_verify("https://h/", endpoint) is first
+    ca.write_bytes(pki.ca.read_bytes() + b"\n")  # renewed in place: new size
+    renewed = client_context(endpoint)
+    assert renewed is not first and client_context(endpoint) is renewed
+    ca.write_text("not a certificate")
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="tls_ca_file"):
+            client_context(endpoint)
+    plain = DicomWebEndpoint(base_url="http://h/")
+    shared = http_verify("http://h/", plain)
+    assert shared is http_verify("http://other/", plain) and shared.verify_mode == ssl.CERT_REQUIRED
