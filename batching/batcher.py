@@ -78,8 +78,10 @@ class DynamicBatcher:
         *,
         sensor: Sensor | None = None,
         stop_timeout_s: float = 30.0,
+        exact_shapes: bool = False,
     ) -> None:
         self._model = model
+        self._exact = exact_shapes
         self._runner = engine if isinstance(engine, BatchRunner) else EngineRunner(model, engine)
         self._config = config
         self._sensor = sensor or default_sensor()
@@ -142,7 +144,7 @@ class DynamicBatcher:
         if self._closed or self._task is None:
             raise BatcherStoppedError(f"model {self._model.name}: batcher is not running")
         array = _validate(self._model, item)
-        bucket = bucket_for(self._model, array.shape[1], array.shape[2])
+        bucket = bucket_for(self._model, array.shape[1], array.shape[2], exact=self._exact)
         loop = asyncio.get_running_loop()
         budget = self._config.default_deadline_s if deadline_s is None else deadline_s
         deadline = loop.time() + budget

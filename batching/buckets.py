@@ -37,8 +37,16 @@ def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
-def bucket_for(model: ModelSpec, height: int, width: int) -> Bucket:
-    """The smallest bucket holding ``(height, width)``; beyond the largest, pad or refuse."""
+def bucket_for(model: ModelSpec, height: int, width: int, *, exact: bool = False) -> Bucket:
+    """The smallest bucket holding ``(height, width)``; beyond the largest, pad or refuse.
+
+    ``exact`` (``batching.shapes``): the item's own size rounded up to the model's
+    ``pad_multiple``, for engines that take any shape; a model that refuses items beyond its
+    buckets has a fixed input and keeps them.
+    """
+    if exact and model.oversize == "pad":
+        mh, mw = model.pad_multiple
+        return _round_up(height, mh), _round_up(width, mw)
     fits = [(h * w, (h, w)) for h, w in model.buckets if h >= height and w >= width]
     if fits:
         return min(fits)[1]

@@ -183,7 +183,8 @@ class RayServeClient(BatcherRouter, AsyncLifecycle):
             shared_memory=Path(folder) if folder else None,
         )
         self._runners[name] = runner
-        batcher = DynamicBatcher(spec, runner, batching, sensor=self._sensor)
+        exact = batching.exact_shapes(self._config.engine_for(name))
+        batcher = DynamicBatcher(spec, runner, batching, sensor=self._sensor, exact_shapes=exact)
         await batcher.start()
         self._batchers[name] = batcher
 
@@ -273,7 +274,11 @@ class RayServeClient(BatcherRouter, AsyncLifecycle):
             raise UnknownModelError(f"model {model_name!r} is not deployed by this client")
         spec = self._registry.get(model_name)
         runner = ServeRunner(spec, handles, 1, 1, shared_memory=None)
-        return runner.transport([item], bucket_for(spec, item.shape[1], item.shape[2]))
+        exact = self._config.batching_for(model_name).exact_shapes(
+            self._config.engine_for(model_name)
+        )
+        bucket = bucket_for(spec, item.shape[1], item.shape[2], exact=exact)
+        return runner.transport([item], bucket)
 
     def uses_shared_memory(self, model_name: str) -> bool:
         """True while ``model_name``'s payloads travel through same-host shared memory."""

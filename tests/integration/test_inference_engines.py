@@ -25,8 +25,9 @@ def det_items(seed: int = 0) -> list[np.ndarray]:
     return [rng.uniform(-1, 1, (3, h, w)).astype(np.float32) for h, w in SIZES]
 
 
-def reference_outputs(items: list[np.ndarray]) -> list[np.ndarray]:
-    """Each item alone, padded to its bucket, through ONNX Runtime, cropped back.
+def reference_outputs(items: list[np.ndarray], exact: bool = False) -> list[np.ndarray]:
+    """Each item alone, padded to its bucket (``exact``: to the pad multiple), through ONNX
+    Runtime, cropped back.
 
     (The detector has global-average-pool blocks, so the padded size matters a little: the
     reference pads exactly as the batcher does.)
@@ -36,7 +37,7 @@ def reference_outputs(items: list[np.ndarray]) -> list[np.ndarray]:
     outs = []
     for x in items:
         h, w = x.shape[1:]
-        padded = np.zeros((1, 3, *bucket_for(spec, h, w)), np.float32)
+        padded = np.zeros((1, 3, *bucket_for(spec, h, w, exact=exact)), np.float32)
         padded[0, :, :h, :w] = x
         outs.append(engine.infer(padded)[0, :, :h, :w])
     return outs
@@ -104,7 +105,7 @@ async def test_inprocess_client_batches_real_detector(kind: str):
     config = InferenceConfig(
         models=("ppocr_det",),
         engine=EngineConfig(kind=kind, intra_op_threads=2),  # type: ignore[arg-type]
-        batching=BatchingConfig(max_batch_size=4, max_queue_delay_ms=50.0),
+        batching=BatchingConfig(max_batch_size=4, max_queue_delay_ms=50.0, shapes="buckets"),
     )
     async with make_inference_client(config, load_registry(), sensor=sensor) as client:
         results = await asyncio.gather(*(client.infer("ppocr_det", x) for x in items))
@@ -117,6 +118,20 @@ async def test_inprocess_client_batches_real_detector(kind: str):
     assert sensor.registry.get_sample_value("dxai_engine_loaded", labels) == 0.0
     batches = sensor.registry.get_sample_value("dxai_batch_size_count", {"model": "ppocr_det"})
     assert batches is not None and batches < len(items)
+
+
+async def test_inprocess_client_runs_exact_shapes_on_cpu():
+    """The default on CPU (``shapes: auto``): each item runs at its size rounded up to the pad
+    multiple, with the same output as that item alone, padded the same way."""
+    items = det_items(seed=1)
+    expected = reference_outputs(items, exact=True)
+    config = InferenceConfig(models=("ppocr_det",), batching=BatchingConfig(max_batch_size=4))
+    assert config.batching.exact_shapes(config.engine)
+    async with make_inference_client(config, load_registry(), sensor=Sensor()) as client:
+        results = await asyncio.gather(*(client.infer("ppocr_det", x) for x in items))
+    for x, got, want in zip(items, results, expected, strict=True):
+        assert got.shape == (1, *x.shape[1:])
+        assert float(np.abs(got - want).max()) < 1e-4
 
 
 async def test_inprocess_client_runs_recognizer_and_classifier():

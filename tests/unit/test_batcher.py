@@ -118,6 +118,23 @@ async def test_batches_are_bucketed_and_never_mix_shapes(fast: tuple[DynamicBatc
     assert all(np.all(r == 2.0) for r in results[:3])
 
 
+async def test_exact_shapes_run_items_at_their_own_rounded_size():
+    """``batching.shapes`` exact (auto on CPU): no bucket padding, only up to pad_multiple;
+    items of one rounded size still share a batch."""
+    engine = FakeEngine()
+    config = BatchingConfig(max_batch_size=4, max_queue_delay_ms=20.0)
+    batcher = DynamicBatcher(SPEC, engine, config, sensor=Sensor(), exact_shapes=True)
+    await batcher.start()
+    try:
+        inputs = [item(1.0, 10, 10), item(1.0, 12, 30), item(2.0, 33, 40), item(3.0, 20, 20)]
+        results = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+    finally:
+        await batcher.stop()
+    assert sorted(shape[2:] for shape in engine.batches) == [(32, 32), (64, 64)]
+    assert sorted(shape[0] for shape in engine.batches) == [1, 3]
+    assert [r.shape for r in results] == [(1, 10, 10), (1, 12, 30), (1, 33, 40), (1, 20, 20)]
+
+
 async def test_bad_item_fails_alone(fast: tuple[DynamicBatcher, FakeEngine]):
     batcher, _engine = fast
     inputs = [item(1.0), item(POISON), item(3.0), item(4.0)]

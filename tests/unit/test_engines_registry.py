@@ -104,6 +104,26 @@ def test_buckets_pad_and_crop():
     assert crop_output(rec, np.zeros((40, 6625), np.float32), 48, 100).shape == (13, 6625)
 
 
+def test_exact_shapes_pad_only_to_the_multiple_on_cpu():
+    """On an engine that takes any shape, items keep their own (pad_multiple-rounded) size: a
+    512x512 slice is not padded to the 640x640 bucket; a fixed-input model keeps its bucket."""
+    det, rec = load_registry().get("ppocr_det"), load_registry().get("ppocr_rec")
+    assert bucket_for(det, 512, 512, exact=True) == (512, 512)
+    assert bucket_for(det, 500, 700, exact=True) == (512, 704)
+    assert bucket_for(rec, 48, 176, exact=True) == (48, 192)
+    assert bucket_for(rec, 48, 176) == (48, 320)
+    cls = load_registry().get("ppocr_cls")
+    assert bucket_for(cls, 48, 192, exact=True) == (48, 192)
+    with pytest.raises(InvalidInferenceInputError):
+        bucket_for(cls, 48, 200, exact=True)
+    config = InferenceConfig()
+    cpu, gpu = EngineConfig(), EngineConfig(device="cuda")
+    assert config.batching.exact_shapes(cpu) and not config.batching.exact_shapes(gpu)
+    pinned = config.batching.model_copy(update={"shapes": "buckets"})
+    assert not pinned.exact_shapes(cpu)
+    assert pinned.model_copy(update={"shapes": "exact"}).exact_shapes(gpu)
+
+
 def test_sub_batches_give_one_outcome_per_item():
     det = load_registry().get("ppocr_det")
 
