@@ -14,7 +14,8 @@ writes bench/results/pixel_phi.json.
     python bench/pixel_phi.py [--studies 1] [--small] [--skip-presidio] [--threads 1] [--real]
     [--repeat 3]
 
-``--threads`` sets dxai's ONNX Runtime threads (policy ``ocr_threads``); the default 1 matches
+``--threads`` sets dxai's ONNX Runtime threads (policy ``ocr_threads``; with ``--real`` the
+OCR engines' ``intra_op_threads``, through the batched pixel actor); the default 1 matches
 Presidio's single-threaded Tesseract.  dxai gets what the pixel step gives it in production: the
 PHI values and the ``BurnedInAnnotation`` flag of the original header.
 

@@ -3,8 +3,10 @@
 The files are read in place: the licensed ones the repository carries
 (``tests/data/reference/dicom/burned_in``) and the JSL set kept outside it
 (``$RESTRICTED_REFERENCE_DIR/dicom/burned_in``, ``jsl__*.dcm`` with a ``*.json`` beside each).
-Each file goes through the production pixel step (:class:`PixelStep`: PHI values and the
-``BurnedInAnnotation`` flag of the original header, default pixel policy, ``--pixels auto``).
+Each file goes through the production pixel step: :class:`PixelStep` on the pixel actor ``dxai
+deid`` and the daemon build (the batched OCR client with its engines, batchers and shapes), PHI
+values, known regions and the ``BurnedInAnnotation`` flag of the original header, the default
+pixel policy, ``--pixels auto``.
 
 Ground truth, per file: the JSL ``annotation`` values (text and box), Presidio's
 ``boxes_image_px``, or, for files without either, the PHI values of the header.  A text counts as
@@ -24,11 +26,13 @@ alone too (``s_with_io`` adds reading and writing the file).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
 import re
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +42,14 @@ from _pixel_real_totals import SECOND_READER, compare, dxai_totals, engines, rec
 from rapidfuzz import fuzz
 
 from dxai.actors.outbound.pixel_step import PixelStep
-from dxai.actors.pixels import PixelRedactor
 from dxai.actors.pixels.codec import decode
 from dxai.actors.pixels.ocr import EngineTextDetector, EngineTextRecognizer, Line, read_images
 from dxai.actors.pixels.phi import PHI_KEYWORDS
 from dxai.actors.pixels.render import display_info, enhance, to_display, wide_window
 from dxai.configs.phi import date_spellings, normalise
-from dxai.configs.schema.pixels import PixelPolicyConfig
+from dxai.configs.schema.root import DxaiConfig
+from dxai.daemon.pipeline.inference import open_pixel_actor
+from dxai.observability.metrics import Sensor
 
 REPO = Path(__file__).resolve().parent.parent
 CARRIED = REPO / "tests" / "data" / "reference" / "dicom" / "burned_in"
@@ -188,12 +193,38 @@ def run_real(
 ) -> dict[str, Any]:
     """Redact every real file through the pixel step and score it; score each peer engine's
     outputs of the same files with the same OCR and legibility test; totals per engine."""
-    # no recognition cache: a repeated run of a file must read it again, as its first run did
-    policy = PixelPolicyConfig(ocr_threads=threads, rec_cache_entries=0)
-    step = PixelStep(PixelRedactor(policy), "auto")
+    return asyncio.run(_run_real(threads, restricted, peers or {}, repeat))
+
+
+def production_config(threads: int) -> DxaiConfig:
+    """The configuration dxai's run uses: defaults, ``pixels: auto``, ``threads`` ONNX Runtime
+    threads, and no recognition cache (a repeated run of a file must read it again, as its
+    first run did)."""
+    return DxaiConfig.model_validate(
+        {
+            "deid": {"pixels": "auto", "pixel_policy": {"rec_cache_entries": 0}},
+            "inference": {"engine": {"intra_op_threads": threads}},
+            "metrics": {"enabled": False},
+        }
+    )
+
+
+async def _run_real(threads: int, restricted: Path | None, peers: Peers, repeat: int) -> Any:
+    """:func:`run_real` with the pixel actor ``dxai deid`` and the daemon use (the batched
+    OCR client, its engines and batchers), not a stand-alone redactor."""
+    config = production_config(threads)
+    async with AsyncExitStack() as stack:
+        actor = await open_pixel_actor(config, Sensor(), stack)
+        assert actor is not None, "the pixel actor did not load"
+        step = PixelStep(actor, "auto", config.deid.pixel_policy)
+        return await asyncio.to_thread(_score_all, step, threads, restricted, peers, repeat)
+
+
+def _score_all(
+    step: PixelStep, threads: int, restricted: Path | None, peers: Peers, repeat: int
+) -> dict[str, Any]:
     det, rec = EngineTextDetector(threads=threads), EngineTextRecognizer(threads=threads)
     restricted = restricted or restricted_folder()
-    peers = peers or {}
     per_file: dict[str, Any] = {}
     peer_files: dict[str, dict[str, Any]] = {name: {} for name in peers}
     for path in real_files(restricted):
@@ -221,7 +252,7 @@ def _one(
     for _ in range(repeat):  # the fastest of ``repeat`` runs; the last one's output is scored
         ds = copy.deepcopy(base.original)
         start = time.perf_counter()
-        verdict = step.run(ds, PixelStep.prepare(base.original))
+        verdict = step.run(ds, step.inspect(base.original))
         seconds = min(seconds, time.perf_counter() - start)
     after = ocr(ds, det, rec)
     left = [t.key for t in base.seen if legible(t, after)]

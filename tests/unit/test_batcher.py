@@ -135,6 +135,25 @@ async def test_exact_shapes_run_items_at_their_own_rounded_size():
     assert [r.shape for r in results] == [(1, 10, 10), (1, 12, 30), (1, 33, 40), (1, 20, 20)]
 
 
+async def test_idle_engine_runs_at_once_busy_engine_gathers_a_batch():
+    """No batch running: an item leaves at once (no ``max_queue_delay_ms`` wait); while one
+    runs, what arrives waits and leaves as one batch when the engine is free again."""
+    engine = FakeEngine(gated=True)
+    batcher = make(engine, max_queue_delay_ms=60_000.0)
+    await batcher.start()
+    try:
+        lone = asyncio.create_task(batcher.submit(item(1.0)))
+        await poll(engine.entered.is_set, limit_s=5.0)  # far sooner than the minute's delay
+        waiting = [asyncio.create_task(batcher.submit(item(float(v)))) for v in range(3)]
+        await poll(lambda: batcher.depth == 3)
+        engine.gate.set()
+        results = await asyncio.wait_for(asyncio.gather(lone, *waiting), timeout=10.0)
+    finally:
+        await batcher.stop()
+    assert [float(r[0, 0, 0]) for r in results] == [2.0, 0.0, 2.0, 4.0]
+    assert [shape[0] for shape in engine.batches] == [1, 3]
+
+
 async def test_bad_item_fails_alone(fast: tuple[DynamicBatcher, FakeEngine]):
     batcher, _engine = fast
     inputs = [item(1.0), item(POISON), item(3.0), item(4.0)]
@@ -228,14 +247,18 @@ async def test_full_queue_waits_with_policy_wait():
 
 
 async def test_stop_drains_queued_items_and_refuses_new_ones():
-    engine = FakeEngine()
+    engine = FakeEngine(gated=True)
     batcher = make(engine, max_queue_delay_ms=10_000.0)
     await batcher.start()
     await batcher.start()
+    first = asyncio.create_task(batcher.submit(item(9.0)))
+    await poll(engine.entered.is_set)  # the engine is busy: what comes now waits for company
     pending = [asyncio.create_task(batcher.submit(item(float(v)))) for v in range(3)]
     await poll(lambda: batcher.depth == 3)
+    engine.gate.set()
     await batcher.stop()
     await batcher.stop()
+    assert float(first.result()[0, 0, 0]) == 18.0
     assert [float(p.result()[0, 0, 0]) for p in pending] == [0.0, 2.0, 4.0]
     with pytest.raises(BatcherStoppedError):
         await batcher.submit(item(1.0))

@@ -29,7 +29,8 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 async def test_a_batch_span_links_the_items_of_every_trace_it_carries() -> None:
     exporter = InMemorySpanExporter()
     sensor = Sensor(tracer=Tracer(exporter, batch=False))
-    batcher = make(FakeEngine(), sensor=sensor, max_queue_delay_ms=200.0)
+    engine = FakeEngine(gated=True)
+    batcher = make(engine, sensor=sensor, max_queue_delay_ms=60_000.0)
     await batcher.start()
 
     async def job(name: str) -> None:
@@ -37,21 +38,28 @@ async def test_a_batch_span_links_the_items_of_every_trace_it_carries() -> None:
             await batcher.submit(item(1.0))
 
     try:
+        # a first item keeps the engine busy: the two jobs' items wait and leave as one batch
+        busy = asyncio.create_task(batcher.submit(item(0.0)))
+        await poll(engine.entered.is_set)
         first = asyncio.create_task(job("job-a"))
         await poll(lambda: batcher.depth == 1)  # job-a's item is queued first
-        await asyncio.gather(first, job("job-b"))
+        second = asyncio.create_task(job("job-b"))
+        await poll(lambda: batcher.depth == 2)
+        engine.gate.set()
+        await asyncio.gather(busy, first, second)
     finally:
         await batcher.stop()
-    spans = {s.name: s for s in exporter.get_finished_spans()}
-    batch, a, b = spans["batch"], spans["job-a"], spans["job-b"]
+    finished = exporter.get_finished_spans()
+    spans = {s.name: s for s in finished}
+    a, b = spans["job-a"], spans["job-b"]
+    batch = next(s for s in finished if dict(s.attributes or {}).get("dxai.batch_size") == 2)
     assert a.context.trace_id != b.context.trace_id
     assert batch.parent is not None and batch.parent.span_id == a.context.span_id
     assert {link.context.span_id for link in batch.links} == {a.context.span_id, b.context.span_id}
     attrs = dict(batch.attributes or {})
-    assert attrs["dxai.model"] == "fake" and attrs["dxai.batch_size"] == 2
-    assert attrs["dxai.fill_ratio"] == 0.5
+    assert attrs["dxai.model"] == "fake" and attrs["dxai.fill_ratio"] == 0.5
     stage = {"stage": "batch"}
-    assert sensor.registry.get_sample_value("dxai_stage_seconds_count", stage) == 1.0
+    assert sensor.registry.get_sample_value("dxai_stage_seconds_count", stage) == 2.0
 
 
 def test_tracer_from_config_exports_only_when_enabled() -> None:
