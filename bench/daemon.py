@@ -144,6 +144,19 @@ async def wait_jobs(handle: DaemonHandle, count: int, timeout_s: float) -> list[
     return rows
 
 
+async def wait_study(handle: DaemonHandle, study: str, timeout_s: float) -> dict[str, Any]:
+    """Poll the job store until the job of ``study`` finished; its results."""
+    end = time.monotonic() + timeout_s
+    while True:
+        rows = await job_rows(handle)
+        found = [r for r in (json.loads(row[2]) for row in rows) if r["study_uid"] == study]
+        if found:
+            return dict(found[0])
+        if time.monotonic() > end:
+            raise RuntimeError(f"study {study} not finished ({len(rows)} jobs finished)")
+        await asyncio.sleep(0.1)
+
+
 def summarise(rows: list[Any], started: float, lag: list[float], studies: int) -> dict[str, Any]:
     """The JSON report from the finished jobs."""
     decided, finished, instances = [], [], 0
@@ -264,6 +277,9 @@ async def ct_pass(
         report["deferred_decisions"] = await deferred_count(handle)
         if text is not None:
             report["text"] = await ct_text(args, handle, config, text, len(rows))
+        # more jobs than studies sent: a study arrived as several jobs (split)
+        report["jobs_finished"] = len(await job_rows(handle))
+        report["studies_sent_total"] = len(studies) + (text is not None)
         stop.set()
         await daemon
     return report
@@ -280,10 +296,10 @@ async def ct_text(
     files, truth_path = text
     assert handle.ports is not None
     (study,) = await asyncio.to_thread(send_rounds, handle.ports.dicom, files, 1, [])
-    rows = await wait_jobs(handle, done + 1, args.timeout)
+    del done
     truth = json.loads(truth_path.read_text("utf-8"))
     # the text study's own results (not the newest row: creation times can tie or interleave)
-    results = next(r for r in (json.loads(row[2]) for row in rows) if r["study_uid"] == study)
+    results = await wait_study(handle, study, args.timeout)
     pixels = next(t for t in results["tasks"] if t["task"] == "pixels")["counts"]
     folder = config.results_folder() / "instances" / str(results["deidentified_study_uid"])
     score = await asyncio.to_thread(ct_text_score, folder, files[truth["slice"]], truth)

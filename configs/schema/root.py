@@ -47,6 +47,13 @@ class EmbeddedIntakeConfig(Section):
     ae_title: str = Field(default="DXAI", min_length=1, max_length=16)
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     study_quiet_period_s: float = Field(default=5.0, gt=0)
+    study_open_association_max_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A study is complete study_quiet_period_s after its last instance once the "
+        "association sending it has closed (or moved on to another study); while it stays "
+        "open, after this long without a new instance.",
+    )
     http_port: int = Field(default=8080, ge=0, le=65535)
     mllp_port: int = Field(default=2575, ge=0, le=65535)
     bind_host: str = "127.0.0.1"

@@ -1,9 +1,12 @@
 """C-STORE SCP landing zone (pynetdicom): receive instances, hand arrivals to the event loop.
 
 pynetdicom serves associations in its own threads.  The C-STORE handler writes the instance to
-the :class:`LandingZone` in that thread and tells the event loop about the arrival with
-``loop.call_soon_threadsafe``; the loop side (:class:`QuietTracker`) decides when a study is
-complete (no new instance for the quiet period).
+the :class:`LandingZone` in that thread and tells the event loop about the arrival (and the
+association it came on) with ``loop.call_soon_threadsafe``; the loop side
+(:class:`QuietTracker`) decides when a study is complete: no new instance for the quiet period,
+and the association that was sending it closed (or moved on to another study), or no instance
+for ``open_max_s`` while it stays open.  A sender that pauses inside one association (a slow
+disk, a modality reconstructing) no longer splits its study into two jobs.
 """
 
 from __future__ import annotations
@@ -40,11 +43,13 @@ class StoreScp:
         self,
         zone: LandingZone,
         ae_title: str,
-        on_instance: Callable[[str], None],
+        on_instance: Callable[[str, int], None],
         loop: asyncio.AbstractEventLoop,
+        on_association_end: Callable[[int], None] | None = None,
     ) -> None:
         self.zone = zone
         self.on_instance = on_instance
+        self.on_association_end = on_association_end
         self.loop = loop
         self.ae = AE(ae_title=ae_title)
         for cx in [*AllStoragePresentationContexts, *VerificationPresentationContexts]:
@@ -55,6 +60,8 @@ class StoreScp:
     def start(self, host: str, port: int) -> int:
         """Start serving in pynetdicom's threads; return the bound port (``port`` 0: any)."""
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store)]
+        for ended in (evt.EVT_RELEASED, evt.EVT_ABORTED, evt.EVT_CONN_CLOSE):
+            handlers.append((ended, self._on_end))
         self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
         bound: int = self._server.server_address[1]
         log.info("c-store scp listening", extra={"port": bound})
@@ -80,10 +87,19 @@ class StoreScp:
         except (ValueError, TypeError, AttributeError, KeyError, EOFError):
             return STATUS_CANNOT_UNDERSTAND
         try:
-            self.loop.call_soon_threadsafe(self.on_instance, study_uid)
+            self.loop.call_soon_threadsafe(self.on_instance, study_uid, id(event.assoc))
         except RuntimeError:  # the loop is closing; the file is safe and recovered on restart
             return STATUS_SUCCESS
         return STATUS_SUCCESS
+
+    def _on_end(self, event: Any) -> None:
+        """An association was released, aborted or lost (pynetdicom thread); may repeat."""
+        if self.on_association_end is None:
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.on_association_end, id(event.assoc))
+        except RuntimeError:  # the loop is closing
+            return
 
 
 def _store_uids(event: Any) -> tuple[str, str] | None:
@@ -102,23 +118,67 @@ def _store_uids(event: Any) -> tuple[str, str] | None:
 
 
 class QuietTracker:
-    """Event-loop side: a study is complete once ``quiet_s`` pass without a new instance."""
+    """Event-loop side: when a study is complete (see the module docstring).
 
-    def __init__(self, quiet_s: float, on_complete: Callable[[str], None]) -> None:
+    ``touch(study, association)`` records an arrival; the study is complete ``quiet_s`` after
+    its last instance unless an association whose latest instance was of this study is still
+    open: then when that association ends (the quiet period over), or ``open_max_s`` after the
+    last instance at the latest (a sender that keeps its association open for ever).
+    """
+
+    def __init__(
+        self, quiet_s: float, on_complete: Callable[[str], None], open_max_s: float | None = None
+    ) -> None:
         self.quiet_s = quiet_s
+        self.open_max_s = max(quiet_s, open_max_s if open_max_s is not None else quiet_s)
         self.on_complete = on_complete
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._last: dict[str, float] = {}
+        self._sending: dict[int, str] = {}  # open association -> the study it sent last
 
-    def touch(self, study_uid: str) -> None:
-        """An instance of ``study_uid`` arrived: restart its quiet-period timer."""
+    def touch(self, study_uid: str, association: int | None = None) -> None:
+        """An instance of ``study_uid`` arrived (on ``association``): restart its timer."""
+        if association is not None:
+            self._sending[association] = study_uid
+        self._last[study_uid] = asyncio.get_running_loop().time()
+        self._arm(study_uid, self.quiet_s)
+
+    def association_ended(self, association: int) -> None:
+        """``association`` closed: its study completes now if its quiet period is over."""
+        study_uid = self._sending.pop(association, None)
+        if study_uid is None or study_uid not in self._timers or self._held_open(study_uid):
+            return
+        if self._idle_s(study_uid) >= self.quiet_s:
+            self._fire(study_uid)
+
+    def _held_open(self, study_uid: str) -> bool:
+        return study_uid in self._sending.values()
+
+    def _idle_s(self, study_uid: str) -> float:
+        return asyncio.get_running_loop().time() - self._last.get(study_uid, 0.0)
+
+    def _arm(self, study_uid: str, delay_s: float) -> None:
         timer = self._timers.pop(study_uid, None)
         if timer is not None:
             timer.cancel()
         loop = asyncio.get_running_loop()
-        self._timers[study_uid] = loop.call_later(self.quiet_s, self._fire, study_uid)
+        self._timers[study_uid] = loop.call_later(delay_s, self._due, study_uid)
+
+    def _due(self, study_uid: str) -> None:
+        """The quiet period (or the open-association limit) passed since the last instance."""
+        left = self.open_max_s - self._idle_s(study_uid)
+        if self._held_open(study_uid) and left > 0:
+            self._arm(study_uid, left)
+            return
+        self._fire(study_uid)
 
     def _fire(self, study_uid: str) -> None:
-        self._timers.pop(study_uid, None)
+        timer = self._timers.pop(study_uid, None)
+        if timer is not None:
+            timer.cancel()
+        self._last.pop(study_uid, None)
+        for association in [a for a, s in self._sending.items() if s == study_uid]:
+            del self._sending[association]  # a later instance on it starts a new job
         self.on_complete(study_uid)
 
     @property
@@ -131,3 +191,5 @@ class QuietTracker:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._last.clear()
+        self._sending.clear()

@@ -62,7 +62,10 @@ class EmbeddedIntake:
         self.submit = submit
         self.sensor = sensor
         self.zone = LandingZone(Path(config.state.data_dir) / "landing")
-        self.tracker = QuietTracker(config.embedded.study_quiet_period_s, self._complete)
+        emb = config.embedded
+        self.tracker = QuietTracker(
+            emb.study_quiet_period_s, self._complete, emb.study_open_association_max_s
+        )
         self.webhook = Webhook(submit, sensor, WebhookAuth.from_config(config.embedded))
         kind = "study_received" if config.inbound.enabled else "study_scheduled_for_exchange"
         self.prefetcher: PriorPrefetcher | None = None
@@ -87,7 +90,9 @@ class EmbeddedIntake:
         emb = self.config.embedded
         await self._check_webhook_auth()
         loop = asyncio.get_running_loop()
-        self._scp = StoreScp(self.zone, emb.ae_title, self._arrived, loop)
+        self._scp = StoreScp(
+            self.zone, emb.ae_title, self._arrived, loop, self.tracker.association_ended
+        )
         dicom = await anyio.to_thread.run_sync(self._scp.start, emb.bind_host, emb.dicom_port)
         http = await self.webhook.start(emb.bind_host, emb.http_port)
         mllp = await self.mllp.start(emb.bind_host, emb.mllp_port)
@@ -148,9 +153,9 @@ class EmbeddedIntake:
         finally:
             await self.stop()
 
-    def _arrived(self, study_uid: str) -> None:
+    def _arrived(self, study_uid: str, association: int) -> None:
         self.sensor.count("instances", {"component": "scp", "status": "received"})
-        self.tracker.touch(study_uid)
+        self.tracker.touch(study_uid, association)
 
     def _complete(self, study_uid: str) -> None:
         task = asyncio.create_task(self.seal_and_submit(study_uid))

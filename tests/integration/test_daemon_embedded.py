@@ -314,3 +314,40 @@ def _assert_pixel_phi_filled(out: Dataset, originals: list[tuple[dict[str, Any],
         region = _region(arr, int(source["frames"]), item)
         _values, counts = np.unique(region, axis=0, return_counts=True)
         assert counts.max() / len(region) >= 0.9, (source["path"], item["kind"])
+
+
+def _send_with_pause(port: int, paths: list[Path], pause_s: float) -> None:
+    """One association: half the instances, a pause longer than the quiet period (a sender
+    stalled by its disk or still reconstructing), the rest; then release."""
+    from pynetdicom import AE
+
+    heads = [pydicom.dcmread(p) for p in paths]
+    ae = AE(ae_title="PAUSING")
+    for cx in sorted({(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in heads}):
+        ae.add_requested_context(*cx)
+    assoc = ae.associate("127.0.0.1", port, ae_title="DXAI")
+    assert assoc.is_established
+    try:
+        for n, ds in enumerate(heads):
+            if n == len(heads) // 2:
+                time.sleep(pause_s)  # the scenario itself, not a synchronisation
+            assert assoc.send_c_store(ds).Status == 0
+    finally:
+        assoc.release()
+
+
+async def test_pause_inside_one_association_gives_one_job(tmp_path: Path) -> None:
+    """A study whose sender pauses for 2.5 quiet periods inside its association is one job
+    with every instance (it was sealed at the pause and split into two jobs)."""
+    inputs = _sample_inputs()
+    first_study = str(next(iter(inputs.values())).StudyInstanceUID)
+    paths = [Path(p) for p, ds in inputs.items() if str(ds.StudyInstanceUID) == first_study]
+    assert len(paths) >= 2
+    async with embedded(_config(tmp_path)) as handle:
+        assert handle.ports is not None
+        await asyncio.to_thread(_send_with_pause, handle.ports.dicom, paths, 2.5)
+        counts = await _wait_final(handle, 1)
+    assert counts["released"] == 1 and sum(counts.values()) == 1, counts
+    (results,) = _json_files(handle.results / "results")
+    assert results["study_uid"] == first_study
+    assert results["instances_received"] == results["instances_released"] == len(paths)

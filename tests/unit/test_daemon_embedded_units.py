@@ -123,6 +123,46 @@ async def test_quiet_tracker_fires_once_after_last_touch() -> None:
     assert fired[0][1] - started >= 0.4 and tracker.waiting == 0
 
 
+async def _fired_within(fired: list[str], uid: str, limit_s: float) -> float:
+    """Seconds until ``uid`` completed (polled), failing past ``limit_s``."""
+    started = time.monotonic()
+    while uid not in fired:
+        assert time.monotonic() - started < limit_s, f"{uid} not complete after {limit_s} s"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def test_quiet_tracker_waits_for_the_sending_association() -> None:
+    """A pause longer than the quiet period inside one association does not complete the
+    study; the association's end does (its quiet period over), as does the open limit."""
+    fired: list[str] = []
+    tracker = QuietTracker(0.1, fired.append, open_max_s=0.8)
+    tracker.touch("1.1", association=7)
+    await asyncio.sleep(0.3)  # three quiet periods pass while association 7 stays open
+    assert fired == [] and tracker.waiting == 1
+    tracker.association_ended(7)
+    tracker.association_ended(7)  # released, then connection closed: one completion
+    assert fired == ["1.1"] and tracker.waiting == 0
+    tracker.touch("1.2", association=8)  # never released: the open limit completes it
+    waited = await _fired_within(fired, "1.2", 5.0)
+    assert waited >= 0.7 and fired == ["1.1", "1.2"]
+
+
+async def test_quiet_tracker_association_moving_on_completes_the_earlier_study() -> None:
+    fired: list[str] = []
+    tracker = QuietTracker(0.1, fired.append, open_max_s=30.0)
+    tracker.touch("2.1", association=1)
+    tracker.touch("2.2", association=1)  # the same association sends the next study
+    assert await _fired_within(fired, "2.1", 5.0) < 5.0
+    assert "2.2" not in fired  # still sent by the open association 1
+    tracker.touch("2.3", association=2)
+    tracker.association_ended(2)  # ended inside the quiet period: completes after it
+    await _fired_within(fired, "2.3", 5.0)
+    tracker.association_ended(1)
+    await _fired_within(fired, "2.2", 5.0)
+    assert fired == ["2.1", "2.3", "2.2"]
+
+
 def test_landing_zone_seal_and_recover(tmp_path: Path) -> None:
     zone = LandingZone(tmp_path)
     zone.write("1.2.3", "1.2.3.4", RAW)
