@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from dxai.actors.pixels.types import Box, FloatArray, UInt8Array
+from dxai.configs.schema.pixels import PixelPolicyConfig
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class DetParams:
     """Detector settings: input size limits and DB post-processing thresholds."""
 
     max_side: int = 960
+    # large images are read again in tiles at up to this long side (actors/pixels/tiles.py)
+    tile_max_side: int = 1920
     # a short side under this is upscaled to it: 8-px labels on a 394 x 552 radiograph were
     # missed at 384 (tests/integration/test_pixels_small_print.py)
     min_side: int = 512
@@ -27,6 +30,11 @@ class DetParams:
     max_candidates: int = 1000
     min_size: int = 3
     border: int = 8
+
+
+def det_params(policy: PixelPolicyConfig) -> DetParams:
+    """The detector settings a pixel policy asks for (``det_max_side``, ``det_tile_max_side``)."""
+    return DetParams(max_side=policy.det_max_side, tile_max_side=policy.det_tile_max_side)
 
 
 def det_scale(height: int, width: int, params: DetParams) -> float:

@@ -17,7 +17,7 @@ import anyio
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dxai.actors.pixels.det import DetParams, finish_detection, prepare_detection
+from dxai.actors.pixels.det import DetParams, det_params, finish_detection, prepare_detection
 from dxai.actors.pixels.ocr import DET_NAME, REC_NAME, EngineDirectionClassifier, rec_charset
 from dxai.actors.pixels.rec import ctc_decode, rec_preprocess
 from dxai.actors.pixels.redactor import PixelRedactor
@@ -133,6 +133,6 @@ def build_batched_redactor(
 
     Raises what loading the recogniser's charset raises (the caller holds instances then).
     """
-    detector = InferenceTextDetector(client, loop, DetParams(max_side=policy.det_max_side))
+    detector = InferenceTextDetector(client, loop, det_params(policy))
     recognizer = InferenceTextRecognizer(client, loop)
     return PixelRedactor(policy, detector, recognizer, sensor=sensor)

@@ -29,6 +29,7 @@ from dxai.actors.pixels.rec import (
     rec_preprocess,
     width_groups,
 )
+from dxai.actors.pixels.tiles import detect_tiled
 from dxai.actors.pixels.types import (
     Box,
     FloatArray,
@@ -146,11 +147,19 @@ def same_pixels(a: UInt8Array, b: UInt8Array) -> bool:
 
 
 def detect_all(images: Sequence[UInt8Array], det: TextDetector) -> list[list[Box]]:
-    """Boxes of every image; together when the detector can batch (``detect_many``)."""
-    many = getattr(det, "detect_many", None)
-    if many is not None and len(images) > 1:
-        return list(many(images))
-    return [det.detect(image) for image in images]
+    """Boxes of every image; together when the detector can batch (``detect_many``); large
+    images in tiles (:mod:`~dxai.actors.pixels.tiles`) when the detector has params."""
+
+    def detect(items: Sequence[UInt8Array]) -> list[list[Box]]:
+        many = getattr(det, "detect_many", None)
+        if many is not None and len(items) > 1:
+            return list(many(items))
+        return [det.detect(image) for image in items]
+
+    params = getattr(det, "params", None)
+    if not isinstance(params, DetParams):
+        return detect(images)
+    return detect_tiled(images, params, detect)
 
 
 def span_box(line: Line, start: int, end: int) -> Box:

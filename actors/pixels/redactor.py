@@ -21,7 +21,7 @@ from dxai.actors.pixels.cine import (
     same_marker,
     shows_marker,
 )
-from dxai.actors.pixels.det import DetParams
+from dxai.actors.pixels.det import det_params
 from dxai.actors.pixels.frames import (
     distinct_frames,
     fill_boxes,
@@ -106,7 +106,7 @@ class PixelRedactor:
         if detector is None or recognizer is None:
             from dxai.actors.pixels.ocr import EngineTextDetector, EngineTextRecognizer
 
-            params = DetParams(max_side=self.policy.det_max_side)
+            params = det_params(self.policy)
             threads = self.policy.ocr_threads
             detector = detector or EngineTextDetector(params, threads=threads)
             recognizer = recognizer or EngineTextRecognizer(threads=threads)

@@ -112,6 +112,9 @@ class PixelPolicyConfig(Section):
     allow_list: tuple[str, ...] = DEFAULT_ALLOW
     max_ocr_frames: int = Field(default=4, ge=1, le=64)
     det_max_side: int = Field(default=960, ge=320, le=4096)
+    # an image whose long side is over 1.25 x det_max_side is read again in overlapping tiles at
+    # up to this long side (small print on large radiographs); at most det_max_side: off
+    det_tile_max_side: int = Field(default=1920, ge=320, le=8192)
     # ONNX Runtime intra-op threads per OCR session when no inference service is used: 1 where
     # many instances run in parallel (daemon), 2 or more for one instance at a time (CLI).
     ocr_threads: int = Field(default=1, ge=1, le=16)
