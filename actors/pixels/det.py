@@ -24,6 +24,9 @@ class DetParams:
     # missed at 384 (tests/integration/test_pixels_small_print.py)
     min_side: int = 512
     max_upscale: float = 4.0
+    # the detector input never exceeds this many pixels: upscaling a 64 x 16384 strip to a
+    # 512-pixel short side asked for 256 x 65536 (2.2 GB of RSS and 9 s for one instance)
+    max_pixels: int = 2_000_000
     thresh: float = 0.3
     box_thresh: float = 0.5
     unclip_ratio: float = 1.6
@@ -38,11 +41,14 @@ def det_params(policy: PixelPolicyConfig) -> DetParams:
 
 
 def det_scale(height: int, width: int, params: DetParams) -> float:
-    """Scale factor applied to an image before detection (upscales small images)."""
+    """Scale factor applied to an image before detection: a long side of at most ``max_side``,
+    a short side of at least ``min_side`` (upscaled at most ``max_upscale`` times), and never
+    an upscale past ``max_pixels`` detector pixels (extreme strips)."""
     scale = min(params.max_side / max(height, width), 1.0)
     if min(height, width) * scale < params.min_side:
         scale = params.min_side / min(height, width)
-    return min(scale, params.max_upscale)
+    bound = math.sqrt(params.max_pixels / max(1, height * width))
+    return min(scale, params.max_upscale, max(bound, params.max_side / max(height, width)))
 
 
 def det_preprocess(image: UInt8Array, params: DetParams) -> tuple[FloatArray, float, float]:

@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from dxai.actors.pixels.det import DetParams
+from dxai.actors.pixels.det import DetParams, det_scale, detect_boxes
 from dxai.actors.pixels.tiles import TILE_OVERLAP_PX, detect_tiled, detection_tiles
 from dxai.actors.pixels.types import Box
 
@@ -78,3 +78,30 @@ def test_small_images_go_to_the_detector_whole_with_the_large_ones_tiles() -> No
     assert boxes[0] == [Box(1, 1, 30, 10)]
     assert len(boxes[1]) == len(tiles)  # one box per tile, shifted to the tile's place
     assert sorted(boxes[1]) == sorted(Box(t.x0 + 1, t.y0 + 1, t.x0 + 30, t.y0 + 10) for t in tiles)
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((512, 512), (512, 512)), ((394, 552), (512, 717)), ((3000, 2400), (960, 768))],
+)
+def test_detector_scale_of_ordinary_images(shape: tuple[int, int], expected: tuple[int, int]):
+    scale = det_scale(*shape, DetParams())
+    assert (round(shape[0] * scale), round(shape[1] * scale)) == expected
+
+
+@pytest.mark.parametrize("shape", [(64, 16384), (8, 65535), (1, 30000)])
+def test_a_strip_is_not_upscaled_past_the_detector_pixel_bound(shape: tuple[int, int]) -> None:
+    """A 64 x 16384 strip upscaled to a 512-pixel short side asked the detector for 256 x 65536
+    (2.2 GB RSS, 9 s for one instance); the input stays within ``max_pixels``."""
+    params = DetParams()
+    seen: list[tuple[int, ...]] = []
+
+    def run(chw: np.ndarray) -> np.ndarray:
+        seen.append(chw.shape)
+        return np.zeros(chw.shape[1:], dtype=np.float32)
+
+    image = np.zeros((*shape, 3), dtype=np.uint8)
+    assert detect_boxes(image, params, run) == []
+    ((_, height, width),) = seen
+    # each side is rounded to a multiple of 32 (at least 32): a few rows more on a thin strip
+    assert height * width <= params.max_pixels * 1.25
