@@ -62,12 +62,14 @@ def detect_tiled(
             owners.append((index, tile))
             crops.append(image if tile is None else image[tile.y0 : tile.y1, tile.x0 : tile.x1])
     joined: list[list[Box]] = [[] for _ in images]
+    tiled: set[int] = set()
     for (index, tile), found in zip(owners, detect(crops), strict=True):
         if tile is None:
-            joined[index] = list(found)
+            joined[index] = list(found)  # as the detector merged them
             continue
+        tiled.add(index)
         joined[index] += [_shifted(box, tile) for box in found]
-    return [merge_line_boxes(found) if len(found) > 1 else found for found in joined]
+    return [merge_line_boxes(found) if i in tiled else found for i, found in enumerate(joined)]
 
 
 def _shifted(box: Box, tile: Box) -> Box:

@@ -105,3 +105,14 @@ def test_a_strip_is_not_upscaled_past_the_detector_pixel_bound(shape: tuple[int,
     ((_, height, width),) = seen
     # each side is rounded to a multiple of 32 (at least 32): a few rows more on a thin strip
     assert height * width <= params.max_pixels * 1.25
+
+
+def test_an_image_read_whole_keeps_the_detectors_boxes_as_given() -> None:
+    """Only tiled images are merged again: a whole image's boxes are the detector's own."""
+    small = np.zeros((400, 500, 3), np.uint8)
+    given = [Box(10, 10, 60, 30), Box(62, 10, 120, 30)]  # touching pieces the detector kept
+
+    def detect(crops: list[np.ndarray]) -> list[list[Box]]:
+        return [list(given) for _ in crops]
+
+    assert detect_tiled([small], DetParams(), detect) == [given]
