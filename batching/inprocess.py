@@ -55,17 +55,16 @@ class InProcessClient(BatcherRouter, AsyncLifecycle):
     async def _start_model(self, name: str) -> None:
         spec = self._registry.get(name)
         batching = self._config.batching_for(name)
-        engine_config = self._config.engine_for(name)
         engine = await asyncio.to_thread(
             load_engine,
             spec,
-            engine_config,
+            self._config.engine_for(name),
             batching.max_batch_size,
             base_dir=self._registry.base_dir,
             sensor=self._sensor,
         )
         self._engines[name] = engine
-        exact = batching.exact_shapes(engine_config)
+        exact = self._config.exact_shapes_for(name)
         batcher = DynamicBatcher(spec, engine, batching, sensor=self._sensor, exact_shapes=exact)
         await batcher.start()
         self._batchers[name] = batcher

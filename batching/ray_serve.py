@@ -183,7 +183,7 @@ class RayServeClient(BatcherRouter, AsyncLifecycle):
             shared_memory=Path(folder) if folder else None,
         )
         self._runners[name] = runner
-        exact = batching.exact_shapes(self._config.engine_for(name))
+        exact = self._config.exact_shapes_for(name)
         batcher = DynamicBatcher(spec, runner, batching, sensor=self._sensor, exact_shapes=exact)
         await batcher.start()
         self._batchers[name] = batcher
@@ -274,9 +274,7 @@ class RayServeClient(BatcherRouter, AsyncLifecycle):
             raise UnknownModelError(f"model {model_name!r} is not deployed by this client")
         spec = self._registry.get(model_name)
         runner = ServeRunner(spec, handles, 1, 1, shared_memory=None)
-        exact = self._config.batching_for(model_name).exact_shapes(
-            self._config.engine_for(model_name)
-        )
+        exact = self._config.exact_shapes_for(model_name)
         bucket = bucket_for(spec, item.shape[1], item.shape[2], exact=exact)
         return runner.transport([item], bucket)
 

@@ -111,6 +111,10 @@ class InferenceConfig(Section):
         override = self.per_model.get(model)
         return override.batching if override and override.batching else self.batching
 
+    def exact_shapes_for(self, model: str) -> bool:
+        """Whether ``model``'s items run at their own size (its batching on its engine)."""
+        return self.batching_for(model).exact_shapes(self.engine_for(model))
+
     def ray_serve_for(self, model: str) -> RayServeModelConfig:
         """The Ray Serve settings for ``model``."""
         override = self.per_model.get(model)

@@ -122,6 +122,8 @@ def test_exact_shapes_pad_only_to_the_multiple_on_cpu():
     pinned = config.batching.model_copy(update={"shapes": "buckets"})
     assert not pinned.exact_shapes(cpu)
     assert pinned.model_copy(update={"shapes": "exact"}).exact_shapes(gpu)
+    per_model = InferenceConfig(per_model={"ppocr_det": ModelRunConfig(engine=gpu)})
+    assert per_model.exact_shapes_for("ppocr_rec") and not per_model.exact_shapes_for("ppocr_det")
 
 
 def test_sub_batches_give_one_outcome_per_item():
