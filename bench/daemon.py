@@ -276,7 +276,7 @@ async def ct_pass(
         report = summarise(rows, started, lag, len(studies))
         report["deferred_decisions"] = await deferred_count(handle)
         if text is not None:
-            report["text"] = await ct_text(args, handle, config, text, len(rows))
+            report["text"] = await ct_text(args, handle, config, text)
         # more jobs than studies sent: a study arrived as several jobs (split)
         report["jobs_finished"] = len(await job_rows(handle))
         report["studies_sent_total"] = len(studies) + (text is not None)
@@ -290,13 +290,11 @@ async def ct_text(
     handle: DaemonHandle,
     config: DxaiConfig,
     text: tuple[list[Path], Path],
-    done: int,
 ) -> dict[str, Any]:
     """Send the study with text in one middle slice; was that slice's text removed?"""
     files, truth_path = text
     assert handle.ports is not None
     (study,) = await asyncio.to_thread(send_rounds, handle.ports.dicom, files, 1, [])
-    del done
     truth = json.loads(truth_path.read_text("utf-8"))
     # the text study's own results (not the newest row: creation times can tie or interleave)
     results = await wait_study(handle, study, args.timeout)
