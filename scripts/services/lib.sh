@@ -72,6 +72,9 @@ stop_pid() {
 start_detached() {
   local pidfile="$1" logfile="$2"
   shift 2
+  # A pid file left by a machine that stopped without down.sh names a dead process: without this
+  # the wait below ends at once and the caller checks that stale pid ("broker exited").
+  rm -f "$pidfile"
   # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
   local waited=0
