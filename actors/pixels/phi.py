@@ -458,11 +458,15 @@ _LABEL_QUALIFIERS = frozenset(
 # labels that mark a value without a colon anywhere in a line (the others need a colon, or the
 # start of a line: "Age 57" at the start of a line is a label, "5 cm Age" is not)
 _STRONG_LABELS = frozenset({"NAME", "DOB", "MRN", "ACCESSION", "BORN"})
-# a word of a label; 0 and 1 inside letters are OCR's O and I (D0B)
-_LABEL_WORD = re.compile(r"[A-Za-z](?:[A-Za-z]|[01](?=[A-Za-z]))*\.?")
+# a word of a label; 0 and 1 inside letters are OCR's O and I (D0B).  A word ends where a
+# capital follows a small letter, and a run of capitals ends before a capitalised word: OCR
+# often drops the spaces of small print ("InstitutionNameFrancis", "PatientID:")
+_LABEL_WORD = re.compile(
+    r"[A-Z](?:[A-Z]|[01](?=[A-Z]))*(?![a-z])\.?|[A-Za-z](?:[a-z]|[01](?=[a-z]))*\.?"
+)
 _LABEL_COLON = re.compile(r"\s*([:;#=\uff1a])\s*|\s*")
-# continuation of a label's words: spaces only
-_LABEL_JOIN = re.compile(r"\s{1,2}")
+# continuation of a label's words: spaces only (none where OCR dropped them)
+_LABEL_JOIN = re.compile(r"\s{0,2}")
 
 
 @dataclass(frozen=True)
@@ -491,6 +495,8 @@ def label_values(text: str, starts: Sequence[int] = (0,)) -> list[LabelValue]:
         word = letterise(normalise(m.group()))
         sep = _LABEL_COLON.match(text, m.end())
         colon = sep is not None and sep.group(1) is not None
+        if _colon_read_as_letter(word):  # "Namei KAUFMAN": the colon read as a letter
+            word, colon = word[:-1], True
         joined = previous_end >= 0 and _LABEL_JOIN.fullmatch(text[previous_end : m.start()])
         run_start = run_start if joined and run_start is not None else m.start()
         if word in _LABEL_QUALIFIERS or (word in LABEL_WORDS and not colon):
@@ -509,6 +515,11 @@ def label_values(text: str, starts: Sequence[int] = (0,)) -> list[LabelValue]:
             found = [f for f in found if f[0] < run_start]  # "Patient" then "Patient ID"
             found.append((run_start, value_start, colon))
     return _close_values(text, found)
+
+
+def _colon_read_as_letter(word: str) -> bool:
+    """A label word with one more letter glued to it that small print's colon reads as."""
+    return word not in LABEL_WORDS and word[-1:] in ("I", "L") and word[:-1] in LABEL_WORDS
 
 
 def _label_word(word: str, colon: bool) -> bool:

@@ -68,13 +68,28 @@ def mono_to_unit(frame: npt.NDArray[np.generic], info: DisplayInfo) -> npt.NDArr
         if extreme > SATURATED_LIMIT:
             unit = None
     if unit is None:
-        lo, hi = np.percentile(values[::2, ::2], (0.5, 99.5))
-        if hi - lo < 1e-3:
-            lo, hi = float(values.min()), float(values.max())
-        unit = _scale(values, float(lo), float(hi))
+        lo, hi = _levels(values, np.dtype(frame.dtype).itemsize == 1)
+        unit = _scale(values, lo, hi)
     if info.photometric == "MONOCHROME1":
         unit = 1.0 - unit
     return unit
+
+
+def _levels(values: npt.NDArray[np.float32], eight_bit: bool) -> tuple[float, float]:
+    """The display range of a frame without a usable window: its 0.5th to 99.5th percentile.
+
+    An 8-bit frame's top is its brightest level instead: burned-in text is often that level
+    and under 0.5% of the pixels, so the 99.5th percentile lies in the background's noise, and
+    stretching that noise over the whole grey scale makes it as bright as the text (small
+    print on a flat, speckled background was then unreadable to both OCR engines).  Deeper
+    frames keep the percentile, which a few hot pixels cannot stretch.
+    """
+    lo, hi = (float(v) for v in np.percentile(values[::2, ::2], (0.5, 99.5)))
+    if eight_bit:
+        hi = float(values.max())
+    if hi - lo < 1e-3:
+        lo, hi = float(values.min()), float(values.max())
+    return lo, hi
 
 
 def ybr_to_rgb(frame: npt.NDArray[np.generic]) -> UInt8Array:

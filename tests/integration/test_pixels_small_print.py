@@ -101,3 +101,38 @@ def test_small_print_on_a_large_image_is_read_in_tiles() -> None:
         for x0, x1, dy in ((x, x + 100, 0), (x + 170, x + 300, 0), (x + 50, x + 150, 27)):
             block = pixels[y + dy : y + dy + LARGE_SIZE, x0:x1]
             assert int((block > 3800).sum()) < 10, f"text left at ({x0}, {y + dy})"
+
+
+FLAT_ROWS, FLAT_COLS, FLAT_SIZE, FLAT_STEP, FLAT_AT = 800, 1000, 12, 12, (60, 80)
+FLAT_LINES = ("DOE, JOHN  ID: MRN123456", "DOB: 01/01/1970  Sex: M", "Acc: A7734521")
+
+
+def _flat() -> Dataset:
+    """An 8-bit image with no window: three lines of 12-px print set tight (their glyphs nearly
+    touch) on a flat, speckled dark background.  Displayed through a 99.5th-percentile top, the
+    noise was stretched as bright as the text: the detector found one box over the three
+    lines, read it as nothing, the second reader read nothing either, and the instance was
+    released with every line legible."""
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(
+        np.clip(rng.normal(40, 6, (FLAT_ROWS, FLAT_COLS)), 0, 255).astype(np.uint8)
+    )
+    draw, font = ImageDraw.Draw(image), ImageFont.truetype(FONT, FLAT_SIZE)
+    x, y = FLAT_AT
+    for i, text in enumerate(FLAT_LINES):
+        draw.text((x, y + i * FLAT_STEP), text, fill=255, font=font)
+    ds = _dataset()
+    ds.Rows, ds.Columns, ds.PixelData = FLAT_ROWS, FLAT_COLS, np.asarray(image).tobytes()
+    return ds
+
+
+def test_tight_small_print_on_a_flat_8_bit_background_is_filled_or_held() -> None:
+    redactor = PixelRedactor(PixelPolicyConfig())
+    ds = _flat()
+    report = redactor.redact_dataset(ds, ["DOE^JOHN", "MRN123456", "19700101", "A7734521"])
+    assert report.status in {"held", "redacted"}, (report.status, report.text_regions)
+    if report.status == "redacted":
+        pixels = np.frombuffer(ds.PixelData, dtype=np.uint8).reshape(FLAT_ROWS, FLAT_COLS)
+        x, y = FLAT_AT
+        block = pixels[y : y + 3 * FLAT_STEP + 4, x : x + 12 * FLAT_SIZE]
+        assert int((block > 200).sum()) < 15

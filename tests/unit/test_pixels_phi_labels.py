@@ -59,6 +59,12 @@ def _covered(text: str, spans: list[tuple[int, int, str]], start: int = 0) -> bo
         ("Sonographer: AB", "AB"),
         ("Agc: 66", "66"),  # OCR read one letter of the label wrong: the colon still says label
         ("ent ID\uff1a6774825273", "6774825273"),  # a truncated label, a full-width colon
+        # small print read without its spaces, or with its colon read as a letter
+        ("InstitutionNameFrancisTodd and Boyer", "FrancisTodd and Boyer"),
+        ("PatientID:6774825273", "6774825273"),
+        ("Namei KAUFMAN SCOTT", "KAUFMAN SCOTT"),
+        ("Study Datei2013 Sep11", "2013 Sep11"),
+        ("D0B: 01/01/1970", "01/01/1970"),
     ],
 )
 def test_value_after_a_label_is_phi_whatever_the_header_says(text: str, value: str) -> None:
@@ -68,7 +74,9 @@ def test_value_after_a_label_is_phi_whatever_the_header_says(text: str, value: s
     assert _covered(text, spans, text.index(value)), text
 
 
-@pytest.mark.parametrize("text", ["Date", "5 cm Tech AB", "Se 2 Im 14", "Liver", "Gen OB"])
+@pytest.mark.parametrize(
+    "text", ["Date", "5 cm Tech AB", "Se 2 Im 14", "Liver", "Gen OB", "kVp 120 mAs 250", "Mail 5"]
+)
 def test_no_label_no_value(text: str) -> None:
     """A label word alone, or a weak label inside a line without a colon, marks nothing."""
     assert phi_spans(text, NOTHING) == []

@@ -1,4 +1,4 @@
-"""Detector geometry (border padding), contrast enhancement and colour re-encoding."""
+"""Detector geometry (border padding), display levels, contrast, colour re-encoding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from dxai.actors.pixels.codec import decode, encode
 from dxai.actors.pixels.det import DetParams, detect_boxes
 from dxai.actors.pixels.ocr import Line, read_images
-from dxai.actors.pixels.render import enhance
+from dxai.actors.pixels.render import DisplayInfo, enhance, to_display
 from dxai.actors.pixels.types import Box, FloatArray, Recognition, UInt8Array
 
 
@@ -107,3 +107,18 @@ def test_jpeg2000_lossless_rct_input_is_written_back_with_rct() -> None:
     assert ds.PhotometricInterpretation == "YBR_RCT"
     after = decode(ds).frames
     assert np.array_equal(after[:, 4:, 4:], before[:, 4:, 4:]) and not after[:, :4, :4].any()
+
+
+def test_an_8_bit_frame_without_window_keeps_its_brightest_text_apart_from_the_noise() -> None:
+    # small print (0.2% of the pixels, level 255) on a flat speckled background: a 99.5th
+    # percentile top lay in the noise, which was then stretched as bright as the text
+    rng = np.random.default_rng(3)
+    frame = np.clip(rng.normal(40, 6, (400, 500)), 0, 255).astype(np.uint8)
+    frame[100:104, 100:200] = 255
+    grey = to_display(frame, DisplayInfo("MONOCHROME2"))[..., 0]
+    assert int(grey[100:104, 100:200].min()) == 255
+    grey[100:104, 100:200] = 0
+    assert int(grey.max()) < 160  # the noise stays well below the text
+    deep = frame.astype(np.uint16) * 16  # 12-bit: the percentile range, hot pixels ignored
+    deep[0, 0] = 65535
+    assert float(np.median(to_display(deep, DisplayInfo("MONOCHROME2"))[..., 0])) > 64
