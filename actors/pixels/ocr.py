@@ -29,6 +29,7 @@ from dxai.actors.pixels.rec import (
     rec_preprocess,
     width_groups,
 )
+from dxai.actors.pixels.stacked import split_stacked
 from dxai.actors.pixels.tiles import detect_tiled
 from dxai.actors.pixels.types import (
     Box,
@@ -109,7 +110,8 @@ def read_images(
     fill applies to every frame anyway.  Where the pixels differ (a frame counter on a loop's
     projection, a name written on one frame where a marker stands on the others) it is read.
     Vertical and upside-down lines are read turned (:func:`read_crops`, with the recogniser's
-    direction classifier when it has one).
+    direction classifier when it has one); a poorly read box over several lines of small print
+    is read line by line (:func:`~dxai.actors.pixels.stacked.split_stacked`).
     """
     found: list[list[Box]] = []
     crops: list[UInt8Array] = []
@@ -121,7 +123,10 @@ def read_images(
         found.append(fresh)
     with stage_span("ocr.recognize", {"items": len(crops)}):
         recs = iter(read_crops(crops, rec, direction_of(rec)))
-    return [[Line(box, next(recs)) for box in boxes] for boxes in found]
+        reads = split_stacked(
+            images, [[(box, next(recs)) for box in boxes] for boxes in found], rec
+        )
+    return [[Line(box, reading) for box, reading in group] for group in reads]
 
 
 def _seen(

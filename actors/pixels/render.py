@@ -13,6 +13,10 @@ from dxai.actors.pixels.types import UInt8Array
 
 SATURATED_LIMIT = 0.97
 CLAHE_CLIP = 3.0
+# a frame's top level drawn on this many pixels (or this share of them) is burned-in text or
+# graphics, not a few hot pixels: the display keeps it above the rest
+PLATEAU_MIN_PX = 64
+PLATEAU_SHARE = 1e-4
 # a window over more stored levels than this hides faint text in 8-bit display
 WIDE_WINDOW = 1024.0
 
@@ -76,20 +80,31 @@ def mono_to_unit(frame: npt.NDArray[np.generic], info: DisplayInfo) -> npt.NDArr
 
 
 def _levels(values: npt.NDArray[np.float32], eight_bit: bool) -> tuple[float, float]:
-    """The display range of a frame without a usable window: its 0.5th to 99.5th percentile.
+    """The display range of a frame without a usable window: its 0.5th to 99.5th percentile,
+    widened to its extreme level at either end where that level is drawn on many pixels, and
+    to both extremes on an 8-bit frame.
 
-    An 8-bit frame's top is its brightest level instead: burned-in text is often that level
-    and under 0.5% of the pixels, so the 99.5th percentile lies in the background's noise, and
-    stretching that noise over the whole grey scale makes it as bright as the text (small
-    print on a flat, speckled background was then unreadable to both OCR engines).  Deeper
-    frames keep the percentile, which a few hot pixels cannot stretch.
+    Burned-in text is often drawn at the frame's top (or, dark on light, bottom) level on under
+    0.5% of the pixels: with the percentile there (which lies in the background's noise) the
+    noise was stretched as far as the text, and small print on a flat, speckled background
+    became unreadable to both OCR engines.  An extreme on a few hot or dead pixels only still
+    gets the percentile.
     """
     lo, hi = (float(v) for v in np.percentile(values[::2, ::2], (0.5, 99.5)))
-    if eight_bit:
-        hi = float(values.max())
+    bottom, top = float(values.min()), float(values.max())
+    if eight_bit or _plateau(values, top):
+        hi = top
+    if eight_bit or _plateau(values, bottom):
+        lo = bottom
     if hi - lo < 1e-3:
-        lo, hi = float(values.min()), float(values.max())
+        lo, hi = bottom, top
     return lo, hi
+
+
+def _plateau(values: npt.NDArray[np.float32], level: float) -> bool:
+    """Whether ``level`` is drawn on enough pixels to be text or graphics, not stray pixels."""
+    count = int(np.count_nonzero(values == level))
+    return count >= max(PLATEAU_MIN_PX, PLATEAU_SHARE * values.size)
 
 
 def ybr_to_rgb(frame: npt.NDArray[np.generic]) -> UInt8Array:

@@ -107,22 +107,20 @@ FLAT_ROWS, FLAT_COLS, FLAT_SIZE, FLAT_STEP, FLAT_AT = 800, 1000, 12, 12, (60, 80
 FLAT_LINES = ("DOE, JOHN  ID: MRN123456", "DOB: 01/01/1970  Sex: M", "Acc: A7734521")
 
 
-def _flat() -> Dataset:
+def _flat(rows: int = FLAT_ROWS, cols: int = FLAT_COLS) -> Dataset:
     """An 8-bit image with no window: three lines of 12-px print set tight (their glyphs nearly
     touch) on a flat, speckled dark background.  Displayed through a 99.5th-percentile top, the
     noise was stretched as bright as the text: the detector found one box over the three
     lines, read it as nothing, the second reader read nothing either, and the instance was
     released with every line legible."""
     rng = np.random.default_rng(1)
-    image = Image.fromarray(
-        np.clip(rng.normal(40, 6, (FLAT_ROWS, FLAT_COLS)), 0, 255).astype(np.uint8)
-    )
+    image = Image.fromarray(np.clip(rng.normal(40, 6, (rows, cols)), 0, 255).astype(np.uint8))
     draw, font = ImageDraw.Draw(image), ImageFont.truetype(FONT, FLAT_SIZE)
     x, y = FLAT_AT
     for i, text in enumerate(FLAT_LINES):
         draw.text((x, y + i * FLAT_STEP), text, fill=255, font=font)
     ds = _dataset()
-    ds.Rows, ds.Columns, ds.PixelData = FLAT_ROWS, FLAT_COLS, np.asarray(image).tobytes()
+    ds.Rows, ds.Columns, ds.PixelData = rows, cols, np.asarray(image).tobytes()
     return ds
 
 
@@ -136,3 +134,15 @@ def test_tight_small_print_on_a_flat_8_bit_background_is_filled_or_held() -> Non
         x, y = FLAT_AT
         block = pixels[y : y + 3 * FLAT_STEP + 4, x : x + 12 * FLAT_SIZE]
         assert int((block > 200).sum()) < 15
+
+
+def test_tight_lines_in_one_box_are_read_line_by_line() -> None:
+    # the detector alone: its box over the three lines read as nothing and held the instance;
+    # cut between its lines, each line is read and its PHI filled
+    redactor = PixelRedactor(PixelPolicyConfig(second_reader="none"))
+    ds = _flat(1100, 1180)  # read at 960: the lines all but touch
+    report = redactor.redact_dataset(ds, ["DOE^JOHN", "MRN123456", "19700101", "A7734521"])
+    assert report.status == "redacted", (report.status, report.held_reasons)
+    pixels = np.frombuffer(ds.PixelData, dtype=np.uint8).reshape(1100, 1180)
+    x, y = FLAT_AT
+    assert int((pixels[y : y + 3 * FLAT_STEP + 4, x : x + 12 * FLAT_SIZE] > 200).sum()) < 15

@@ -119,6 +119,12 @@ def test_an_8_bit_frame_without_window_keeps_its_brightest_text_apart_from_the_n
     assert int(grey[100:104, 100:200].min()) == 255
     grey[100:104, 100:200] = 0
     assert int(grey.max()) < 160  # the noise stays well below the text
-    deep = frame.astype(np.uint16) * 16  # 12-bit: the percentile range, hot pixels ignored
-    deep[0, 0] = 65535
+    deep = frame.astype(np.uint16) * 16  # 12-bit text at the top level: the same
+    deep[100:104, 100:200] = 4095
+    grey = to_display(deep, DisplayInfo("MONOCHROME2"))[..., 0]
+    assert int(grey[100:104, 100:200].min()) == 255
+    grey[100:104, 100:200] = 0
+    assert int(grey.max()) < 160
+    deep[100:104, 100:200] = 640  # a few hot pixels at the top: the percentile range
+    deep[0, :3] = 65535
     assert float(np.median(to_display(deep, DisplayInfo("MONOCHROME2"))[..., 0])) > 64
