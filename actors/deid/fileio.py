@@ -24,6 +24,7 @@ from pydicom.uid import (
 )
 
 from dxai.actors.deid.values import elements_of
+from dxai.actors.inflate import check_part10
 from dxai.configs.errors import InvalidDicomError
 
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -77,6 +78,7 @@ def read_dicom(src: Path | bytes) -> FileDataset:
     """Read a DICOM file or bytes tolerantly (missing preamble allowed); else InvalidDicomError."""
     try:
         source = _source(src)
+        check_part10(source)  # a decompression bomb is refused before pydicom inflates it
         try:
             ds = dcmread(source)
         except PydicomInvalidDicomError:

@@ -24,14 +24,13 @@ import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
+from dxai.actors.inflate import dcmread_bounded
 from dxai.actors.outbound.outcome import InstanceOutcome, ProcessorInfo
 from dxai.actors.outbound.pixel_step import PixelStep
 from dxai.actors.pixels.presence import Probe, corner_outliers
@@ -73,8 +72,9 @@ def read_member(source: bytes | Path) -> Member:
     one (a wrong VR, a length its VR cannot hold) fails only when it is first read.
     """
     try:
-        fp = BytesIO(source) if isinstance(source, bytes) else source
-        head = pydicom.dcmread(fp, stop_before_pixels=True, force=True, specific_tags=_HEAD_TAGS)
+        head = dcmread_bounded(
+            source, stop_before_pixels=True, force=True, specific_tags=_HEAD_TAGS
+        )
         return Member(
             source,
             series_uid=str(head.get("SeriesInstanceUID", "")),

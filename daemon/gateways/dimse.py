@@ -7,18 +7,18 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from functools import partial
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError as PydicomInvalid
 from pydicom.uid import UID
 from pynetdicom import AE, build_role, evt
 
+from dxai.actors.inflate import dcmread_bounded
 from dxai.configs.errors import (
+    InvalidDicomError,
     PermanentError,
     RetrieveIncompleteError,
     RetrieveRefusedError,
@@ -61,16 +61,17 @@ def _associate(ae: Any, peer: DimseEndpoint, **kwargs: Any) -> Any:
 
 def _header(item: InstanceData) -> Dataset | None:
     """File meta, SOP Class and Instance UIDs of an instance, pixels unread (None: unreadable)."""
-    source = item if isinstance(item, Path) else BytesIO(item)
     try:
-        return pydicom.dcmread(source, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-    except (PydicomInvalid, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
+        return dcmread_bounded(item, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except (PydicomInvalid, InvalidDicomError, OSError, EOFError, ValueError, TypeError):
+        return None
+    except (KeyError, AttributeError):  # a damaged header fails pydicom in these too
         return None
 
 
 def _store_one(assoc: Any, item: InstanceData, peer_ae: str) -> bool:
     """C-STORE one instance (read only now); True when the peer answered success."""
-    dataset = item if isinstance(item, Path) else pydicom.dcmread(BytesIO(item))
+    dataset = item if isinstance(item, Path) else dcmread_bounded(item)
     try:
         status = assoc.send_c_store(dataset)
     except ValueError:  # no accepted presentation context for its SOP class and syntax

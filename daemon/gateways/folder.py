@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from io import BytesIO
 from pathlib import Path
 
 import anyio.to_thread
-import pydicom
 from pydicom.errors import InvalidDicomError as PydicomInvalid
 
+from dxai.actors.inflate import dcmread_bounded
 from dxai.configs.atomic import write_bytes_atomic
+from dxai.configs.errors import InvalidDicomError
 from dxai.daemon.gateways.base import InstanceData, StoreReport
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -25,8 +25,8 @@ def is_uid(value: str) -> bool:
 
 def _target(root: Path, raw: bytes) -> Path | None:
     try:
-        ds = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, specific_tags=_TAGS)
-    except (PydicomInvalid, EOFError, ValueError, TypeError):
+        ds = dcmread_bounded(raw, stop_before_pixels=True, specific_tags=_TAGS)
+    except (PydicomInvalid, InvalidDicomError, EOFError, ValueError, TypeError):
         return None
     uids = [str(ds.get(t, "")) for t in _TAGS]
     if not all(is_uid(u) for u in uids):

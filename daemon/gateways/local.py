@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio.to_thread
-import pydicom
 
+from dxai.actors.inflate import dcmread_bounded
 from dxai.configs.errors import SourceNotAllowedError
 from dxai.daemon.gateways.dicomweb import StudyNotFoundError
 
@@ -48,7 +48,7 @@ def _study_and_series(path: Path) -> tuple[str, str] | None:
     nested sequence raised RecursionError here and crashed its whole job).
     """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
+        ds = dcmread_bounded(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
         return str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", ""))
     except Exception:  # noqa: BLE001 - unreadable files are skipped, as they always were
         return None

@@ -9,7 +9,6 @@ or the transport error's class).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,7 +17,6 @@ from urllib.parse import quote
 
 import anyio.to_thread
 import httpx
-from pydicom import dcmread
 from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 
 from dxai.actors.inbound.patient_match import Demographics
@@ -30,6 +28,7 @@ from dxai.actors.inbound.priors import (
     query_plan,
     rank_priors,
 )
+from dxai.actors.inflate import dcmread_bounded
 from dxai.configs.atomic import write_bytes_atomic
 from dxai.configs.errors import (
     ConfigError,
@@ -150,9 +149,7 @@ def _checked_uid(uid: str, what: str) -> str:
 def _write_instance(folder: Path, series_uid: str, data: bytes) -> Path:
     """Write one Part 10 instance to ``folder/<series>/<sop>.dcm`` (atomic); return the path."""
     try:
-        header = dcmread(
-            io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"]
-        )
+        header = dcmread_bounded(data, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
     except (PydicomInvalidDicomError, EOFError, ValueError) as exc:
         raise InvalidDicomError(f"wado-rs: series {series_uid}: undecodable instance") from exc
     sop_uid = _checked_uid(str(header.get("SOPInstanceUID", "")), "wado-rs instance")

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio.to_thread
-import pydicom
 from pydicom.dataset import Dataset
 
 from dxai.actors.inbound.patient_match import Demographics, demographics_of, parse_date
 from dxai.actors.inbound.priors import CandidateStudy, CurrentStudy, Prior, rank_priors
+from dxai.actors.inflate import dcmread_bounded
 from dxai.configs.schema.priors import PriorsConfig
 
 #: the most files one search reads (a folder larger than this is not an archive to scan)
@@ -25,7 +25,7 @@ MAX_FILES = 20_000
 
 def _header(path: Path) -> Dataset | None:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return dcmread_bounded(path, stop_before_pixels=True, force=True)
     except Exception:  # noqa: BLE001 - an unreadable file is not a candidate
         return None
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom import (
     AE,
     ALL_TRANSFER_SYNTAXES,
@@ -24,6 +25,7 @@ from pynetdicom import (
     evt,
 )
 
+from dxai.actors.inflate import InflatedTooLargeError, check_deflated
 from dxai.daemon.gateways.folder import is_uid
 from dxai.daemon.intake.landing import LandingZone
 from dxai.observability.logging import get_logger
@@ -108,8 +110,17 @@ def _store_uids(event: Any) -> tuple[str, str] | None:
     NotImplementedError... on damaged data: not a landing-zone failure, not out of resources).
     """
     try:
+        if event.context.transfer_syntax == DeflatedExplicitVRLittleEndian:
+            data = event.request.DataSet
+            data.seek(0)
+            check_deflated(data)  # before pynetdicom inflates it in memory
         study_uid = str(event.dataset.get("StudyInstanceUID", ""))
         sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+    except InflatedTooLargeError:
+        log.warning(
+            "c-store refused: decompression bomb", extra={"error_code": "deflated_too_large"}
+        )
+        return None
     except Exception:  # noqa: BLE001 - any undecodable dataset is answered "cannot understand"
         return None
     if not (is_uid(study_uid) and is_uid(sop_uid)):

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from io import BytesIO
 
-import pydicom
 from pydicom.dataset import Dataset
 
 from dxai.actors.deid.fileio import read_dicom
 from dxai.actors.inbound.study import InstanceRef, SeriesView, StudyView
+from dxai.actors.inflate import dcmread_bounded
 from dxai.daemon.gateways.base import StudySource
 from dxai.daemon.pipeline.staging import JobArea
 
@@ -24,7 +23,7 @@ def _header(raw: bytes) -> tuple[Dataset, str]:
     """The header (no Pixel Data) and transfer syntax of one instance; empty when unreadable:
     the QC gate then reports the instance as undecodable (its ``load`` raises)."""
     try:
-        ds = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True, force=True)
+        ds = dcmread_bounded(raw, stop_before_pixels=True, force=True)
         ts = str(getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", ""))
         list(ds.keys())  # a damaged element list fails here rather than in an actor
         return ds, ts

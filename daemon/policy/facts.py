@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Any
 
 import hl7
-import pydicom
 
+from dxai.actors.inflate import dcmread_bounded
 from dxai.configs.schema.policy import physician_digest
 from dxai.daemon.events import StudyEvent
 
@@ -108,9 +107,7 @@ def read_header_facts(raw: bytes) -> HeaderFacts:
     An unreadable header gives empty facts (the instance itself fails in the pipeline).
     """
     try:  # the values too: pydicom converts them lazily, a damaged one fails when read
-        head = pydicom.dcmread(
-            BytesIO(raw), stop_before_pixels=True, force=True, specific_tags=_HEADER_TAGS
-        )
+        head = dcmread_bounded(raw, stop_before_pixels=True, force=True, specific_tags=_HEADER_TAGS)
         name = str(head.get("ReferringPhysicianName", "") or "").strip()
         return HeaderFacts(
             referring_physician=physician_digest(name) if name.strip("^ ") else None,
