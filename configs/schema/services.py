@@ -131,6 +131,9 @@ class DicomWebEndpoint(TlsSettings):
     # STOW-RS sends in requests of at most this many instances / bytes of instances
     stow_max_instances: int = Field(default=50, ge=1, le=10_000)
     stow_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # a WADO-RS instance larger than this is refused (instance_too_large): one instance is held
+    # in memory while it is parsed, and a broken or hostile archive may stream without end
+    max_instance_bytes: int = Field(default=2 * 1024**3, ge=1024**2)
 
     @field_validator("base_url")
     @classmethod

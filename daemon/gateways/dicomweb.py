@@ -22,6 +22,7 @@ from dxai.daemon.gateways.base import InstanceData, StoreReport, check_complete
 from dxai.daemon.gateways.multipart import (
     MultipartBody,
     MultipartParser,
+    MultipartPartTooLargeError,
     MultipartTruncatedError,
     part_sizes,
     stow_pieces,
@@ -165,10 +166,11 @@ class DicomWebGateway:
         resp = await self._open_wado(f"/studies/{study_uid}/series/{series_uid}")
         try:
             content_type = resp.headers.get("content-type", "")
+            limit = self.endpoint.max_instance_bytes
             if content_type.lower().startswith("application/dicom"):
-                yield b"".join([chunk async for chunk in _body_chunks(resp)])
+                yield await _whole_body(resp, limit)
                 return
-            parser = MultipartParser(content_type)
+            parser = MultipartParser(content_type, limit)
             async for chunk in _body_chunks(resp):
                 parts = parser.feed(chunk)
                 while parts:
@@ -254,6 +256,17 @@ def _count(row: dict[str, Any]) -> int | None:
         return int(_first(row, _COUNT))
     except ValueError:
         return None
+
+
+async def _whole_body(resp: httpx.Response, limit: int) -> bytes:
+    """A single-instance answer's bytes; :class:`MultipartPartTooLargeError` past ``limit``."""
+    chunks, size = [], 0
+    async for chunk in _body_chunks(resp):
+        size += len(chunk)
+        if size > limit:
+            raise MultipartPartTooLargeError(f"an instance is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _body_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:

@@ -29,6 +29,13 @@ class MultipartError(PermanentError):
     code = "multipart_invalid"
 
 
+class MultipartPartTooLargeError(MultipartError):
+    """A part grew past the largest instance the peer's endpoint allows (``max_instance_bytes``):
+    a broken or hostile peer streaming without end would otherwise fill the memory."""
+
+    code = "instance_too_large"
+
+
 class MultipartTruncatedError(MultipartError):
     """A multipart/related body ended before its closing delimiter (parts may be missing)."""
 
@@ -48,11 +55,13 @@ class MultipartParser:
 
     The body is read as if preceded by CRLF, so a delimiter is always ``CRLF--boundary``; the
     preamble before the first delimiter and the epilogue after the closing one are ignored, part
-    headers are dropped.  Memory: the bytes of the part being received plus the last chunk.
+    headers are dropped.  Memory: the bytes of the part being received plus the last chunk;
+    ``max_part_bytes`` bounds a part (:class:`MultipartPartTooLargeError` past it).
     """
 
-    def __init__(self, content_type: str) -> None:
+    def __init__(self, content_type: str, max_part_bytes: int | None = None) -> None:
         self._delim = b"\r\n--" + boundary_of(content_type)
+        self._max_part = max_part_bytes
         self._buf = bytearray(b"\r\n")
         self._state = "preamble"  # preamble | delimiter | headers | body | done
         self._scan_from = 0
@@ -75,6 +84,8 @@ class MultipartParser:
         parts: list[bytes] = []
         while self._step(parts):
             pass
+        if self._max_part is not None and self._state == "body" and self.buffered > self._max_part:
+            raise MultipartPartTooLargeError(f"a part is larger than {self._max_part} bytes")
         return parts
 
     def close(self) -> None:

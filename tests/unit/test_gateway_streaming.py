@@ -16,6 +16,7 @@ from dxai.daemon.gateways.multipart import (
     MultipartBody,
     MultipartError,
     MultipartParser,
+    MultipartPartTooLargeError,
     MultipartTruncatedError,
     build_multipart,
     split_multipart,
@@ -75,6 +76,18 @@ def test_parser_holds_one_part_at_most() -> None:
     assert peak <= size + 2 * chunk < len(body) // 10
 
 
+def test_a_part_past_the_bound_raises_as_it_grows() -> None:
+    body, content_type = build_multipart([b"a" * 1000, b"b" * 5000, b"c" * 10])
+    parser = MultipartParser(content_type, max_part_bytes=4096)
+    got = parser.feed(body[:2000])
+    assert got == [b"a" * 1000]
+    with pytest.raises(MultipartPartTooLargeError) as caught:
+        for at in range(2000, len(body), 512):
+            got += parser.feed(body[at : at + 512])
+    assert caught.value.code == "instance_too_large"
+    assert isinstance(caught.value, PermanentError)  # a retry would stream it again
+
+
 def _gateway(handle: Callable[[httpx.Request], httpx.Response], **endpoint: int) -> DicomWebGateway:
     base = "http://peer.example/dicom-web"
     gateway = DicomWebGateway(DicomWebEndpoint(base_url=base, **endpoint))
@@ -128,6 +141,31 @@ async def test_wado_series_streams_in_bounded_memory() -> None:
         tracemalloc.stop()
     assert seen == count
     assert peak < 3 * size < count * size  # about two instances, never the series
+    await gateway.aclose()
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["multipart", "application-dicom"])
+async def test_an_endless_instance_is_refused_at_the_bound(single: bool) -> None:
+    """An archive streaming one instance without end (10 GiB here, generated lazily) is
+    refused once it passes ``max_instance_bytes``, having held no more than that."""
+    chunk = 1024 * 1024
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/series"):
+            return _qido(1)
+        if not single:
+            return _streamed_series(1, 10 * 1024 * chunk, chunk)
+
+        async def endless() -> AsyncIterator[bytes]:
+            for _ in range(10 * 1024):
+                yield b"\0" * chunk
+
+        return httpx.Response(200, content=endless(), headers={"content-type": "application/dicom"})
+
+    gateway = _gateway(handle, max_instance_bytes=8 * chunk)
+    with pytest.raises(MultipartPartTooLargeError):
+        async for _part in gateway.iter_instances(STUDY, SERIES):
+            pass
     await gateway.aclose()
 
 
