@@ -112,6 +112,13 @@ _AGE_PATTERNS = (
     re.compile(rf"{_EDGE_L}AGE\s?[:=]?\s?\d{{1,3}}(?:\s?(?:Y|YR|YRS|YEARS?)\.?)?{_EDGE_R}", re.I),
 )
 _ID_PATTERN = re.compile(r"(?<![\w.])[A-Z]{0,3}\d[\d-]{4,}\d[A-Z]?(?![\w.])", re.IGNORECASE)
+# the same read by OCR, which takes a digit for a letter that looks like it (MRNI23456, 77345Z1,
+# MAN123a55) and glues the number to its label (IDMAN123a55): at most two such letters, at
+# least five real digits (ordinary words have none)
+_ID_OCR_PATTERN = re.compile(
+    r"(?<![\d.])[A-Z]{0,3}(?P<core>[\dOIlSZBA][\dOIlSZBA-]{4,}[\dOIlSZBA])[A-Z]?(?![\w.])",
+    re.IGNORECASE,
+)
 _PHONE_PATTERN = re.compile(r"(?<!\d)\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?!\d)")
 # a fragment of an identifier or date this long, read on its own, is still that identifier
 MIN_PARTIAL = 5
@@ -296,6 +303,10 @@ def pattern_hits(text: str) -> list[tuple[int, int, str]]:
         hits.extend((m.start(), m.end(), "age_pattern") for m in pattern.finditer(text))
     for m in _ID_PATTERN.finditer(text):
         if sum(ch.isdigit() for ch in m.group()) >= 6:
+            hits.append((m.start(), m.end(), "id_pattern"))
+    for m in _ID_OCR_PATTERN.finditer(text):
+        misread = sum(not ch.isdigit() and ch != "-" for ch in m.group("core"))
+        if 1 <= misread <= 2 and sum(ch.isdigit() for ch in m.group()) >= 5:
             hits.append((m.start(), m.end(), "id_pattern"))
     hits.extend((m.start(), m.end(), "phone_pattern") for m in _PHONE_PATTERN.finditer(text))
     return hits

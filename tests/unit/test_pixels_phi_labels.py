@@ -158,7 +158,33 @@ def test_dates_times_and_ages_are_phi_by_pattern(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["W:400 L:40", "1.5T", "TIS 0.4", "1/10", "C5-1", "Se 2 Im 14", "kVp 120", "5 cm"]
+    ("text", "number"),
+    [
+        ("MRNI23456", "MRNI23456"),  # 1 read as I
+        ("ID 77345Z1", "77345Z1"),  # 2 read as Z
+        ("DOEJOHN IDMAN123a55", "MAN123a55"),  # MRN123456 in 8-px print, glued to its label
+    ],
+)
+def test_identifiers_misread_by_ocr_are_phi_by_pattern(text: str, number: str) -> None:
+    assert any(text[s:e].endswith(number) for s, e, _ in pattern_hits(text)), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "W:400 L:40",
+        "1.5T",
+        "TIS 0.4",
+        "1/10",
+        "C5-1",
+        "Se 2 Im 14",
+        "kVp 120",
+        "5 cm",
+        "SOLID",
+        "BASSOON",
+        "Se 12345 Im 3",
+        "1.2.840.10008",
+    ],
 )
 def test_markers_are_no_date_time_or_age(text: str) -> None:
     assert pattern_hits(text) == []
