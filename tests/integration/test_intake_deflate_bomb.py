@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
-from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom import AE
 
 from dxai.actors import inflate
 from dxai.daemon.intake.dicom_scp import STATUS_CANNOT_UNDERSTAND, StoreScp
 from dxai.daemon.intake.landing import LandingZone
+from dxai.synth.hostile import deflated_instance
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +29,8 @@ LIMIT = 1024 * 1024
 
 
 def _deflated(padding: int) -> pydicom.Dataset:
-    """CT_small as a deflated Part 10 dataset with ``padding`` zero bytes in a private element."""
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.add_new(0x00091010, "LO", "ACME")
-    ds.add_new(0x00091011, "OB", b"\0" * padding)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)  # a round trip: what a sender reads from disk
-    return pydicom.dcmread(io.BytesIO(buf.getvalue()))
+    """A deflated instance with ``padding`` zero bytes, read back as a sender reads its file."""
+    return pydicom.dcmread(io.BytesIO(deflated_instance(padding)))
 
 
 def _send(port: int, datasets: list[pydicom.Dataset]) -> list[int]:

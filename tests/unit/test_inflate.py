@@ -7,10 +7,9 @@ import io
 import zlib
 from pathlib import Path
 
-import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dxai.actors import inflate
 from dxai.actors.deid.fileio import read_dicom
@@ -18,23 +17,11 @@ from dxai.actors.inflate import InflatedTooLargeError, check_deflated, check_par
 from dxai.actors.outbound.series import read_member
 from dxai.configs.errors import InvalidDicomError
 from dxai.daemon.policy.facts import read_header_facts
+from dxai.synth.hostile import deflated_instance
 
 pytestmark = pytest.mark.unit
 
 LIMIT = 1024 * 1024
-
-
-def instance(padding: int, syntax: str = DeflatedExplicitVRLittleEndian) -> bytes:
-    """CT_small with ``padding`` zero bytes in a private element, written in ``syntax``."""
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.add_new(0x00091010, "LO", "ACME")
-    ds.add_new(0x00091011, "OB", b"\0" * padding)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ def small_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("small_limit")
 def test_a_bomb_is_refused_by_every_reader(tmp_path: Path) -> None:
-    bomb = instance(16 * LIMIT)
+    bomb = deflated_instance(16 * LIMIT)
     assert len(bomb) < LIMIT // 8  # sixteen times the bound, inflated
     with pytest.raises(InflatedTooLargeError) as caught:
         check_part10(bomb)
@@ -61,8 +48,8 @@ def test_a_bomb_is_refused_by_every_reader(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("small_limit")
 def test_instances_within_the_bound_are_read() -> None:
-    deflated = instance(LIMIT // 2)
-    plain = instance(4 * LIMIT, ExplicitVRLittleEndian)  # not deflated: nothing to bound
+    deflated = deflated_instance(LIMIT // 2)
+    plain = deflated_instance(4 * LIMIT, ExplicitVRLittleEndian)  # not deflated: nothing to bound
     for data in (deflated, plain):
         check_part10(data)
         assert read_dicom(data).Modality == "CT"
