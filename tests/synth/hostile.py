@@ -6,7 +6,7 @@ import io
 
 import pydicom
 from pydicom.data import get_testdata_file
-from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, generate_uid
 
 
 def deflated_instance(padding: int, syntax: str = DeflatedExplicitVRLittleEndian) -> bytes:
@@ -14,7 +14,7 @@ def deflated_instance(padding: int, syntax: str = DeflatedExplicitVRLittleEndian
     zero bytes in a private element: deflated, sixteen MiB of padding is about 16 KiB of file,
     a decompression bomb at any size."""
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.add_new(0x00091010, "LO", "ACME")
