@@ -132,6 +132,12 @@ class RetrieveRefusedError(PermanentError):
     code = "retrieve_refused"
 
 
+class ForeignInstanceError(RetrieveRefusedError):
+    """The archive answered a study's retrieve with an instance of another study."""
+
+    code = "foreign_instance"
+
+
 class NotAcceptableError(PermanentError):
     """A DICOMweb peer cannot send what the Accept header asked for (HTTP 406)."""
 

@@ -40,7 +40,7 @@ Offload = Callable[[Callable[[], Probe]], Awaitable[Probe]]
 #: Runs the blocking call for member ``index`` off the event loop and returns its outcome (the
 #: caller may write the output and drop ``data`` from what it returns).
 Runner = Callable[[int, Callable[[], InstanceOutcome]], Awaitable[InstanceOutcome]]
-_HEAD_TAGS = ["SeriesInstanceUID", "Modality", "SOPClassUID", "InstanceNumber"]
+_HEAD_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "SOPClassUID", "InstanceNumber"]
 
 
 class InstanceProcessor(Protocol):
@@ -61,6 +61,7 @@ class Member:
     source: bytes | Path
     series_uid: str = ""
     modality: str = ""
+    study_uid: str = ""
     sop_class: str = ""
     number: int = 0
 
@@ -79,6 +80,7 @@ def read_member(source: bytes | Path) -> Member:
             source,
             series_uid=str(head.get("SeriesInstanceUID", "")),
             modality=str(head.get("Modality", "")).upper(),
+            study_uid=str(head.get("StudyInstanceUID", "")),
             sop_class=str(head.get("SOPClassUID", "")),
             number=_number(head),
         )

@@ -29,6 +29,7 @@ from dxai.actors.outbound.series import (
     run_series,
 )
 from dxai.actors.pixels.presence import Probe
+from dxai.configs.errors import ForeignInstanceError
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
 from dxai.daemon.gateways.base import StudySink, StudySource
@@ -168,6 +169,8 @@ class StudyWork:
         tally = job.tally
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
+            if foreign(members[index], study_uid):
+                call = _foreign_outcome  # never processed, never released
             out, path, digest, kept = await self._timed(area, members[index], call, job.keep)
             route = routed[index]
             if job.governance is not None and route is not None:
@@ -319,6 +322,24 @@ class _JobRun:
     def route(self, member: Member) -> Routed | None:
         """The policy's processor for ``member`` (None without a policy: the default one)."""
         return self.governance.route(member) if self.governance is not None else None
+
+
+def foreign(member: Member, study_uid: str) -> bool:
+    """Whether a fetched instance says it belongs to another study than the one asked for.
+
+    A broken or hostile archive (or a mis-mapped C-GET) may answer a study's retrieve with
+    another patient's instance; de-identified with this job's keys it would leave under this
+    study.  An instance whose header cannot be read has no say here: it fails in processing.
+    """
+    return bool(member.study_uid) and member.study_uid != study_uid
+
+
+def _foreign_outcome() -> InstanceOutcome:
+    return InstanceOutcome(
+        "failed",
+        reason=ForeignInstanceError.code,
+        errors=("the archive answered with an instance of another study; not processed",),
+    )
 
 
 def _process(

@@ -6,14 +6,33 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from io import BytesIO
 from pathlib import Path
 
-from test_daemon_pipeline import RAW, GatedProcessor, MemPublisher, MemSource, Rig, _event, _until
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+from test_daemon_pipeline import (
+    RAW,
+    STUDY,
+    GatedProcessor,
+    MemPublisher,
+    MemSource,
+    Rig,
+    _event,
+    _until,
+)
 
-from dxai.configs.errors import RetrieveIncompleteError, ServiceUnavailableError
+from dxai.configs.errors import (
+    ForeignInstanceError,
+    RetrieveIncompleteError,
+    ServiceUnavailableError,
+)
 from dxai.daemon.events import DecisionEvent, StudyEvent
 from dxai.daemon.jobs import JobStore
 from dxai.daemon.pipeline import Pipeline
+from dxai.daemon.pipeline.inbound_fetch import fetch_study
+from dxai.daemon.pipeline.staging import Staging
 from dxai.observability.tracing import TraceContext
 
 
@@ -71,6 +90,30 @@ async def test_a_retrieve_that_stays_short_is_held_never_released(tmp_path: Path
         ("hold", "retrieve_incomplete")
     ]
     assert [r.state for r in rig.pub.res] == ["held_for_review"]
+    assert rig.sink.stored == []
+
+
+def _of_another_study() -> bytes:
+    ds = pydicom.dcmread(BytesIO(RAW))
+    ds.StudyInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+async def test_an_instance_of_another_study_is_never_released(tmp_path: Path) -> None:
+    """An archive answering the study's retrieve with another patient's instance: that instance
+    is not processed, and the study is held (it was de-identified with this job's keys and
+    released under this study)."""
+    rig = Rig(tmp_path, MemSource([RAW, _of_another_study(), RAW]))
+    await _run(rig)
+    assert [(d.decision, d.reasons[0].code) for d in rig.pub.decisions] == [
+        ("hold", "foreign_instance")
+    ]
+    assert [(r.state, r.instances_received, r.instances_released) for r in rig.pub.res] == [
+        ("held_for_review", 3, 0)
+    ]
     assert rig.sink.stored == []
 
 
@@ -133,3 +176,12 @@ async def test_start_sweeps_staging_left_by_finished_jobs(tmp_path: Path) -> Non
         (stale / "00000001.dcm").write_bytes(RAW)
         async with pipe:
             assert not (pipe.staging.root / ("ab" * 16)).exists()
+
+
+async def test_inbound_fetch_refuses_an_instance_of_another_study(tmp_path: Path) -> None:
+    area = Staging(tmp_path / "staging", 1 << 30, 1 << 20).open("job-1")
+    with pytest.raises(ForeignInstanceError) as refused:
+        await fetch_study(MemSource([RAW, _of_another_study()]), STUDY, ["1.2.3"], area)
+    assert refused.value.code == "foreign_instance"
+    view = await fetch_study(MemSource([RAW, RAW]), STUDY, ["1.2.3"], area)
+    assert len(view.series[0].instances) == 2

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import pydicom
 from pydicom.data import get_testdata_file
 
 from dxai.actors.outbound import build_pipeline
@@ -22,6 +23,7 @@ from dxai.observability.tracing import TraceContext
 CT = get_testdata_file("CT_small.dcm")
 assert CT is not None
 RAW = Path(CT).read_bytes()
+STUDY = str(pydicom.dcmread(CT).StudyInstanceUID)
 DEADLINE_S = 30.0
 
 
@@ -70,7 +72,7 @@ def _event(job: str) -> bytes:
     return json.dumps(
         {
             "event_type": "study_received",
-            "study_uid": "1.2.3.4",
+            "study_uid": STUDY,  # the instances' own: another study's would not be released
             "destination": "dest",
             "exchange_job_id": job,
             "source": {"kind": "dicomweb"},

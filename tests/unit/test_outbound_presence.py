@@ -115,10 +115,11 @@ async def test_the_probes_run_through_the_given_offload(tmp_path: Path) -> None:
 
 
 async def test_the_daemon_honours_presence(tmp_path: Path) -> None:
-    from test_daemon_pipeline import MemSource, Rig, _event
+    from test_daemon_pipeline import STUDY, MemSource, Rig, _event
 
     actor = Recorder()
-    rig = Rig(tmp_path, MemSource(_raws(12, {5})), _pipeline(tmp_path, actor))
+    raws = _raws(12, {5}, StudyInstanceUID=STUDY)  # the study the event names
+    rig = Rig(tmp_path, MemSource(raws), _pipeline(tmp_path, actor))
     async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
         await pipe.submit(_event(), None, "t/0/0")
         await pipe.drain(30)
