@@ -8,7 +8,9 @@ Needs the test services (``bash scripts/services/up.sh``).  Two measurements, on
   STOW-RS relay (each series' multipart answer forwarded as the STOW body: no parsing at all);
   then the daemon (``dxai run``, embedded mode, header path: ``deid.pixels: never``) gets one
   webhook event per study and de-identifies them into the same destination.  ``ratio`` is
-  ceiling time / daemon time (1.0: the daemon is as fast as a copy that does nothing).
+  ceiling time / daemon time (1.0: the daemon is as fast as a copy that does nothing);
+  ``ratio_cpu_bound`` is the ratio the daemon path could reach at best on this machine with
+  the CPU it used (daemon and Orthancs together, spread over every core).
 - ``big_series``: one study with a single series of about ``--big-mb`` MiB (instances of
   ``--big-instance-mb`` MiB) goes through the daemon; ``peak_rss_mb`` is the daemon process's
   VmHWM (peak resident set) read from /proc when the job has finished.
@@ -197,10 +199,18 @@ async def throughput(args: argparse.Namespace, src: str, dst: str) -> dict[str, 
         "daemon_s": daemon["seconds"],
         "daemon_cpu_s": {"daemon": daemon["cpu_s"], "orthancs": daemon["orthancs_cpu_s"]},
         "ratio": round(plain["seconds"] / daemon["seconds"], 3),
+        # the least time the daemon path could take here with the CPU it measured (daemon and
+        # Orthancs), were every core busy all the time: what this machine allows at best
+        "ratio_cpu_bound": round(plain["seconds"] / _cpu_bound_s(daemon), 3),
         "states": sorted(set(daemon["states"])),
         "cores": os.cpu_count(),
         "goal": "ratio >= 0.9",
     }
+
+
+def _cpu_bound_s(daemon: dict[str, Any]) -> float:
+    """CPU seconds of the daemon run (daemon and Orthancs) spread over every core."""
+    return (daemon["cpu_s"] + daemon["orthancs_cpu_s"]) / (os.cpu_count() or 1)
 
 
 async def big_series(args: argparse.Namespace, src: str, dst: str) -> dict[str, Any]:
