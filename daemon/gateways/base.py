@@ -48,6 +48,16 @@ def check_complete(received: int, expected: int | None, what: str, series_uid: s
         )
 
 
+def foreign(found_study_uid: str, study_uid: str) -> bool:
+    """Whether a fetched instance says it belongs to another study than the one asked for.
+
+    A broken or hostile archive (or a mis-mapped C-GET) may answer a study's retrieve with
+    another patient's instance.  An instance whose header cannot be read (no UID) has no say
+    here: it fails where it is read.
+    """
+    return bool(found_study_uid) and found_study_uid != study_uid
+
+
 class StudySource(Protocol):
     """Fetches one study, series by series, as raw Part 10 bytes per instance.
 

@@ -63,9 +63,16 @@ def _header(item: InstanceData) -> Dataset | None:
     """File meta, SOP Class and Instance UIDs of an instance, pixels unread (None: unreadable)."""
     try:
         return dcmread_bounded(item, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-    except (PydicomInvalid, InvalidDicomError, OSError, EOFError, ValueError, TypeError):
-        return None
-    except (KeyError, AttributeError):  # a damaged header fails pydicom in these too
+    except (
+        PydicomInvalid,
+        InvalidDicomError,
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ):
         return None
 
 

@@ -16,7 +16,7 @@ from dxai.actors.deid.fileio import read_dicom
 from dxai.actors.inbound.study import InstanceRef, SeriesView, StudyView
 from dxai.actors.inflate import dcmread_bounded
 from dxai.configs.errors import ForeignInstanceError
-from dxai.daemon.gateways.base import StudySource
+from dxai.daemon.gateways.base import StudySource, foreign
 from dxai.daemon.pipeline.staging import JobArea
 
 
@@ -53,7 +53,7 @@ async def fetch_study(
         async for raw in source.iter_instances(study_uid, series_uid):
             refs.append(await asyncio.to_thread(stage_instance, area, raw))
             found = str(refs[-1].header.get("StudyInstanceUID", ""))
-            if found and found != study_uid:  # another patient's images in this study's read
+            if foreign(found, study_uid):  # another patient's images in this study's read
                 raise ForeignInstanceError("the archive answered with an instance of another study")
         if refs:
             views.append(SeriesView(series_uid, tuple(refs)))

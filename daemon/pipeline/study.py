@@ -32,7 +32,7 @@ from dxai.actors.pixels.presence import Probe
 from dxai.configs.errors import ForeignInstanceError
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
-from dxai.daemon.gateways.base import StudySink, StudySource
+from dxai.daemon.gateways.base import StudySink, StudySource, foreign
 from dxai.daemon.jobs import JobRecord, ReleaseMark
 from dxai.daemon.pipeline.outcome import KeptInstance, StudyTally
 from dxai.daemon.pipeline.staging import JobArea, Staged, Staging
@@ -169,7 +169,8 @@ class StudyWork:
         tally = job.tally
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
-            if foreign(members[index], study_uid):
+            if foreign(members[index].study_uid, study_uid):
+                # de-identified with this job's keys it would leave under this study
                 call = _foreign_outcome  # never processed, never released
             out, path, digest, kept = await self._timed(area, members[index], call, job.keep)
             route = routed[index]
@@ -322,16 +323,6 @@ class _JobRun:
     def route(self, member: Member) -> Routed | None:
         """The policy's processor for ``member`` (None without a policy: the default one)."""
         return self.governance.route(member) if self.governance is not None else None
-
-
-def foreign(member: Member, study_uid: str) -> bool:
-    """Whether a fetched instance says it belongs to another study than the one asked for.
-
-    A broken or hostile archive (or a mis-mapped C-GET) may answer a study's retrieve with
-    another patient's instance; de-identified with this job's keys it would leave under this
-    study.  An instance whose header cannot be read has no say here: it fails in processing.
-    """
-    return bool(member.study_uid) and member.study_uid != study_uid
 
 
 def _foreign_outcome() -> InstanceOutcome:
