@@ -106,19 +106,25 @@ def route_probe(spec: SourceSpec | DestinationSpec, health: HealthConfig) -> Pro
 
 
 async def probe_http(endpoint: DicomWebEndpoint, timeout_s: float) -> CheckResult:
-    """GET the endpoint's base URL without credentials; an answer below 500 is reachable."""
+    """GET the endpoint's base URL without credentials; an answer below 500 is reachable.
+
+    Only the status is read: the body (an archive's start page, or a broken peer's endless
+    stream) is never downloaded."""
     try:
         verify = http_verify(endpoint.base_url, endpoint)
     except ConfigError:
         return CheckResult(False, "TLS settings cannot be loaded")
     try:
-        async with httpx.AsyncClient(verify=verify, timeout=timeout_s) as client:
-            response = await client.get(endpoint.base_url)
+        async with (
+            httpx.AsyncClient(verify=verify, timeout=timeout_s) as client,
+            client.stream("GET", endpoint.base_url) as response,
+        ):
+            status = response.status_code
     except httpx.HTTPError as exc:
         return CheckResult(False, f"unreachable ({type(exc).__name__})")
-    if response.status_code >= 500:
-        return CheckResult(False, f"answers HTTP {response.status_code}")
-    return CheckResult(True, f"answers HTTP {response.status_code}")
+    if status >= 500:
+        return CheckResult(False, f"answers HTTP {status}")
+    return CheckResult(True, f"answers HTTP {status}")
 
 
 async def probe_tcp(host: str, port: int) -> CheckResult:

@@ -157,6 +157,8 @@ class ConsentSourceConfig(TlsSettings):
     base_url: str | None = Field(default=None, pattern=r"^https?://")
     bearer_token_file: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # a consent server answer larger than this is refused (the consent is then unavailable)
+    max_answer_bytes: int = Field(default=16 * 1024**2, ge=64 * 1024)
     identifier_system: str | None = Field(
         default=None,
         min_length=1,

@@ -134,6 +134,9 @@ class DicomWebEndpoint(TlsSettings):
     # a WADO-RS instance larger than this is refused (instance_too_large): one instance is held
     # in memory while it is parsed, and a broken or hostile archive may stream without end
     max_instance_bytes: int = Field(default=2 * 1024**3, ge=1024**2)
+    # a QIDO-RS or STOW-RS answer larger than this is refused (answer_too_large): it is read
+    # whole, and a broken or hostile peer may answer without end
+    max_answer_bytes: int = Field(default=64 * 1024**2, ge=64 * 1024)
 
     @field_validator("base_url")
     @classmethod
@@ -159,6 +162,9 @@ class DimseEndpoint(TlsSettings):
     tls_server_hostname: str | None = Field(
         default=None, description="Name checked against the peer's certificate; default: host."
     )
+    # a C-FIND answered with more matches than this is refused (find_too_many_matches): the
+    # matches are held in memory, and a broken or hostile peer may answer without end
+    max_find_matches: int = Field(default=10_000, ge=1)
 
     @model_validator(mode="after")
     def _tls_switch(self) -> DimseEndpoint:

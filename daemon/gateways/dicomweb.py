@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio.to_thread
 import httpx
@@ -18,6 +20,7 @@ from dxai.configs.errors import (
     ServiceUnavailableError,
 )
 from dxai.configs.schema.services import DicomWebEndpoint
+from dxai.daemon.gateways.answers import read_answer
 from dxai.daemon.gateways.base import InstanceData, StoreReport, check_complete
 from dxai.daemon.gateways.multipart import (
     MultipartBody,
@@ -36,6 +39,7 @@ _SERIES_UID = "0020000E"
 _COUNT = "00201209"  # NumberOfSeriesRelatedInstances
 _FAILED_SEQ = "00081198"
 _REF_SOP_UID = "00081155"
+_REF_SOP_SEQ = "00081199"  # ReferencedSOPSequence: the instances a STOW-RS report says it stored
 
 
 class StudyNotFoundError(PermanentError):
@@ -90,11 +94,11 @@ class DicomWebGateway:
         # (study, series) -> NumberOfSeriesRelatedInstances as QIDO-RS said at list time
         self._expected: dict[tuple[str, str], int | None] = {}
 
-    async def _send(
-        self, request: httpx.Request, what: str, *, stream: bool = False
-    ) -> httpx.Response:
+    async def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+        """The streamed response to ``request`` once its status says it answered (the caller
+        reads and closes it)."""
         try:
-            resp = await self._http.send(request, stream=stream)
+            resp = await self._http.send(request, stream=True)
         except httpx.TransportError as exc:
             raise ServiceUnavailableError(f"{what}: {type(exc).__name__}") from exc
         try:
@@ -104,6 +108,15 @@ class DicomWebGateway:
             raise
         return resp
 
+    async def _answer(self, request: httpx.Request, what: str) -> tuple[int, bytes]:
+        """The status and whole body of a small answer (QIDO-RS, STOW-RS), the body at most
+        ``max_answer_bytes``."""
+        resp = await self._send(request, what)
+        try:
+            return resp.status_code, await read_answer(resp, self.endpoint.max_answer_bytes, what)
+        finally:
+            await resp.aclose()
+
     async def _series_counts(self, study_uid: str, series_uid: str = "") -> dict[str, int | None]:
         """QIDO-RS series of a study (or one series): Series UID -> number of instances."""
         params = {"includefield": _COUNT}
@@ -111,11 +124,12 @@ class DicomWebGateway:
             params["SeriesInstanceUID"] = series_uid
         req = self._http.build_request(
             "GET",
-            f"/studies/{study_uid}/series",
+            f"/studies/{_segment(study_uid)}/series",
             params=params,
             headers={"Accept": "application/dicom+json"},
         )
-        rows = _json_rows(await self._send(req, "qido-rs"))
+        _status, body = await self._answer(req, "qido-rs")
+        rows = _json_rows(body)
         return {uid: _count(row) for row in rows if (uid := _first(row, _SERIES_UID))}
 
     async def list_series(self, study_uid: str) -> list[str]:
@@ -157,13 +171,14 @@ class DicomWebGateway:
         """The streamed WADO-RS response for ``path`` (original syntax, else the default)."""
         req = self._http.build_request("GET", path, headers={"Accept": _WADO_ACCEPT})
         try:
-            return await self._send(req, "wado-rs", stream=True)
+            return await self._send(req, "wado-rs")
         except NotAcceptableError:
             req = self._http.build_request("GET", path, headers={"Accept": _WADO_ACCEPT_DEFAULT})
-            return await self._send(req, "wado-rs", stream=True)
+            return await self._send(req, "wado-rs")
 
     async def _wado_series(self, study_uid: str, series_uid: str) -> AsyncGenerator[bytes, None]:
-        resp = await self._open_wado(f"/studies/{study_uid}/series/{series_uid}")
+        path = f"/studies/{_segment(study_uid)}/series/{_segment(series_uid)}"
+        resp = await self._open_wado(path)
         try:
             content_type = resp.headers.get("content-type", "")
             limit = self.endpoint.max_instance_bytes
@@ -211,32 +226,55 @@ class DicomWebGateway:
             "Accept": "application/dicom+json",
         }
         req = self._http.build_request("POST", "/studies", content=body, headers=headers)
-        resp = await self._send(req, "stow-rs")
-        failed = _failed_uids(resp)
-        return StoreReport(stored=len(parts) - len(failed), failed_uids=failed)
+        status, answer = await self._answer(req, "stow-rs")
+        failed = _failed_uids(answer, status)
+        return StoreReport(stored=max(0, len(parts) - len(failed)), failed_uids=failed)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._http.aclose()
 
 
-def _failed_uids(resp: httpx.Response) -> tuple[str, ...]:
-    if not resp.content:
-        return ()
+def _segment(uid: str) -> str:
+    """A UID as one URL path segment: percent-encoded, so that a value from an event or from
+    a peer's answer can never name another resource of the archive (``../``, ``?``)."""
+    return quote(uid, safe="")
+
+
+def _failed_uids(body: bytes, status: int) -> tuple[str, ...]:
+    """The SOP Instance UIDs a STOW-RS report lists as failed (``?`` for an unnamed one).
+
+    HTTP 200 says every instance was stored, whatever the body.  HTTP 202 says some were not:
+    a report that cannot be read then fails the request (which ones landed is unknown; the
+    job must not conclude that all of them did)."""
     try:
-        data = resp.json()
+        data = json.loads(body) if body else {}
     except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        if status == 202:
+            raise PermanentError("stow-rs: HTTP 202 with a report that cannot be read")
         return ()
-    items = data.get(_FAILED_SEQ, {}).get("Value", []) if isinstance(data, dict) else []
-    return tuple(str(i.get(_REF_SOP_UID, {}).get("Value", ["?"])[0]) for i in items)
+    items = _element(data, _FAILED_SEQ)
+    if status == 202 and not items and _element(data, _REF_SOP_SEQ) is None:
+        raise PermanentError("stow-rs: HTTP 202 without a failed or a referenced instance list")
+    named = (_first(item, _REF_SOP_UID) if isinstance(item, dict) else "" for item in items or [])
+    return tuple(uid or "?" for uid in named)
 
 
-def _json_rows(resp: httpx.Response) -> list[dict[str, Any]]:
+def _element(data: dict[str, Any], tag: str) -> list[Any] | None:
+    """The ``Value`` list of ``tag`` in a DICOM JSON object (None when absent or malformed)."""
+    element = data.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    return values if isinstance(values, list) else None
+
+
+def _json_rows(body: bytes) -> list[dict[str, Any]]:
     """The DICOM JSON objects of a QIDO-RS answer (none for an empty body)."""
-    if not resp.content:
+    if not body:
         return []
     try:
-        rows = resp.json()
+        rows = json.loads(body)
     except ValueError as exc:
         raise PermanentError("qido-rs: the answer is not DICOM JSON") from exc
     if not isinstance(rows, list):
@@ -245,9 +283,11 @@ def _json_rows(resp: httpx.Response) -> list[dict[str, Any]]:
 
 
 def _first(row: dict[str, Any], tag: str) -> str:
-    """The first value of ``tag`` in a DICOM JSON object, as text ('' when absent)."""
-    values = row.get(tag, {}).get("Value") or [""]
-    return str(values[0])
+    """The first value of ``tag`` in a DICOM JSON object, as text ('' when absent, or not a
+    string or number: a peer's malformed answer)."""
+    values = _element(row, tag)
+    first = values[0] if values else None
+    return str(first) if isinstance(first, str | int | float) else ""
 
 
 def _count(row: dict[str, Any]) -> int | None:

@@ -25,6 +25,7 @@ from dxai.configs.errors import (
     ServiceUnavailableError,
 )
 from dxai.configs.schema.services import DimseEndpoint
+from dxai.daemon.gateways.answers import AnswerTooLargeError
 from dxai.daemon.gateways.base import InstanceData, StoreReport, check_complete
 from dxai.daemon.gateways.dimse_move import (
     MoveCounts,
@@ -152,6 +153,11 @@ def c_find_blocking(peer: DimseEndpoint, calling_ae: str, query: Dataset) -> lis
             code = int(status.Status)
             if code in _PENDING and ident is not None:
                 found.append(ident)
+            if len(found) > peer.max_find_matches:
+                assoc.abort()  # stop the answer here: nothing more is read
+                raise AnswerTooLargeError(
+                    f"C-FIND at {peer.ae_title}: more than {peer.max_find_matches} matches"
+                )
     finally:
         if assoc.is_established:
             assoc.release()

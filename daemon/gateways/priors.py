@@ -38,6 +38,7 @@ from dxai.configs.errors import (
 )
 from dxai.configs.schema.priors import PriorsConfig
 from dxai.configs.schema.services import DicomWebEndpoint, DicomWebSourceSpec, SourceSpec
+from dxai.daemon.gateways.answers import read_answer
 from dxai.daemon.gateways.dicomweb import DicomWebGateway, _check, _client, _json_rows
 from dxai.daemon.gateways.folder import is_uid
 from dxai.observability.logging import get_logger
@@ -81,23 +82,26 @@ def studies_query(params: Mapping[str, str]) -> str:
 
 
 async def _query(
-    client: httpx.AsyncClient, params: Mapping[str, str], what: str
+    client: httpx.AsyncClient, params: Mapping[str, str], what: str, max_bytes: int
 ) -> list[dict[str, Any]]:
-    """One QIDO-RS study query's DICOM JSON rows; failures raise with PHI-free messages."""
+    """One QIDO-RS study query's DICOM JSON rows (an answer of at most ``max_bytes``);
+    failures raise with PHI-free messages."""
     request = client.build_request(
         "GET", studies_query(params), headers={"Accept": "application/dicom+json"}
     )
     try:
-        response = await client.send(request)
+        response = await client.send(request, stream=True)
     except httpx.TransportError as exc:
         raise PriorsArchiveUnavailableError(f"{what}: {type(exc).__name__}") from exc
     try:
         _check(response, what)
-        return _json_rows(response)
+        return _json_rows(await read_answer(response, max_bytes, what))
     except ServiceUnavailableError as exc:
         raise PriorsArchiveUnavailableError(str(exc)) from exc
     except PermanentError as exc:
         raise PriorsQueryRefusedError(str(exc)) from exc
+    finally:
+        await response.aclose()
 
 
 async def find_candidates(
@@ -110,7 +114,8 @@ async def find_candidates(
     async with _client(endpoint) as client:
         for index, params in enumerate(plan, start=1):
             what = f"qido-rs priors query {index} of {len(plan)}"
-            for row in await _query(client, {**params, "limit": limit}, what):
+            query = {**params, "limit": limit}
+            for row in await _query(client, query, what, endpoint.max_answer_bytes):
                 candidate = candidate_from_json(row)
                 if candidate is not None:
                     candidates.setdefault(candidate.study_uid, candidate)

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from dxai.configs.errors import ServiceUnavailableError
 from dxai.configs.schema.policy import ConsentSourceConfig
+from dxai.daemon.gateways.answers import AnswerTooLargeError, read_answer
 from dxai.daemon.gateways.tls import http_verify
 from dxai.daemon.policy.facts import HeaderFacts
 from dxai.observability.logging import get_logger
@@ -204,16 +205,30 @@ class FhirConsentSource:
         headers = {"accept": _FHIR_JSON, **await asyncio.to_thread(self._auth)}
         try:
             async with httpx.AsyncClient(verify=self._tls, timeout=self.config.timeout_s) as http:
-                answer = await http.post(self.url, data=form, headers=headers)
+                body = await self._post(http, form, headers)
         except httpx.HTTPError as exc:
             raise ConsentUnavailableError(f"consent server: {type(exc).__name__}") from None
-        if answer.status_code != 200:
-            raise ConsentUnavailableError(f"consent server answered {answer.status_code}")
         try:
-            document = json.loads(answer.content)
+            document = json.loads(body)
         except ValueError:
             raise ConsentUnavailableError("consent server: the answer is not JSON") from None
         return list(consents_in(document))
+
+    async def _post(
+        self, http: httpx.AsyncClient, form: dict[str, str], headers: dict[str, str]
+    ) -> bytes:
+        """The search's answer body (at most ``max_answer_bytes``); ConsentUnavailableError
+        for any other status than 200, a broken transfer or a larger answer."""
+        request = http.build_request("POST", self.url, data=form, headers=headers)
+        answer = await http.send(request, stream=True)
+        try:
+            if answer.status_code != 200:
+                raise ConsentUnavailableError(f"consent server answered {answer.status_code}")
+            return await read_answer(answer, self.config.max_answer_bytes, "consent server")
+        except (AnswerTooLargeError, ServiceUnavailableError) as exc:
+            raise ConsentUnavailableError(str(exc)) from None
+        finally:
+            await answer.aclose()
 
     def _auth(self) -> dict[str, str]:
         path = self.config.bearer_token_file

@@ -152,3 +152,41 @@ async def test_folder_sink_reads_files_one_at_a_time(tmp_path: Path) -> None:
     ds = pydicom.dcmread(src)
     out = tmp_path / "out" / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
     assert out.read_bytes() == staged.read_bytes()
+
+
+def test_an_endless_c_find_answer_is_cut_at_the_match_bound() -> None:
+    """A peer answering a C-FIND with pending matches without end (a million here) is cut off
+    once it passes ``max_find_matches``: the association is aborted, nothing more is held."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    from dxai.configs.schema.services import DimseEndpoint
+    from dxai.daemon.gateways.answers import AnswerTooLargeError
+    from dxai.daemon.gateways.dimse import c_find_series_blocking
+
+    sent = [0]
+
+    def endless(event: evt.Event) -> object:
+        for index in range(1_000_000):
+            if event.assoc.is_aborted:
+                return
+            ident = Dataset()
+            ident.QueryRetrieveLevel = "SERIES"
+            ident.SeriesInstanceUID = f"1.2.3.{index}"
+            sent[0] += 1
+            yield 0xFF00, ident
+
+    scp = AE(ae_title="HOSTILE")
+    scp.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    server = scp.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, endless)]
+    )
+    try:
+        port = server.server_address[1]
+        peer = DimseEndpoint(ae_title="HOSTILE", host="127.0.0.1", port=port, max_find_matches=50)
+        with pytest.raises(AnswerTooLargeError, match="more than 50 matches"):
+            c_find_series_blocking(peer, "DXAI", "1.2.3")
+    finally:
+        server.shutdown()
+    assert 50 < sent[0] < 1_000
