@@ -215,3 +215,25 @@ async def test_no_phi_in_urls_or_logs(tmp_path: Path, caplog: pytest.LogCaptureF
     assert "alert(1)" not in text and TOKENS["alice"] not in text
     audit = "\n".join(repr(r.as_dict()) for r in read_records(tmp_path / "audit.sqlite"))
     assert "alert(1)" not in audit and "checked" not in audit
+
+
+async def test_an_oversized_login_form_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """The login form is open to anyone who reaches the port: a body past the form bound is
+    refused (413) once the bound is passed, whether or not it declares its length."""
+    pulled = [0]
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(1 << 14):  # 1 GiB, were it read to the end
+            pulled[0] += 1
+            yield b"token=" + b"a" * (64 * 1024 - 6)
+
+    async with _client(tmp_path) as (rig, client):
+        answer = await client.post("/review/login", content=endless())
+        assert answer.status_code == 413
+        assert pulled[0] <= 3
+        comments = f"/api/v1/reviews/{rig.job.key}/comments"
+        answer = await client.post(comments, headers=_bearer("alice"), content=endless())
+        assert answer.status_code == 413 and pulled[0] <= 6
+        answer = await client.post(comments, headers=_bearer("alice"), json={"text": "ok"})
+        assert answer.status_code == 201
+    assert len(_records(tmp_path, "review_comment")) == 1
