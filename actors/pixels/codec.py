@@ -100,7 +100,7 @@ def decode(ds: Dataset) -> DecodedPixels:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     try:
         if ts.is_compressed:
-            ds.decompress(as_rgb=True, generate_instance_uid=False)
+            _decompress(ds, photometric)
         ds.pixel_array_options(raw=True)
         arr = np.asarray(ds.pixel_array)
     except BaseException as exc:  # decoders raise many types; one boundary here
@@ -113,6 +113,23 @@ def decode(ds: Dataset) -> DecodedPixels:
         arr = arr[np.newaxis]
     palette = _palette(ds) if "PALETTE" in str(ds.get("PhotometricInterpretation", "")) else None
     return DecodedPixels(arr.copy(), ts, _is_lossy(ds, ts), size, palette, photometric)
+
+
+def _decompress(ds: Dataset, photometric: str) -> None:
+    """Decompress ``ds`` in place to native little endian, YBR colour converted to RGB.
+
+    pydicom's in-place ``decompress`` corrects the sign of a JPEG 2000 stream whose signedness
+    differs from Pixel Representation (real scanners write such files) in a read-only buffer
+    and raises; ``pixel_array`` decodes the same frames into a copy, which is then set as the
+    native Pixel Data (as ``decompress`` would have)."""
+    try:
+        ds.decompress(as_rgb=True, generate_instance_uid=False)
+    except ValueError as exc:
+        if "read-only" not in str(exc):
+            raise
+        arr = ds.pixel_array  # as_rgb by default
+        colour = int(ds.get("SamplesPerPixel", 1)) == 3 and photometric.startswith("YBR")
+        ds.set_pixel_data(arr, "RGB" if colour else photometric, int(ds.BitsStored))
 
 
 def _palette(ds: Dataset) -> npt.NDArray[np.uint8]:

@@ -144,6 +144,7 @@ def test_a_label_ending_its_line_takes_the_line_below_at_its_edge() -> None:
         "14:32",
         "2:56:22 PM",
         "8:48:26 a.m.",
+        "2: 09: 04",  # a clock time on an ultrasound screen as PP-OCR reads it
         "57Y",
         "057Y",
         "Age 57",

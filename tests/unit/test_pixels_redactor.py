@@ -140,6 +140,33 @@ def test_lossless_round_trip_keeps_syntax(ts: str) -> None:
     assert "LossyImageCompression" not in ds
 
 
+def test_a_j2k_stream_signed_unlike_its_header_decodes_and_round_trips() -> None:
+    """pydicom's in-place decompress fails on a JPEG 2000 stream whose signedness differs from
+    Pixel Representation (a real scanner's file, shipped with pydicom): the frames are decoded
+    as ``pixel_array`` decodes them, and written back in the same lossless syntax."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("J2K_pixelrep_mismatch.dcm")
+    assert isinstance(path, str)
+    expected = pydicom.dcmread(path).pixel_array
+    ds = pydicom.dcmread(path)
+    decoded = decode(ds)
+    assert decoded.frames.shape == (1, *expected.shape)
+    assert np.array_equal(decoded.frames[0], expected)
+    assert encode(ds, decoded) == uid.JPEG2000Lossless
+    assert np.array_equal(pydicom.dcmread(_saved(ds)).pixel_array, expected)
+
+
+def _saved(ds: Dataset) -> object:
+    from io import BytesIO
+
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    buf.seek(0)
+    return buf
+
+
 def test_lossy_input_written_native_and_marked() -> None:
     ds = _dataset()
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
