@@ -138,6 +138,13 @@ class ForeignInstanceError(RetrieveRefusedError):
     code = "foreign_instance"
 
 
+class RepeatedInstanceError(RetrieveRefusedError):
+    """The archive answered a study's retrieve with the same instance twice (the count of what
+    it sent then no longer proves that nothing is missing)."""
+
+    code = "repeated_instance"
+
+
 class NotAcceptableError(PermanentError):
     """A DICOMweb peer cannot send what the Accept header asked for (HTTP 406)."""
 

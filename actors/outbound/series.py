@@ -40,7 +40,14 @@ Offload = Callable[[Callable[[], Probe]], Awaitable[Probe]]
 #: Runs the blocking call for member ``index`` off the event loop and returns its outcome (the
 #: caller may write the output and drop ``data`` from what it returns).
 Runner = Callable[[int, Callable[[], InstanceOutcome]], Awaitable[InstanceOutcome]]
-_HEAD_TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "SOPClassUID", "InstanceNumber"]
+_HEAD_TAGS = [
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "InstanceNumber",
+]
 
 
 class InstanceProcessor(Protocol):
@@ -64,6 +71,7 @@ class Member:
     study_uid: str = ""
     sop_class: str = ""
     number: int = 0
+    sop_uid: str = ""
 
 
 def read_member(source: bytes | Path) -> Member:
@@ -83,6 +91,7 @@ def read_member(source: bytes | Path) -> Member:
             study_uid=str(head.get("StudyInstanceUID", "")),
             sop_class=str(head.get("SOPClassUID", "")),
             number=_number(head),
+            sop_uid=str(head.get("SOPInstanceUID", "")),
         )
     except Exception:  # noqa: BLE001 - unreadable input is planned alone and fails in process()
         return Member(source)

@@ -88,6 +88,14 @@ class StudySource(Protocol):
         ...
 
 
+def counts_instances(source: object) -> bool:
+    """Whether ``source`` proves a series complete by counting what it yields against the
+    archive's count (DICOMweb, DIMSE: class attribute ``counts_instances``).  Such a count is
+    fooled by an instance yielded twice, which then holds the study; a folder source has no
+    count to fool (two files of one instance are two copies)."""
+    return bool(getattr(source, "counts_instances", False))
+
+
 class StudySink(Protocol):
     """Stores Part 10 instances at a destination."""
 

@@ -88,6 +88,8 @@ def _check(resp: httpx.Response, what: str) -> None:
 class DicomWebGateway:
     """A DICOMweb peer used as study source and/or destination."""
 
+    counts_instances = True  # completeness by count: see gateways.base.counts_instances
+
     def __init__(self, endpoint: DicomWebEndpoint) -> None:
         self.endpoint = endpoint
         self._http = _client(endpoint)

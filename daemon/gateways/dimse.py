@@ -287,6 +287,8 @@ class DimseSource:
     else asked before the retrieve).
     """
 
+    counts_instances = True  # completeness by count: see gateways.base.counts_instances
+
     def __init__(
         self,
         peer: DimseEndpoint,

@@ -29,10 +29,10 @@ from dxai.actors.outbound.series import (
     run_series,
 )
 from dxai.actors.pixels.presence import Probe
-from dxai.configs.errors import ForeignInstanceError
+from dxai.configs.errors import ForeignInstanceError, RepeatedInstanceError
 from dxai.configs.schema.root import PipelineConfig
 from dxai.daemon.events import StudyEvent
-from dxai.daemon.gateways.base import StudySink, StudySource, foreign
+from dxai.daemon.gateways.base import StudySink, StudySource, counts_instances, foreign
 from dxai.daemon.jobs import JobRecord, ReleaseMark
 from dxai.daemon.pipeline.outcome import KeptInstance, StudyTally
 from dxai.daemon.pipeline.staging import JobArea, Staged, Staging
@@ -166,12 +166,16 @@ class StudyWork:
         routed: list[Routed | None] = []
         started: list[asyncio.Task[InstanceOutcome]] = []
         staged: dict[int, Staged] = {}
+        repeated: set[int] = set()  # instances the retrieve already yielded in this job
+        counted = counts_instances(source)
         tally = job.tally
 
         async def run(index: int, call: Callable[[], InstanceOutcome]) -> InstanceOutcome:
             if foreign(members[index].study_uid, study_uid):
                 # de-identified with this job's keys it would leave under this study
                 call = _foreign_outcome  # never processed, never released
+            elif index in repeated:
+                call = _repeated_outcome  # the count it fills may hide a missing instance
             out, path, digest, kept = await self._timed(area, members[index], call, job.keep)
             route = routed[index]
             if job.governance is not None and route is not None:
@@ -192,6 +196,8 @@ class StudyWork:
                 if job.governance is not None:
                     await job.governance.read_header(raw)
                 members.append(await asyncio.to_thread(_stage, area, raw))
+                if counted and not job.first_time(members[-1].sop_uid):
+                    repeated.add(len(members) - 1)
                 routed.append(job.route(members[-1]))
                 if not planned_as_whole(members[0], self._processor(routed[0])):
                     processor = self._processor(routed[-1])
@@ -319,6 +325,17 @@ class _JobRun:
     governance: JobGovernance | None = None
     consent: str | None = None
     fetched: int = 0  # instances fetched of the series being fetched
+    sop_uids: set[str] = dataclasses.field(default_factory=set)  # fetched so far
+
+    def first_time(self, sop_uid: str) -> bool:
+        """Whether the retrieve yields ``sop_uid`` for the first time in this run (an instance
+        without one is not counted: it fails where it is read)."""
+        if not sop_uid:
+            return True
+        if sop_uid in self.sop_uids:
+            return False
+        self.sop_uids.add(sop_uid)
+        return True
 
     def route(self, member: Member) -> Routed | None:
         """The policy's processor for ``member`` (None without a policy: the default one)."""
@@ -330,6 +347,17 @@ def _foreign_outcome() -> InstanceOutcome:
         "failed",
         reason=ForeignInstanceError.code,
         errors=("the archive answered with an instance of another study; not processed",),
+    )
+
+
+def _repeated_outcome() -> InstanceOutcome:
+    return InstanceOutcome(
+        "failed",
+        reason=RepeatedInstanceError.code,
+        errors=(
+            "the archive sent an instance twice in one retrieve: the instance count it fills "
+            "may hide a missing one; not processed again",
+        ),
     )
 
 

@@ -43,6 +43,12 @@ class CrashingSource(MemSource):
         raise RuntimeError("driver bug")
 
 
+class CountedSource(MemSource):
+    """A source that proves completeness by count, as the DICOMweb and DIMSE gateways do."""
+
+    counts_instances = True
+
+
 class ShortSource(MemSource):
     """Every retrieve of the series comes back short (the archive sent fewer instances)."""
 
@@ -117,6 +123,29 @@ async def test_an_instance_of_another_study_is_never_released(tmp_path: Path) ->
     assert rig.sink.stored == []
 
 
+async def test_an_instance_sent_twice_holds_the_study(tmp_path: Path) -> None:
+    """An archive answering with the same instance twice fills the count it said (QIDO-RS
+    NumberOfSeriesRelatedInstances, C-GET sub-operations) while another may be missing: the
+    repeat is not processed again and the study is held, never released as complete."""
+    rig = Rig(tmp_path, CountedSource([RAW, RAW]))
+    await _run(rig)
+    assert [[r.code for r in d.reasons] for d in rig.pub.decisions] == [["repeated_instance"]]
+    assert [d.decision for d in rig.pub.decisions] == ["hold"]
+    assert [(r.state, r.instances_received, r.instances_released) for r in rig.pub.res] == [
+        ("held_for_review", 2, 0)
+    ]
+    assert rig.sink.stored == []
+
+
+async def test_two_copies_in_a_folder_source_are_no_repeat(tmp_path: Path) -> None:
+    """A folder source has no count for a repeat to fool: two files of one instance (a copy, a
+    re-encoded version) are processed as they were before."""
+    rig = Rig(tmp_path, MemSource([RAW, RAW]))
+    await _run(rig)
+    assert [d.decision for d in rig.pub.decisions] == ["proceed"]
+    assert [(r.state, r.instances_released) for r in rig.pub.res] == [("released", 2)]
+
+
 async def test_outbox_retries_a_down_broker_without_a_restart(tmp_path: Path) -> None:
     rig = Rig(tmp_path, MemSource([RAW]))
     rig.parts.publisher = rig.pub = FlakyPublisher(failures=3)
@@ -185,3 +214,13 @@ async def test_inbound_fetch_refuses_an_instance_of_another_study(tmp_path: Path
     assert refused.value.code == "foreign_instance"
     view = await fetch_study(MemSource([RAW, RAW]), STUDY, ["1.2.3"], area)
     assert len(view.series[0].instances) == 2
+
+
+def test_the_archive_gateways_count_instances_and_folders_do_not() -> None:
+    from dxai.daemon.gateways.base import counts_instances
+    from dxai.daemon.gateways.dicomweb import DicomWebGateway
+    from dxai.daemon.gateways.dimse import DimseSource
+    from dxai.daemon.gateways.local import LocalFolderSource
+
+    assert DicomWebGateway.counts_instances and DimseSource.counts_instances
+    assert not counts_instances(LocalFolderSource) and not counts_instances(MemSource([]))

@@ -28,6 +28,17 @@ from dxai.observability.tracing import TraceContext
 CT = get_testdata_file("CT_small.dcm")
 assert CT is not None
 RAW = Path(CT).read_bytes()
+
+
+def _another(raw: bytes) -> bytes:
+    """Another instance of the same series (a new SOP Instance UID)."""
+    ds = pydicom.dcmread(BytesIO(raw))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 STUDY = str(pydicom.dcmread(CT).StudyInstanceUID)
 
 
@@ -125,7 +136,7 @@ class Rig:
 
 
 async def test_event_yields_deidentified_output_once(tmp_path: Path) -> None:
-    rig = Rig(tmp_path, MemSource([RAW, RAW]))
+    rig = Rig(tmp_path, MemSource([RAW, _another(RAW)]))
     async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
         assert await pipe.submit(_event(), None, "t/0/0") == "accepted"
         await pipe.drain(30)

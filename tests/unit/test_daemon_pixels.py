@@ -24,10 +24,12 @@ RAW = Path(CT).read_bytes()
 ORIGINAL = pydicom.dcmread(CT)
 
 
-def _raw(flag: str | None) -> bytes:
+def _raw(flag: str | None, *, new_uid: bool = False) -> bytes:
     ds = pydicom.dcmread(CT)
     if flag is not None:
         ds.BurnedInAnnotation = flag
+    if new_uid:  # another instance of the same series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
@@ -143,7 +145,7 @@ async def test_pixel_hold_reaches_decision_and_results(tmp_path: Path) -> None:
 
     actor = OneHeld()
     actor.policy = PixelPolicyConfig(scan_modalities={"CT": "sample"})  # OCR both: the sample
-    rig = Rig(tmp_path, MemSource([RAW, RAW]), _processor(tmp_path, actor))
+    rig = Rig(tmp_path, MemSource([RAW, _raw(None, new_uid=True)]), _processor(tmp_path, actor))
     rig.config = rig.config.model_copy(update={"cpu_workers": 1})
     async with rig.store, Pipeline(rig.parts, rig.config) as pipe:
         await pipe.submit(_event(), None, "t/0/0")
