@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -30,3 +33,23 @@ async def embedded(config: DxaiConfig) -> AsyncIterator[DaemonHandle]:
     finally:
         stop.set()
         await asyncio.wait_for(task, START_S)
+
+
+async def final_outcome(
+    handle: DaemonHandle, job: str, deadline_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(decision, results) of ``job`` once both are written (a ``deferred`` decision is not
+    final); fails the test after ``deadline_s``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        found = {}
+        for kind in ("decisions", "results"):
+            for path in (handle.results / kind).glob("*.json"):
+                data = json.loads(path.read_text())
+                if data["exchange_job_id"] == job and data.get("decision") != "deferred":
+                    found[kind] = data
+        if len(found) == 2:
+            return found["decisions"], found["results"]
+        if time.monotonic() > end:
+            pytest.fail(f"job {job} did not conclude before the deadline")
+        await asyncio.sleep(0.1)

@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
-from daemon_helpers import embedded
+from daemon_helpers import embedded, final_outcome
 from pydicom.dataset import Dataset
 
 from dxai.configs.schema.root import DxaiConfig
-from dxai.daemon.app import DaemonHandle
 
 DEADLINE_S = 120.0
 LIMIT = 256 * 1024
@@ -81,23 +78,6 @@ def _event(job: str, study: str, source: str) -> bytes:
     return json.dumps(event).encode()
 
 
-async def _final(handle: DaemonHandle, job: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(decision, results) of ``job`` once both are written (a deferred decision skipped)."""
-    end = time.monotonic() + DEADLINE_S
-    while True:
-        found = {}
-        for kind in ("decisions", "results"):
-            for path in (handle.results / kind).glob("*.json"):
-                data = json.loads(path.read_text())
-                if data["exchange_job_id"] == job and data.get("decision") != "deferred":
-                    found[kind] = data
-        if len(found) == 2:
-            return found["decisions"], found["results"]
-        if time.monotonic() > end:
-            pytest.fail(f"job {job} did not conclude before the deadline")
-        await asyncio.sleep(0.1)
-
-
 async def test_an_endless_qido_answer_fails_its_job_and_the_daemon_goes_on(
     tmp_path: Path,
     clean_orthanc: Any,
@@ -128,11 +108,11 @@ async def test_an_endless_qido_answer_fails_its_job_and_the_daemon_goes_on(
         assert await handle.pipeline.submit(_event("endless", study, "broken"), None, "t") == (
             "accepted"
         )
-        decision, results = await _final(handle, "endless")
+        decision, results = await final_outcome(handle, "endless", DEADLINE_S)
         assert await handle.pipeline.submit(_event("after", study, "archive"), None, "t") == (
             "accepted"
         )
-        after, after_results = await _final(handle, "after")
+        after, after_results = await final_outcome(handle, "after", DEADLINE_S)
     assert [r["code"] for r in decision["reasons"]] == ["answer_too_large"]
     assert decision["decision"] != "proceed"
     assert results["state"] == "failed" and results["instances_released"] == 0

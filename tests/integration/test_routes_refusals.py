@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from io import BytesIO
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from daemon_helpers import embedded
+from daemon_helpers import embedded, final_outcome
 from pydicom.dataset import Dataset
 
 from dxai.configs.schema.root import DxaiConfig
@@ -89,30 +88,13 @@ def _event(job: str, study: str, source: dict[str, Any], destination: str = "def
     return json.dumps(event).encode()
 
 
-async def _final(handle: DaemonHandle, job: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(decision, results) of ``job`` once both are written."""
-    end = time.monotonic() + DEADLINE_S
-    while True:
-        found = {}
-        for kind in ("decisions", "results"):
-            for path in (handle.results / kind).glob("*.json"):
-                data = json.loads(path.read_text())
-                if data["exchange_job_id"] == job and data.get("decision") != "deferred":
-                    found[kind] = data
-        if len(found) == 2:
-            return found["decisions"], found["results"]
-        if time.monotonic() > end:
-            pytest.fail(f"job {job} did not conclude before the deadline")
-        await asyncio.sleep(0.1)
-
-
 def _dlq_reasons(handle: DaemonHandle) -> list[str]:
     return [p.read_text() for p in sorted((handle.results / "dlq").glob("*.reason"))]
 
 
 async def _assert_refused(handle: DaemonHandle, job: str, raw: bytes) -> None:
     assert await handle.pipeline.submit(raw, None, "test") == "accepted"
-    decision, results = await _final(handle, job)
+    decision, results = await final_outcome(handle, job, DEADLINE_S)
     assert decision["decision"] == "block"
     assert [r["code"] for r in decision["reasons"]] == ["source_not_allowed"]
     assert results["state"] == "failed" and results["instances_released"] == 0
@@ -144,7 +126,7 @@ async def test_event_base_url_never_gets_the_archive_token(
         same = clean_orthanc.source.dicomweb_url.replace("http://", "HTTP://") + "/"
         raw = _event("own", study, {"kind": "dicomweb", "base_url": same})
         assert await handle.pipeline.submit(raw, None, "test") == "accepted"
-        decision, results = await _final(handle, "own")
+        decision, results = await final_outcome(handle, "own", DEADLINE_S)
     assert rec.connections == 0 and b"archive-secret-token" not in rec.received
     assert b"authorization" not in rec.received.lower()
     assert decision["decision"] == "proceed" and results["instances_released"] == 1
@@ -168,7 +150,7 @@ async def test_local_paths_outside_the_roots_are_refused(
             await _assert_refused(handle, job, _event(job, study, {"kind": "local", "path": path}))
         raw = _event("inside", study, {"kind": "local", "name": "inbox"})
         assert await handle.pipeline.submit(raw, None, "test") == "accepted"
-        decision, _results = await _final(handle, "inside")
+        decision, _results = await final_outcome(handle, "inside", DEADLINE_S)
     assert decision["decision"] == "proceed"
     released = list((handle.results / "instances").rglob("*.dcm"))
     assert len(released) == 1  # the copy inside the root, never the one behind the link
@@ -191,7 +173,7 @@ async def test_unconfigured_destination_is_refused(
         await _assert_refused(handle, "nowhere", _event("nowhere", study, {"name": "inbox"}, "x"))
         raw = _event("partner", study, {"name": "inbox"}, "partner")
         assert await handle.pipeline.submit(raw, None, "test") == "accepted"
-        decision, _results = await _final(handle, "partner")
+        decision, _results = await final_outcome(handle, "partner", DEADLINE_S)
     assert decision["decision"] == "proceed"
     assert len(list((tmp_path / "partner").rglob("*.dcm"))) == 1
     assert not list((handle.results / "instances").rglob("*.dcm"))
@@ -230,7 +212,7 @@ async def test_webhook_needs_credentials(
             wrong = await http.post("/events", content=body, headers=bad)
             assert await handle.store.unfinished() == [] and handle.pipeline.in_flight == 0
             ok = await http.post("/events", content=body, headers=good)
-        decision, _results = await _final(handle, "hooked")
+        decision, _results = await final_outcome(handle, "hooked", DEADLINE_S)
     assert (missing.status_code, wrong.status_code) == (401, 401)
     assert missing.json() == {"error": "intake_unauthorized"}
     assert (ok.status_code, ok.json()) == (202, {"status": "accepted"})
