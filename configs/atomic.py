@@ -10,6 +10,7 @@ untouched, never partial.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -72,6 +73,30 @@ def write_bytes_atomic(dst: Path, data: bytes, *, durable: bool = True) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        tmp.replace(dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _sync_folder(dst.parent)
+
+
+def move_file_atomic(src: Path, dst: Path, *, durable: bool = True) -> None:
+    """Move the file ``src`` to ``dst`` atomically: renamed within a filesystem, else copied
+    (streamed, never whole in memory) to a temporary file beside ``dst`` and renamed into place;
+    ``durable`` also fsyncs the file and its folder.  ``src`` is gone afterwards unless the move
+    failed.  Blocking: call it from a worker thread.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{threading.get_ident()}.dxai-part")
+    try:
+        shutil.move(src, tmp)
+        if durable:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         tmp.replace(dst)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from dxai.configs.errors import (
 )
 from dxai.configs.schema.services import DimseEndpoint
 from dxai.daemon.gateways.dimse_retrieve import RetrieveControl
+from dxai.daemon.gateways.received import discard_received, take_received
 from dxai.daemon.gateways.tls import dimse_tls_args
 
 StudyRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.2.2")
@@ -86,14 +87,20 @@ class Receiver:
     _next: int = 0
 
     def on_store(self, event: Any) -> int:
-        """Write the received instance; the C-STORE response status."""
+        """Move the received instance into the folder; the C-STORE response status."""
+        try:
+            return self._store(event)
+        finally:
+            discard_received(event)  # a refused instance's temporary file
+
+    def _store(self, event: Any) -> int:
         if self.stop is not None and self.stop.is_set():
             return _OUT_OF_RESOURCES
         with self.lock:
             path = self.folder / f"{self._next:06d}.dcm"
             self._next += 1
         try:
-            path.write_bytes(event.encoded_dataset(include_meta=True))
+            take_received(event, path, durable=False)  # a work file, read once
         except OSError:
             path.unlink(missing_ok=True)
             with self.lock:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom import (
     AE,
@@ -25,8 +26,9 @@ from pynetdicom import (
     evt,
 )
 
-from dxai.actors.inflate import InflatedTooLargeError, check_deflated
+from dxai.actors.inflate import InflatedTooLargeError, check_deflated, dcmread_bounded
 from dxai.daemon.gateways.folder import is_uid
+from dxai.daemon.gateways.received import discard_received, received_path, take_received
 from dxai.daemon.intake.landing import LandingZone
 from dxai.observability.logging import get_logger
 
@@ -36,6 +38,7 @@ logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+_STUDY_UID = Tag(0x0020, 0x000D)
 
 
 class StoreScp:
@@ -77,12 +80,18 @@ class StoreScp:
 
     def _on_store(self, event: Any) -> int:
         """EVT_C_STORE handler, run in an association thread (never on the event loop)."""
+        try:
+            return self._land(event)
+        finally:
+            discard_received(event)  # a refused instance's temporary file
+
+    def _land(self, event: Any) -> int:
         uids = _store_uids(event)
         if uids is None:
             return STATUS_CANNOT_UNDERSTAND
         study_uid, sop_uid = uids
         try:
-            self.zone.write(study_uid, sop_uid, event.encoded_dataset(include_meta=True))
+            self.zone.put(study_uid, sop_uid, lambda target: take_received(event, target))
         except OSError:
             log.exception("landing zone write failed", extra={"error_code": "landing_io"})
             return STATUS_OUT_OF_RESOURCES
@@ -110,11 +119,7 @@ def _store_uids(event: Any) -> tuple[str, str] | None:
     NotImplementedError... on damaged data: not a landing-zone failure, not out of resources).
     """
     try:
-        if event.context.transfer_syntax == DeflatedExplicitVRLittleEndian:
-            data = event.request.DataSet
-            data.seek(0)
-            check_deflated(data)  # before pynetdicom inflates it in memory
-        study_uid = str(event.dataset.get("StudyInstanceUID", ""))
+        study_uid = _study_uid(event)
         sop_uid = str(event.request.AffectedSOPInstanceUID or "")
     except InflatedTooLargeError:
         log.warning(
@@ -126,6 +131,20 @@ def _store_uids(event: Any) -> tuple[str, str] | None:
     if not (is_uid(study_uid) and is_uid(sop_uid)):
         return None
     return study_uid, sop_uid
+
+
+def _study_uid(event: Any) -> str:
+    """The Study Instance UID of a C-STORE request's dataset, read from its header alone (the
+    received file, else the bytes in memory); a deflated dataset is checked for a bomb first."""
+    received = received_path(event)
+    if received is not None:
+        head = dcmread_bounded(received, stop_before_pixels=True, specific_tags=[_STUDY_UID])
+        return str(head.get("StudyInstanceUID", ""))
+    if event.context.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        data = event.request.DataSet
+        data.seek(0)
+        check_deflated(data)  # before pynetdicom inflates it in memory
+    return str(event.dataset.get("StudyInstanceUID", ""))
 
 
 class QuietTracker:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from dxai.configs.atomic import write_bytes_atomic
@@ -30,11 +31,17 @@ class LandingZone:
 
     def write(self, study_uid: str, sop_uid: str, data: bytes) -> Path:
         """Store one instance of ``study_uid``; both UIDs must be valid (they name files)."""
+        return self.put(study_uid, sop_uid, lambda target: write_bytes_atomic(target, data))
+
+    def put(self, study_uid: str, sop_uid: str, place: Callable[[Path], None]) -> Path:
+        """Store one instance of ``study_uid`` by ``place(target)``, which writes the file at
+        ``target`` atomically and durably (under the lock: a seal cannot move the study's folder
+        meanwhile); both UIDs must be valid (they name files)."""
         if not (is_uid(study_uid) and is_uid(sop_uid)):
             raise ValueError("landing zone needs valid study and SOP instance UIDs")
         target = self.incoming / study_uid / f"{sop_uid}.dcm"
         with self._lock:
-            write_bytes_atomic(target, data)
+            place(target)
         return target
 
     def batch_path(self, job_id: str) -> Path:
