@@ -30,6 +30,7 @@ from dxai.daemon.gateways.multipart import (
     part_sizes,
     stow_pieces,
 )
+from dxai.daemon.gateways.stow_report import element, failed_uids
 from dxai.daemon.gateways.tls import http_verify
 
 _WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -37,9 +38,6 @@ _WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _WADO_ACCEPT_DEFAULT = 'multipart/related; type="application/dicom"'
 _SERIES_UID = "0020000E"
 _COUNT = "00201209"  # NumberOfSeriesRelatedInstances
-_FAILED_SEQ = "00081198"
-_REF_SOP_UID = "00081155"
-_REF_SOP_SEQ = "00081199"  # ReferencedSOPSequence: the instances a STOW-RS report says it stored
 
 
 class StudyNotFoundError(PermanentError):
@@ -229,7 +227,7 @@ class DicomWebGateway:
         }
         req = self._http.build_request("POST", "/studies", content=body, headers=headers)
         status, answer = await self._answer(req, "stow-rs")
-        failed = _failed_uids(answer, status)
+        failed = failed_uids(answer, status)
         return StoreReport(stored=max(0, len(parts) - len(failed)), failed_uids=failed)
 
     async def aclose(self) -> None:
@@ -241,34 +239,6 @@ def _segment(uid: str) -> str:
     """A UID as one URL path segment: percent-encoded, so that a value from an event or from
     a peer's answer can never name another resource of the archive (``../``, ``?``)."""
     return quote(uid, safe="")
-
-
-def _failed_uids(body: bytes, status: int) -> tuple[str, ...]:
-    """The SOP Instance UIDs a STOW-RS report lists as failed (``?`` for an unnamed one).
-
-    HTTP 200 says every instance was stored, whatever the body.  HTTP 202 says some were not:
-    a report that cannot be read then fails the request (which ones landed is unknown; the
-    job must not conclude that all of them did)."""
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        if status == 202:
-            raise PermanentError("stow-rs: HTTP 202 with a report that cannot be read")
-        return ()
-    items = _element(data, _FAILED_SEQ)
-    if status == 202 and not items and _element(data, _REF_SOP_SEQ) is None:
-        raise PermanentError("stow-rs: HTTP 202 without a failed or a referenced instance list")
-    named = (_first(item, _REF_SOP_UID) if isinstance(item, dict) else "" for item in items or [])
-    return tuple(uid or "?" for uid in named)
-
-
-def _element(data: dict[str, Any], tag: str) -> list[Any] | None:
-    """The ``Value`` list of ``tag`` in a DICOM JSON object (None when absent or malformed)."""
-    element = data.get(tag)
-    values = element.get("Value") if isinstance(element, dict) else None
-    return values if isinstance(values, list) else None
 
 
 def _json_rows(body: bytes) -> list[dict[str, Any]]:
@@ -287,7 +257,7 @@ def _json_rows(body: bytes) -> list[dict[str, Any]]:
 def _first(row: dict[str, Any], tag: str) -> str:
     """The first value of ``tag`` in a DICOM JSON object, as text ('' when absent, or not a
     string or number: a peer's malformed answer)."""
-    values = _element(row, tag)
+    values = element(row, tag)
     first = values[0] if values else None
     return str(first) if isinstance(first, str | int | float) else ""
 

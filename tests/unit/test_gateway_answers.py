@@ -187,3 +187,38 @@ def test_endpoint_answer_bound_is_configurable() -> None:
     assert DicomWebEndpoint(base_url=BASE).max_answer_bytes == 64 * 1024**2
     with pytest.raises(ValueError, match="max_answer_bytes"):
         DicomWebEndpoint(base_url=BASE, max_answer_bytes=10)
+
+
+_NATIVE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
+
+
+def _xml_report(failed: list[str], ns: str = "") -> bytes:
+    """A Native DICOM Model STOW-RS report listing ``failed`` (one item without a UID too)."""
+    items = "".join(
+        f'<Item number="{n}"><DicomAttribute tag="00081155" vr="UI">'
+        f'<Value number="1">{uid}</Value></DicomAttribute></Item>'
+        for n, uid in enumerate(failed, start=1)
+    )
+    items += f'<Item number="{len(failed) + 1}"/>'
+    xmlns = f' xmlns="{ns}"' if ns else ""
+    return (
+        f'<?xml version="1.0"?><NativeDicomModel{xmlns}>'
+        f'<DicomAttribute tag="00081198" vr="SQ">{items}</DicomAttribute></NativeDicomModel>'
+    ).encode()
+
+
+@pytest.mark.parametrize("ns", ["", _NATIVE], ids=["plain", "namespaced"])
+async def test_stow_202_xml_reports_are_read(ns: str) -> None:
+    """Some archives answer in the Native DICOM Model XML whatever they are asked."""
+    assert await _store_two(_stow(202, _xml_report(["1.9"], ns))) == (0, ("1.9", "?"))
+    # a failure listed under HTTP 200 still counts (the list is believed, not the status)
+    assert await _store_two(_stow(200, _xml_report([], ns))) == (1, ("?",))
+
+
+async def test_an_entity_expansion_report_is_unreadable_not_expanded() -> None:
+    laughs = '<!ENTITY a "ha">' + "".join(
+        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9)
+    )
+    bomb = f'<?xml version="1.0"?><!DOCTYPE r [{laughs}]><r>&j;</r>'.encode()
+    with pytest.raises(PermanentError, match="cannot be read"):
+        await _store_two(_stow(202, bomb))
