@@ -125,7 +125,8 @@ class InstancePipeline:
                 verdict = self.pixels.run(result.dataset, pre, scan=scan)
                 span.set(status=verdict.status)
             if verdict.status == "failed":
-                return _outcome(result, "failed", verdict, reason=verdict.reason)
+                said = (f"pixels: {(verdict.report or {}).get('error') or verdict.reason}",)
+                return _outcome(result, "failed", verdict, verdict.reason, errors=said)
         with stage_span("deid.verify") as span:
             check = self.deid.verify(
                 result.dataset, result.phi_values, original_uids=result.original_uids

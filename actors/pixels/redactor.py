@@ -66,6 +66,8 @@ LOW = "low_confidence"
 # a fill over this share of a line's height covers those columns (what is left is too thin)
 COVERED_HEIGHT = 0.7
 MIN_CHAR_WIDTH_PX = 4
+# the longest failure message a report carries
+ERROR_CHARS = 200
 
 
 @dataclass
@@ -155,6 +157,7 @@ class PixelRedactor:
             self._process(ds, phi_values, report, regions, flagged)
         except DxaiError as exc:
             report.status, report.error_code = "failed", exc.code
+            report.error = str(exc)[:ERROR_CHARS]
         report.transfer_syntax_out = str(codec.transfer_syntax(ds))
         report.seconds = time.perf_counter() - start
         return report
@@ -187,6 +190,7 @@ class PixelRedactor:
                 codec.encode(ds, decoded)
             except DxaiError as exc:
                 report.status, report.error_code = "failed", exc.code
+                report.error = str(exc)[:ERROR_CHARS]
         report.transfer_syntax_out = str(codec.transfer_syntax(ds))
         report.seconds = time.perf_counter() - start
         return report

@@ -41,6 +41,8 @@ class PixelReport:
     transfer_syntax_out: str = ""
     seconds: float = 0.0
     error_code: str = ""
+    # what failed, in words (a project error's PHI-free message): for the user, not for code
+    error: str = ""
 
     @property
     def boxes_redacted(self) -> int:

@@ -173,3 +173,20 @@ def test_build_processor_uses_the_given_actor_for_auto(tmp_path: Path) -> None:
     assert processor.pixels is not None and processor.pixels.actor is actor
     assert processor.info.pixel_mode == "auto"
     assert processor.process(RAW).status == "passed" and actor.calls[0][2] == "auto"
+
+
+def test_a_pixel_failure_says_what_failed(tmp_path: Path) -> None:
+    """A failed pixel step names what failed in the outcome's errors (the report's PHI-free
+    message), not only its code: a user of ``dxai deid`` sees why an instance was not written."""
+    from pydicom.uid import JPEGBaseline8Bit
+
+    from dxai.actors.pixels import PixelRedactor
+
+    ds = pydicom.dcmread(CT)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit  # a stream no decoder reads
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8 not a jpeg \xff\xd9"])
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    out = _processor(tmp_path, PixelRedactor(), "always").process(buf.getvalue())
+    assert (out.status, out.reason) == ("failed", "pixel_invalid_dicom")
+    assert out.errors == ("pixels: pixel data could not be decoded (JPEG Baseline (Process 1))",)
