@@ -15,6 +15,7 @@ dataset is then written from memory.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,13 @@ def take_received(event: Any, target: Path, *, durable: bool = True) -> None:
 
 
 def discard_received(event: Any) -> None:
-    """Remove what is left of the dataset of C-STORE ``event`` (a refused or failed one)."""
+    """Close the temporary file of C-STORE ``event`` and remove what is left of it (a refused
+    or failed instance's).  pynetdicom closes it after a Storage SCP's handler only: a C-GET
+    would otherwise keep one open file per instance until the request is collected."""
+    handle = getattr(getattr(event, "request", None), "_dataset_file", None)
+    if handle is not None:
+        with contextlib.suppress(OSError):
+            handle.close()
     source = received_path(event)
     if source is not None:
         source.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -77,6 +78,17 @@ async def test_c_store_sink_to_dest(clean_orthanc: Any, make_ct: Callable[[], Da
     assert {i["00080018"]["Value"][0] for i in stored} == _uids(instances)
 
 
+def _open_dcm_files() -> set[str]:
+    """The .dcm files this process holds open (Linux /proc)."""
+    found = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            if target.split(" (deleted)")[0].endswith(".dcm"):
+                found.add(target)
+    return found
+
+
 async def test_c_find_and_c_get_source(clean_orthanc: Any, make_ct: Callable[[], Dataset]) -> None:
     instances = _study(make_ct, 3, 2)
     _upload(clean_orthanc.source, instances)
@@ -84,8 +96,11 @@ async def test_c_find_and_c_get_source(clean_orthanc: Any, make_ct: Callable[[],
     source = DimseSource(_peer(clean_orthanc.source), CALLING_AE)
     series = await source.list_series(study)
     assert len(series) == 3
+    before = _open_dcm_files()
     fetched = [raw for s in series async for raw in source.iter_instances(study, s)]
     assert _uids(fetched) == _uids(instances) and len(fetched) == 6
+    # received to temporary files (never whole in memory), each closed once handed over
+    assert _open_dcm_files() <= before
     first = pydicom.dcmread(BytesIO(fetched[0]))
     assert first.file_meta.TransferSyntaxUID and first.pixel_array.shape == (128, 128)
     assert await source.list_series(generate_uid()) == []
