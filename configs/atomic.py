@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -66,13 +67,23 @@ def write_bytes_atomic(dst: Path, data: bytes, *, durable: bool = True) -> None:
     except FileNotFoundError:  # the folder is created only when it is missing
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _create_temp(dst)
-    try:
+
+    def fill() -> None:
         try:
             _write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:
             os.close(fd)
+
+    _commit(tmp, dst, fill, durable)
+
+
+def _commit(tmp: Path, dst: Path, fill: Callable[[], None], durable: bool) -> None:
+    """``fill()`` the temporary file ``tmp``, then rename it to ``dst`` (``durable``: and sync
+    the folder); on any failure ``tmp`` is removed and ``dst`` left untouched."""
+    try:
+        fill()
         tmp.replace(dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -89,7 +100,8 @@ def move_file_atomic(src: Path, dst: Path, *, durable: bool = True) -> None:
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{threading.get_ident()}.dxai-part")
-    try:
+
+    def fill() -> None:
         shutil.move(src, tmp)
         if durable:
             fd = os.open(tmp, os.O_RDONLY)
@@ -97,9 +109,5 @@ def move_file_atomic(src: Path, dst: Path, *, durable: bool = True) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        tmp.replace(dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        _sync_folder(dst.parent)
+
+    _commit(tmp, dst, fill, durable)
